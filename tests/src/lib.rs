@@ -1,0 +1,1 @@
+//! Integration tests for shardis live in tests/.
