@@ -1,0 +1,203 @@
+//! The `Client`: cheap to clone, `Send + Sync`, and a [`redis::aio::ConnectionLike`], so
+//! `redis::AsyncCommands` and `redis::pipe()` work on it unchanged.
+
+use std::sync::Arc;
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use shardis_slots::Topology;
+
+use crate::cluster::ClusterState;
+use crate::config::{Builder, Mode};
+use crate::error::{Error, Result};
+use crate::stats::Stats;
+
+/// A client for a sharded Redis deployment.
+///
+/// Build one with [`Client::builder`]; clone it freely (clones share connections, topology and
+/// counters). Use it through [`redis::AsyncCommands`], [`redis::pipe`], or [`Client::send`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use redis::AsyncCommands;
+///
+/// let mut client = shardis::Client::builder().cluster(["127.0.0.1:7000"]).build().await?;
+/// let _: () = client.set_ex("user:1:name", "Ada", 60).await?;
+/// let name: Option<String> = client.get("user:1:name").await?;
+/// assert_eq!(name.as_deref(), Some("Ada"));
+///
+/// // Keys in different slots: split per slot, sent concurrently, answered in order.
+/// let values: Vec<Option<String>> = client.mget(&["a", "b", "c"]).await?;
+///
+/// // Pipelines across nodes work too.
+/// let (x, y): (i64, i64) = redis::pipe().incr("x", 1).incr("y", 1).query_async(&mut client).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+enum Inner {
+    Cluster(Arc<ClusterState>),
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &*self.inner {
+            Inner::Cluster(state) => f
+                .debug_struct("Client")
+                .field("mode", &"cluster")
+                .field("settings", &state.settings)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Client {
+    /// Starts building a client.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) async fn from_builder(builder: Builder) -> Result<Client> {
+        builder.validate()?;
+        let Some(mode) = builder.mode else {
+            return Err(Error::Config("choose a deployment mode".into()));
+        };
+        let inner = match mode {
+            Mode::Cluster { seeds } => {
+                Inner::Cluster(ClusterState::connect(&seeds, builder.settings).await?)
+            }
+        };
+        Ok(Client {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Sends one command where it belongs and returns the raw reply. Command errors of the
+    /// server (`WRONGTYPE`, ...) come back as [`Value::ServerError`]; failures of the client
+    /// (unreachable node, deadline, cross-slot keys) as [`Error`].
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), shardis::Error> {
+    /// let reply = client.send(redis::cmd("GET").arg("greeting")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, cmd: &Cmd) -> Result<Value> {
+        metrics::counter!("shardis_commands_total").increment(1);
+        let result = match &*self.inner {
+            Inner::Cluster(state) => state.run(cmd).await,
+        };
+        if let Err(e) = &result {
+            metrics::counter!("shardis_errors_total", "kind" => e.kind_label()).increment(1);
+            tracing::debug!(error = %e, "command failed");
+        }
+        result
+    }
+
+    /// Runs `cmd` on every primary concurrently; returns each node's address and reply.
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), shardis::Error> {
+    /// for (node, reply) in client.on_all_primaries(&redis::cmd("DBSIZE")).await? {
+    ///     println!("{node}: {reply:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn on_all_primaries(&self, cmd: &Cmd) -> Result<Vec<(String, Value)>> {
+        match &*self.inner {
+            Inner::Cluster(state) => fan_out(state, state.routes.load().primaries(), cmd).await,
+        }
+    }
+
+    /// Runs `cmd` on every node (primaries and replicas) concurrently.
+    pub async fn on_all_nodes(&self, cmd: &Cmd) -> Result<Vec<(String, Value)>> {
+        match &*self.inner {
+            Inner::Cluster(state) => fan_out(state, state.routes.load().all_nodes(), cmd).await,
+        }
+    }
+
+    /// The topology the client routes by right now.
+    pub fn topology(&self) -> Topology {
+        match &*self.inner {
+            Inner::Cluster(state) => state.routes.load().map.topology().clone(),
+        }
+    }
+
+    /// Reloads the topology now and waits for it (bounded by the command deadline).
+    pub async fn refresh_topology(&self) {
+        match &*self.inner {
+            Inner::Cluster(state) => {
+                let until = tokio::time::Instant::now() + state.settings.deadline;
+                state.refresher.request_and_wait(until).await;
+            }
+        }
+    }
+
+    /// What the client has done so far: redirects followed, retries, refreshes.
+    pub fn stats(&self) -> Stats {
+        match &*self.inner {
+            Inner::Cluster(state) => state.stats.snapshot(),
+        }
+    }
+}
+
+async fn fan_out(
+    state: &ClusterState,
+    nodes: Vec<Arc<crate::pool::NodeConn>>,
+    cmd: &Cmd,
+) -> Result<Vec<(String, Value)>> {
+    let deadline = state.settings.deadline;
+    let calls = nodes.iter().map(|node| async move {
+        let mut conn = node.connection().await?;
+        match tokio::time::timeout(deadline, conn.send_packed_command(cmd)).await {
+            Ok(Ok(value)) => Ok((node.label().to_string(), value)),
+            Ok(Err(e)) => Err(Error::Connection {
+                node: node.label().to_string(),
+                slot: None,
+                message: e.to_string(),
+            }),
+            Err(_) => Err(Error::Timeout {
+                deadline,
+                attempts: 1,
+                slot: None,
+                node: Some(node.label().to_string()),
+                last: "no reply".into(),
+            }),
+        }
+    });
+    futures::future::try_join_all(calls).await
+}
+
+impl ConnectionLike for Client {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move { self.send(cmd).await.map_err(Into::into) })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let result = match &*self.inner {
+                Inner::Cluster(state) => {
+                    crate::cluster::pipeline::run(state, pipeline, offset, count).await
+                }
+            };
+            result.map_err(Into::into)
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+// A client is shared across tasks and threads: keep it so.
+const _: fn() = || {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<Client>();
+};

@@ -1,0 +1,207 @@
+//! Redis Cluster mode: the slot-map router.
+
+pub(crate) mod exec;
+pub(crate) mod pipeline;
+pub(crate) mod refresh;
+pub(crate) mod routes;
+pub(crate) mod split;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use arc_swap::ArcSwap;
+use redis::{Cmd, Value};
+use shardis_slots::{Endpoint, key_slot};
+
+use crate::command::{self, CommandSpec, info::parse_command_info, table};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::pool::Pool;
+use crate::stats::Counters;
+use exec::{Request, Target, execute};
+use refresh::Refresher;
+use routes::Routes;
+
+/// Everything cluster mode shares between clones of the client.
+pub(crate) struct ClusterState {
+    pub settings: Arc<Settings>,
+    pub seeds: Vec<Endpoint>,
+    pub pool: Pool,
+    pub routes: ArcSwap<Routes>,
+    pub refresher: Arc<Refresher>,
+    pub stats: Counters,
+    /// Key specs learned from `COMMAND INFO` for commands the built-in table lacks.
+    learned: ArcSwap<HashMap<String, Arc<CommandSpec>>>,
+    pub closed: AtomicBool,
+}
+
+impl Drop for ClusterState {
+    fn drop(&mut self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.refresher.wake_for_shutdown();
+    }
+}
+
+/// How one command will be run.
+pub(crate) enum Plan {
+    /// On the owner of one slot.
+    Slot { slot: u16, read: bool },
+    /// On any primary.
+    Keyless,
+    /// Split per slot and reassembled.
+    Split { split: command::Split, name: String },
+}
+
+impl ClusterState {
+    /// A state with no topology yet.
+    pub(crate) fn new(settings: Arc<Settings>, seeds: Vec<Endpoint>) -> ClusterState {
+        ClusterState {
+            pool: Pool::new(settings.clone()),
+            settings,
+            seeds,
+            routes: ArcSwap::from_pointee(Routes::empty()),
+            refresher: Arc::new(Refresher::new()),
+            stats: Counters::default(),
+            learned: ArcSwap::from_pointee(HashMap::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Connects to the seeds, loads the first topology and starts the refresher.
+    pub async fn connect(seeds: &[String], settings: Settings) -> Result<Arc<ClusterState>> {
+        let mut endpoints = Vec::new();
+        for seed in seeds {
+            let endpoint = Endpoint::parse(seed)
+                .map_err(|e| Error::Config(format!("seed {seed:?} is not host:port: {e}")))?;
+            endpoints.push(endpoint);
+        }
+        let settings = Arc::new(settings);
+        let state = ClusterState::new(settings.clone(), endpoints);
+        let refresher = state.refresher.clone();
+        let connect = refresh::load(&state, None, 0);
+        let map = match tokio::time::timeout(
+            settings.connect_timeout * 2 + settings.response_timeout,
+            connect,
+        )
+        .await
+        {
+            Ok(Ok(map)) => map,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(Error::NoSeedReachable {
+                    seeds: seeds.to_vec(),
+                    errors: vec![format!(
+                        "no usable answer within {:?}",
+                        settings.connect_timeout * 2 + settings.response_timeout
+                    )],
+                });
+            }
+        };
+        state.routes.store(Arc::new(Routes::new(map, &state.pool)));
+        let state = Arc::new(state);
+        tokio::spawn(refresh::run(Arc::downgrade(&state), refresher));
+        Ok(state)
+    }
+
+    /// The spec of a command: built-in table, then what was learned, then `COMMAND INFO`.
+    async fn spec(&self, name: &str) -> Option<Arc<CommandSpec>> {
+        if let Some(spec) = table::lookup(name) {
+            return Some(Arc::new(spec.clone()));
+        }
+        if let Some(spec) = self.learned.load().get(name) {
+            return Some(spec.clone());
+        }
+        let primaries = self.routes.load().primaries();
+        let node = primaries.first()?;
+        let mut conn = node.connection().await.ok()?;
+        let reply: Value = tokio::time::timeout(
+            self.settings.response_timeout,
+            redis::cmd("COMMAND")
+                .arg("INFO")
+                .arg(name)
+                .query_async(&mut conn),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let entry = match &reply {
+            Value::Array(entries) => entries.first()?,
+            _ => return None,
+        };
+        let spec = Arc::new(parse_command_info(entry)?);
+        self.learned.rcu(|m| {
+            let mut m = (**m).clone();
+            m.insert(name.to_string(), spec.clone());
+            m
+        });
+        Some(spec)
+    }
+
+    /// Decides where `cmd` runs. Cross-slot commands that cannot be split are refused here,
+    /// before anything is sent.
+    pub async fn plan(&self, cmd: &Cmd) -> Result<Plan> {
+        let args = command::args_of(cmd);
+        let name = command::name_of(&args);
+        let builtin = table::lookup(&name);
+        let learned;
+        let spec: &CommandSpec = match builtin {
+            Some(spec) => spec,
+            None => match self.spec(&name).await {
+                Some(spec) => {
+                    learned = spec;
+                    &learned
+                }
+                // Unknown to us and to the server's COMMAND INFO: send it to a primary; a keyed
+                // command will be redirected to its owner.
+                None => return Ok(Plan::Keyless),
+            },
+        };
+        let keys = spec.key_indices(&args);
+        let Some(&first) = keys.first() else {
+            return Ok(Plan::Keyless);
+        };
+        let slot = key_slot(args[first]);
+        let mut other = None;
+        for &i in &keys[1..] {
+            let s = key_slot(args[i]);
+            if s != slot {
+                other = Some(s);
+                break;
+            }
+        }
+        match (other, spec.split) {
+            (None, _) => Ok(Plan::Slot {
+                slot,
+                read: spec.readonly,
+            }),
+            (Some(_), Some(split)) => Ok(Plan::Split { split, name }),
+            (Some(other), None) => Err(Error::CrossSlot {
+                command: name,
+                slots: vec![slot, other],
+            }),
+        }
+    }
+
+    /// Runs one command wherever it belongs.
+    pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
+        match self.plan(cmd).await? {
+            Plan::Slot { slot, read } => {
+                execute(self, Request::Cmd(cmd), Target::Slot { slot, read }, read).await
+            }
+            Plan::Keyless => execute(self, Request::Cmd(cmd), Target::AnyPrimary, false).await,
+            Plan::Split { split, name } => split::run(self, cmd, split, &name).await,
+        }
+    }
+}
+
+impl Routes {
+    /// A snapshot with no slots: only used until the first topology is loaded.
+    pub(crate) fn empty() -> Self {
+        Routes {
+            map: shardis_slots::SlotMap::new(shardis_slots::Topology::empty()),
+            shards: Vec::new(),
+        }
+    }
+}

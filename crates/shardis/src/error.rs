@@ -1,0 +1,181 @@
+//! The one error type of the client: what happened, and where (node, slot, attempts).
+
+use std::time::Duration;
+
+use shardis_slots::TopologyError;
+
+/// Everything that can go wrong in a shardis call.
+///
+/// Each variant names what happened and where, so a log line is enough to act on. Server
+/// replies that are ordinary command errors (`WRONGTYPE`, `ERR ...`) are not errors of the
+/// client: they come back as [`redis::Value::ServerError`] through the
+/// [`redis::aio::ConnectionLike`] interface, exactly as from a single Redis.
+///
+/// ```
+/// let err = shardis::Error::Config("no deployment mode chosen".into());
+/// assert_eq!(err.to_string(), "invalid configuration: no deployment mode chosen");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The builder was given settings that cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// No seed node answered with a usable topology.
+    #[error("no seed answered with a usable cluster topology (seeds: {}); errors: {}", seeds.join(", "), errors.join("; "))]
+    NoSeedReachable {
+        /// The seed addresses that were tried.
+        seeds: Vec<String>,
+        /// What each seed answered or why it could not be reached.
+        errors: Vec<String>,
+    },
+
+    /// A node could not be reached, or the connection broke while the command was in flight.
+    #[error("node {node} unreachable{}: {message}", slot_suffix(*slot))]
+    Connection {
+        /// The node's address.
+        node: String,
+        /// The slot the command was for, if any.
+        slot: Option<u16>,
+        /// What the connection layer said.
+        message: String,
+    },
+
+    /// The command's deadline passed before it succeeded.
+    #[error("deadline of {deadline:?} exceeded after {attempts} attempt(s){}{}; last: {last}", slot_suffix(*slot), node_suffix(node))]
+    Timeout {
+        /// The configured per-command deadline.
+        deadline: Duration,
+        /// How many times the command was sent or tried.
+        attempts: u32,
+        /// The slot the command was for, if any.
+        slot: Option<u16>,
+        /// The last node tried, if any.
+        node: Option<String>,
+        /// The last server reply or failure seen.
+        last: String,
+    },
+
+    /// The command was redirected (`MOVED`/`ASK`) more times than the redirect budget allows.
+    #[error(
+        "redirect budget of {budget} exhausted for slot {slot} (last node {node}); last reply: {last_reply}"
+    )]
+    TooManyRedirects {
+        /// The configured budget.
+        budget: u32,
+        /// The slot being chased.
+        slot: u16,
+        /// The node that sent the last redirect.
+        node: String,
+        /// The last server reply.
+        last_reply: String,
+    },
+
+    /// The keys of a command that cannot be split hash to different slots.
+    #[error(
+        "{command}: keys hash to different slots ({slots:?}); use a hash tag such as {{user1}} to keep them together"
+    )]
+    CrossSlot {
+        /// The command name.
+        command: String,
+        /// The distinct slots seen (at most a few are listed).
+        slots: Vec<u16>,
+    },
+
+    /// No node owns this slot in the current topology, and a refresh did not find one.
+    #[error("slot {slot} has no owner in the cluster topology")]
+    SlotUnassigned {
+        /// The slot.
+        slot: u16,
+    },
+
+    /// A topology reply could not be used.
+    #[error("topology from {node}: {source}")]
+    Topology {
+        /// The node that sent it.
+        node: String,
+        /// What was wrong with it.
+        #[source]
+        source: TopologyError,
+    },
+
+    /// A ring node is marked down and the fail-fast policy is in force.
+    #[error("node {node} is down (fail-fast policy)")]
+    NodeDown {
+        /// The node's name.
+        node: String,
+    },
+
+    /// The command cannot be sent through shardis (e.g. blocking subscribe on a shared connection).
+    #[error("{command} is not supported by shardis: {reason}")]
+    Unsupported {
+        /// The command name.
+        command: String,
+        /// Why.
+        reason: &'static str,
+    },
+
+    /// The server's reply had an unexpected shape.
+    #[error("unexpected reply from {node}: {message}")]
+    Protocol {
+        /// The node.
+        node: String,
+        /// What was unexpected.
+        message: String,
+    },
+}
+
+fn slot_suffix(slot: Option<u16>) -> String {
+    slot.map(|s| format!(" (slot {s})")).unwrap_or_default()
+}
+
+fn node_suffix(node: &Option<String>) -> String {
+    node.as_ref()
+        .map(|n| format!(" (node {n})"))
+        .unwrap_or_default()
+}
+
+impl Error {
+    /// A short, stable label for metrics (`errors_total{kind=...}`).
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::NoSeedReachable { .. } => "no_seed",
+            Error::Connection { .. } => "connection",
+            Error::Timeout { .. } => "timeout",
+            Error::TooManyRedirects { .. } => "redirects",
+            Error::CrossSlot { .. } => "cross_slot",
+            Error::SlotUnassigned { .. } => "slot_unassigned",
+            Error::Topology { .. } => "topology",
+            Error::NodeDown { .. } => "node_down",
+            Error::Unsupported { .. } => "unsupported",
+            Error::Protocol { .. } => "protocol",
+        }
+    }
+}
+
+/// Carries a shardis error through the `redis` crate's error type, for callers that use
+/// [`redis::AsyncCommands`]. Connection problems and timeouts stay recognisable
+/// (`is_io_error`, `is_timeout`); the shardis error is the source and its text the message.
+impl From<Error> for redis::RedisError {
+    fn from(err: Error) -> Self {
+        use std::io::ErrorKind as Io;
+        match &err {
+            Error::Timeout { .. } => std::io::Error::new(Io::TimedOut, err).into(),
+            Error::Connection { .. } | Error::NoSeedReachable { .. } | Error::NodeDown { .. } => {
+                std::io::Error::new(Io::ConnectionRefused, err).into()
+            }
+            Error::Config(_) => (
+                redis::ErrorKind::InvalidClientConfig,
+                "shardis",
+                err.to_string(),
+            )
+                .into(),
+            _ => (redis::ErrorKind::Client, "shardis", err.to_string()).into(),
+        }
+    }
+}
+
+/// Short form for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
