@@ -10,6 +10,7 @@ use shardis_slots::Topology;
 use crate::cluster::ClusterState;
 use crate::config::{Builder, Mode};
 use crate::error::{Error, Result};
+use crate::ring_client::RingState;
 use crate::stats::Stats;
 
 /// A client for a sharded Redis deployment.
@@ -40,6 +41,7 @@ pub struct Client {
 
 enum Inner {
     Cluster(Arc<ClusterState>),
+    Ring(Arc<RingState>),
 }
 
 impl std::fmt::Debug for Client {
@@ -50,11 +52,24 @@ impl std::fmt::Debug for Client {
                 .field("mode", &"cluster")
                 .field("settings", &state.settings)
                 .finish_non_exhaustive(),
+            Inner::Ring(_) => f
+                .debug_struct("Client")
+                .field("mode", &"ring")
+                .finish_non_exhaustive(),
         }
     }
 }
 
 impl Client {
+    /// The ring-mode state, when this client is in ring mode.
+    #[allow(dead_code)]
+    pub(crate) fn ring_state(&self) -> Option<&Arc<RingState>> {
+        match &*self.inner {
+            Inner::Ring(state) => Some(state),
+            Inner::Cluster(_) => None,
+        }
+    }
+
     /// Starts building a client.
     pub fn builder() -> Builder {
         Builder::default()
@@ -69,6 +84,7 @@ impl Client {
             Mode::Cluster { seeds } => {
                 Inner::Cluster(ClusterState::connect(&seeds, builder.settings).await?)
             }
+            Mode::Ring(config) => Inner::Ring(RingState::connect(config, builder.settings).await?),
         };
         Ok(Client {
             inner: Arc::new(inner),
@@ -88,6 +104,7 @@ impl Client {
         metrics::counter!("shardis_commands_total").increment(1);
         let result = match &*self.inner {
             Inner::Cluster(state) => state.run(cmd).await,
+            Inner::Ring(state) => state.run(cmd).await,
         };
         if let Err(e) = &result {
             metrics::counter!("shardis_errors_total", "kind" => e.kind_label()).increment(1);
@@ -96,7 +113,8 @@ impl Client {
         result
     }
 
-    /// Runs `cmd` on every primary concurrently; returns each node's address and reply.
+    /// Runs `cmd` on every primary (in ring mode: every node) concurrently; returns each
+    /// node's address and reply.
     ///
     /// ```no_run
     /// # async fn run(client: shardis::Client) -> Result<(), shardis::Error> {
@@ -108,6 +126,7 @@ impl Client {
     pub async fn on_all_primaries(&self, cmd: &Cmd) -> Result<Vec<(String, Value)>> {
         match &*self.inner {
             Inner::Cluster(state) => fan_out(state, state.routes.load().primaries(), cmd).await,
+            Inner::Ring(state) => state.on_all_nodes(cmd).await,
         }
     }
 
@@ -115,13 +134,15 @@ impl Client {
     pub async fn on_all_nodes(&self, cmd: &Cmd) -> Result<Vec<(String, Value)>> {
         match &*self.inner {
             Inner::Cluster(state) => fan_out(state, state.routes.load().all_nodes(), cmd).await,
+            Inner::Ring(state) => state.on_all_nodes(cmd).await,
         }
     }
 
-    /// The topology the client routes by right now.
+    /// The cluster topology the client routes by right now (empty in ring mode).
     pub fn topology(&self) -> Topology {
         match &*self.inner {
             Inner::Cluster(state) => state.routes.load().map.topology().clone(),
+            Inner::Ring(_) => Topology::empty(),
         }
     }
 
@@ -132,6 +153,7 @@ impl Client {
                 let until = tokio::time::Instant::now() + state.settings.deadline;
                 state.refresher.request_and_wait(until).await;
             }
+            Inner::Ring(_) => {}
         }
     }
 
@@ -139,6 +161,7 @@ impl Client {
     pub fn stats(&self) -> Stats {
         match &*self.inner {
             Inner::Cluster(state) => state.stats.snapshot(),
+            Inner::Ring(state) => state.stats(),
         }
     }
 }
@@ -186,6 +209,7 @@ impl ConnectionLike for Client {
                 Inner::Cluster(state) => {
                     crate::cluster::pipeline::run(state, pipeline, offset, count).await
                 }
+                Inner::Ring(state) => state.run_pipeline(pipeline, offset, count).await,
             };
             result.map_err(Into::into)
         })

@@ -90,6 +90,7 @@ impl Default for Settings {
 #[derive(Clone, Debug)]
 pub(crate) enum Mode {
     Cluster { seeds: Vec<String> },
+    Ring(crate::ring_client::RingConfig),
 }
 
 /// Builds a [`Client`](crate::Client). Start with [`Client::builder`](crate::Client::builder),

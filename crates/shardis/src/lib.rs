@@ -30,6 +30,7 @@ mod command;
 mod config;
 mod error;
 mod pool;
+mod ring_client;
 mod stats;
 
 pub use client::Client;

@@ -64,16 +64,34 @@ impl NodeConn {
     }
 
     /// A connection to this node, opening one if needed.
+    ///
+    /// While the node is in reconnect backoff this fails at once instead of queueing: callers
+    /// must not wait behind each other on a dead node (their deadline is better spent on a
+    /// topology refresh that routes them elsewhere).
     pub async fn connection(&self) -> Result<MultiplexedConnection> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         if let Some(conn) = self.slots[i].load_full() {
             return Ok((*conn).clone());
         }
+        if let Some(message) = self.backoff_remaining() {
+            return Err(Error::Connection {
+                node: self.label.clone(),
+                slot: None,
+                message,
+            });
+        }
+        // One caller opens; the others wait for that attempt (bounded by the connect timeout).
         let _opening = self.opening.lock().await;
         if let Some(conn) = self.slots[i].load_full() {
             return Ok((*conn).clone());
         }
-        self.wait_out_backoff().await;
+        if let Some(message) = self.backoff_remaining() {
+            return Err(Error::Connection {
+                node: self.label.clone(),
+                slot: None,
+                message,
+            });
+        }
         match self.open().await {
             Ok(conn) => {
                 self.failures.store(0, Ordering::Relaxed);
@@ -94,22 +112,25 @@ impl NodeConn {
         }
     }
 
-    /// After consecutive failures, wait (bounded) before the next attempt so a dead node is
-    /// not hammered by every caller; the wait doubles per failure up to the configured cap.
-    async fn wait_out_backoff(&self) {
+    /// After consecutive connect failures the node is left alone for a while (10 ms doubling
+    /// per failure, capped by the configured maximum), so a dead node is not hammered by every
+    /// caller. Returns why, while that time lasts.
+    fn backoff_remaining(&self) -> Option<String> {
         let failures = self.failures.load(Ordering::Relaxed);
         if failures == 0 {
-            return;
+            return None;
         }
-        let Some(last) = *self.last_failure.lock() else {
-            return;
-        };
+        let last = (*self.last_failure.lock())?;
         let backoff = Duration::from_millis(10u64 << failures.min(8))
             .min(self.settings.reconnect_backoff_max);
         let until = last + backoff;
-        if until > Instant::now() {
-            tokio::time::sleep_until(until.into()).await;
-        }
+        let now = Instant::now();
+        (until > now).then(|| {
+            format!(
+                "in reconnect backoff for {:?} after {failures} failed connect(s)",
+                until - now
+            )
+        })
     }
 
     async fn open(&self) -> std::result::Result<MultiplexedConnection, String> {

@@ -56,7 +56,16 @@ impl Refresher {
 /// not know SHARDS (before 7.0).
 async fn ask_node(state: &ClusterState, endpoint: &Endpoint) -> Result<Topology, String> {
     let node = state.pool.node(endpoint);
-    let mut conn = node.connection().await.map_err(|e| e.to_string())?;
+    let connect = tokio::time::timeout(state.settings.connect_timeout * 2, node.connection());
+    let mut conn = match connect.await {
+        Ok(conn) => conn.map_err(|e| e.to_string())?,
+        Err(_) => {
+            return Err(format!(
+                "{endpoint}: no connection within {:?}",
+                state.settings.connect_timeout * 2
+            ));
+        }
+    };
     let deadline = state.settings.response_timeout;
     let shards = tokio::time::timeout(
         deadline,
