@@ -46,6 +46,19 @@ async fn every_key_lands_on_the_node_that_owns_its_slot() {
     assert!(misplaced.is_empty(), "{} keys not on their slot's owner: {:?}", misplaced.len(), &misplaced[..misplaced.len().min(5)]);
     let got: Option<Vec<u8>> = client.get(&b"{user1000}.following"[..]).await.unwrap();
     assert_eq!(got.as_deref(), Some(&b"{user1000}.following"[..]));
+
+    // A keyed command missing from the built-in table (PFDEBUG keeps its key at argument 2)
+    // is routed by the key spec the server gives in COMMAND INFO: straight to the owner, so
+    // no MOVED is needed.
+    for i in 0..50 {
+        let _: i64 = client.pfadd(format!("hll:{i}"), "x").await.unwrap();
+    }
+    let moved_before = client.stats().moved;
+    for i in 0..50 {
+        let reply = client.send(redis::cmd("PFDEBUG").arg("GETREG").arg(format!("hll:{i}"))).await.unwrap();
+        assert!(matches!(reply, redis::Value::Array(_)), "{reply:?}");
+    }
+    assert_eq!(client.stats().moved, moved_before, "PFDEBUG routed by its COMMAND INFO key spec");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -239,8 +239,8 @@ mod tests {
     use shardis_slots::{Health, Node, Role, Shard, SlotRange};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A node that answers every command with a slot range no parser accepts.
-    async fn garbage_node() -> Endpoint {
+    /// A fake node on loopback: `reply(command text, own port)` answers each command.
+    async fn fake_node(reply: fn(&str, u16) -> String) -> Endpoint {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
@@ -251,14 +251,10 @@ mod tests {
                         if n == 0 {
                             return;
                         }
+                        // One reply per command in what arrived (each starts with `*`).
                         let text = String::from_utf8_lossy(&buf[..n]).to_ascii_uppercase();
-                        let reply: &[u8] = if text.contains("CLUSTER") {
-                            b"*1\r\n*2\r\n:70000\r\n:-1\r\n"
-                        } else {
-                            b"+OK\r\n"
-                        };
-                        for _ in 0..text.matches('*').count().max(1) {
-                            if socket.write_all(reply).await.is_err() {
+                        for command in text.split('*').filter(|c| !c.is_empty()) {
+                            if socket.write_all(reply(command, port).as_bytes()).await.is_err() {
                                 return;
                             }
                         }
@@ -267,6 +263,34 @@ mod tests {
             }
         });
         Endpoint::new("127.0.0.1", port)
+    }
+
+    /// Answers topology commands with a slot range no parser accepts.
+    async fn garbage_node() -> Endpoint {
+        fake_node(|command, _| {
+            if command.contains("CLUSTER") { "*1\r\n*2\r\n:70000\r\n:-1\r\n" } else { "+OK\r\n" }.to_string()
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn falls_back_to_cluster_slots_when_shards_is_unknown() {
+        // A pre-7.0 node: no CLUSTER SHARDS, a CLUSTER SLOTS reply with a "" endpoint.
+        let old = fake_node(|command, port| {
+            if command.contains("SHARDS") {
+                "-ERR unknown subcommand 'SHARDS'. Try CLUSTER HELP.\r\n".to_string()
+            } else if command.contains("SLOTS") {
+                format!("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$0\r\n\r\n:{port}\r\n")
+            } else {
+                "+OK\r\n".to_string()
+            }
+        })
+        .await;
+        let state = ClusterState::new(Arc::new(Settings::default()), vec![old.clone()]);
+        let map = load(&state, None, 0).await.expect("topology from CLUSTER SLOTS");
+        assert!(map.topology().is_complete());
+        let owner = map.shard(0).and_then(|s| s.primary.endpoint.clone());
+        assert_eq!(owner, Some(old), "the empty endpoint means the node that was asked");
     }
 
     #[tokio::test]
