@@ -42,3 +42,31 @@ async fn replica_reads_are_served_by_replicas() {
     }
     assert_eq!(replica_gets, 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_fall_back_to_the_primary_when_no_replica_is_healthy() {
+    let cluster = Cluster::builder().primaries(3).replicas_per_primary(1).start().await.expect("cluster");
+    let mut client = shardis::Client::builder()
+        .cluster(cluster.seeds())
+        .read_from(ReadFrom::Replica)
+        .build()
+        .await
+        .expect("client");
+    for i in 0..100 {
+        let _: () = client.set(format!("f:{i}"), i).await.unwrap();
+    }
+    for primary in cluster.primaries().await.unwrap() {
+        let mut conn = cluster.connection(&primary).await.unwrap();
+        let _: i64 = redis::cmd("WAIT").arg(1).arg(5000).query_async(&mut conn).await.unwrap();
+    }
+    // Warm the replica connections, then kill one replica.
+    for i in 0..100 {
+        let _: Option<i64> = client.get(format!("f:{i}")).await.unwrap();
+    }
+    let victim = cluster.replicas().await.unwrap().remove(0);
+    cluster.kill(&victim).expect("kill the replica");
+    for i in 0..100 {
+        let v: Option<i64> = client.get(format!("f:{i}")).await.expect("read falls back to the primary");
+        assert_eq!(v, Some(i));
+    }
+}

@@ -158,6 +158,14 @@ impl NodeConn {
                 Ok(Err(e)) => return Err(e.to_string()),
                 Err(_) => return Err(format!("connect timed out after {:?}", s.connect_timeout)),
             };
+        // Named, so operators (and tests) can tell shardis connections apart in CLIENT LIST;
+        // CLIENT SETINFO lib-name only exists from Redis 7.2 on.
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg("shardis")
+            .exec_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
         if s.read_from != crate::ReadFrom::Primary {
             // READONLY once per connection: replicas then serve reads of their shard. On a
             // primary it is harmless, and a node's role can change under us anyway.
