@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-
 use redis::AsyncCommands;
 
 /// A shardis client for `seeds`, with settings suited to tests that break the cluster.
@@ -32,7 +31,12 @@ pub struct LoadReport {
 
 /// Runs `tasks` concurrent writers/readers over distinct keys until `stop` is set. Each task
 /// owns its keys, so the last acknowledged value of each key is known exactly.
-pub async fn run_load(client: shardis::Client, tasks: usize, keys_per_task: usize, stop: Arc<AtomicBool>) -> LoadReport {
+pub async fn run_load(
+    client: shardis::Client,
+    tasks: usize,
+    keys_per_task: usize,
+    stop: Arc<AtomicBool>,
+) -> LoadReport {
     let ok = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
     for t in 0..tasks {
@@ -58,7 +62,10 @@ pub async fn run_load(client: shardis::Client, tasks: usize, keys_per_task: usiz
                         Ok(v) => {
                             if let (Some(expected), Some(got)) = (written.get(&key), v) {
                                 if got != *expected {
-                                    errors.push((Instant::now(), format!("GET {key}: read {got}, last write {expected}")));
+                                    errors.push((
+                                        Instant::now(),
+                                        format!("GET {key}: read {got}, last write {expected}"),
+                                    ));
                                 }
                             }
                             ok.fetch_add(1, Ordering::Relaxed);
@@ -93,5 +100,11 @@ pub async fn assert_writes_survived(client: &mut shardis::Client, written: &Hash
             wrong.push((key.clone(), *expected, got));
         }
     }
-    assert!(wrong.is_empty(), "{} of {} acknowledged writes lost or stale, e.g. {:?}", wrong.len(), written.len(), &wrong[..wrong.len().min(5)]);
+    assert!(
+        wrong.is_empty(),
+        "{} of {} acknowledged writes lost or stale, e.g. {:?}",
+        wrong.len(),
+        written.len(),
+        &wrong[..wrong.len().min(5)]
+    );
 }

@@ -23,11 +23,17 @@ async fn acl_user_authenticates_and_the_password_never_leaks() {
         .build()
         .await
         .expect("authenticated client");
-    let _: () = client.set("auth:k", "v").await.expect("write as the ACL user");
+    let _: () = client
+        .set("auth:k", "v")
+        .await
+        .expect("write as the ACL user");
     let v: String = client.get("auth:k").await.unwrap();
     assert_eq!(v, "v");
     let shown = format!("{client:?}");
-    assert!(!shown.contains(PASSWORD), "Debug shows the password: {shown}");
+    assert!(
+        !shown.contains(PASSWORD),
+        "Debug shows the password: {shown}"
+    );
 
     // A wrong password: a clear error that names the seed, and never shows the secret.
     let wrong = format!("{PASSWORD}-wrong");
@@ -43,6 +49,13 @@ async fn acl_user_authenticates_and_the_password_never_leaks() {
     assert!(text.contains(&cluster.seeds()[0]), "{text}");
 
     // No credentials at all: refused as well.
-    let err = shardis::Client::builder().cluster(cluster.seeds()).build().await.expect_err("no auth");
-    assert!(matches!(err, shardis::Error::NoSeedReachable { .. }), "{err}");
+    let err = shardis::Client::builder()
+        .cluster(cluster.seeds())
+        .build()
+        .await
+        .expect_err("no auth");
+    assert!(
+        matches!(err, shardis::Error::NoSeedReachable { .. }),
+        "{err}"
+    );
 }

@@ -19,9 +19,21 @@ async fn routes_and_redirects(cluster: &Cluster) {
     // cluster's endpoint style and must land on the new owner.
     let slot = key_slot(b"ep:7");
     let source = cluster.node_for_slot(slot).await.unwrap();
-    let target = cluster.primaries().await.unwrap().into_iter().find(|p| p.id != source.id).unwrap();
-    let migration = cluster.begin_migration(slot, &target).await.expect("begin migration");
-    migration.migrate_keys(&["ep:7".to_string()]).await.expect("move the key");
+    let target = cluster
+        .primaries()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.id != source.id)
+        .unwrap();
+    let migration = cluster
+        .begin_migration(slot, &target)
+        .await
+        .expect("begin migration");
+    migration
+        .migrate_keys(&["ep:7".to_string()])
+        .await
+        .expect("move the key");
     let v: Option<i64> = client.get("ep:7").await.expect("read through ASK");
     assert_eq!(v, Some(7));
     assert!(client.stats().ask > 0, "ASK followed");
@@ -41,7 +53,11 @@ async fn hostname_endpoints_route_and_redirect() {
         .start()
         .await
         .expect("cluster");
-    let seeds: Vec<String> = cluster.seeds().iter().map(|s| s.replace("127.0.0.1", "localhost")).collect();
+    let seeds: Vec<String> = cluster
+        .seeds()
+        .iter()
+        .map(|s| s.replace("127.0.0.1", "localhost"))
+        .collect();
     let client = shardis_tests::client(seeds).await;
     let hosts: Vec<String> = client
         .topology()

@@ -11,36 +11,68 @@ use shardis_testkit::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resharding_under_load_loses_nothing_and_errors_nothing() {
-    let cluster = Cluster::builder().primaries(3).replicas_per_primary(1).start().await.expect("cluster");
+    let cluster = Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(1)
+        .start()
+        .await
+        .expect("cluster");
     let client = shardis_tests::client(cluster.seeds()).await;
     let primaries = cluster.primaries().await.expect("primaries");
     let (from, to) = (&primaries[0], &primaries[1]);
 
     let stop = Arc::new(AtomicBool::new(false));
     let started = std::time::Instant::now();
-    let load = tokio::spawn(shardis_tests::run_load(client.clone(), 32, 40, stop.clone()));
+    let load = tokio::spawn(shardis_tests::run_load(
+        client.clone(),
+        32,
+        40,
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Half of one primary's slots move with redis-cli, while the load runs.
-    cluster.reshard(from, to, 16384 / 3 / 2).await.expect("redis-cli reshard");
+    cluster
+        .reshard(from, to, 16384 / 3 / 2)
+        .await
+        .expect("redis-cli reshard");
     // A further range moves step by step (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE).
     let third = &primaries[2];
     let topology = client.topology();
     let owned: Vec<u16> = topology
         .shards()
         .iter()
-        .find(|s| s.primary.endpoint.as_ref().is_some_and(|e| e.port == third.port))
-        .map(|s| s.slots.iter().flat_map(|r| r.start..=r.end).take(20).collect())
+        .find(|s| {
+            s.primary
+                .endpoint
+                .as_ref()
+                .is_some_and(|e| e.port == third.port)
+        })
+        .map(|s| {
+            s.slots
+                .iter()
+                .flat_map(|r| r.start..=r.end)
+                .take(20)
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(owned.len(), 20, "the third primary owns slots");
     for slot in owned {
-        cluster.migrate_slot(slot, from).await.expect("step-by-step migration");
+        cluster
+            .migrate_slot(slot, from)
+            .await
+            .expect("step-by-step migration");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let report = load.await.expect("load");
 
-    assert!(report.errors.is_empty(), "{} errors reached callers, first: {:?}", report.errors.len(), report.errors.first());
+    assert!(
+        report.errors.is_empty(),
+        "{} errors reached callers, first: {:?}",
+        report.errors.len(),
+        report.errors.first()
+    );
     assert!(report.ok > 1000, "the load barely ran: {} ops", report.ok);
     let mut reader = client.clone();
     shardis_tests::assert_writes_survived(&mut reader, &report.written).await;
@@ -50,25 +82,48 @@ async fn resharding_under_load_loses_nothing_and_errors_nothing() {
     // A redirect storm causes a bounded number of refreshes: at most one per
     // refresh_min_interval (100 ms by default), not one per MOVED.
     let bound = started.elapsed().as_millis() as u64 / 100 + 2;
-    assert!(stats.refreshes <= bound, "{} refreshes for {} MOVED in {:?}", stats.refreshes, stats.moved, started.elapsed());
+    assert!(
+        stats.refreshes <= bound,
+        "{} refreshes for {} MOVED in {:?}",
+        stats.refreshes,
+        stats.moved,
+        started.elapsed()
+    );
     assert!(stats.moved > stats.refreshes, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_held_mid_migration_is_served_from_both_sides() {
-    let cluster = Cluster::builder().primaries(3).replicas_per_primary(1).start().await.expect("cluster");
+    let cluster = Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(1)
+        .start()
+        .await
+        .expect("cluster");
     let mut client = shardis_tests::client(cluster.seeds()).await;
     // Keys of one slot, via a hash tag.
     let slot = key_slot(b"mig");
     let source = cluster.node_for_slot(slot).await.expect("owner");
-    let target = cluster.primaries().await.expect("primaries").into_iter().find(|p| p.id != source.id).expect("another primary");
+    let target = cluster
+        .primaries()
+        .await
+        .expect("primaries")
+        .into_iter()
+        .find(|p| p.id != source.id)
+        .expect("another primary");
     let old: Vec<String> = (0..20).map(|i| format!("{{mig}}old{i}")).collect();
     for k in &old {
         let _: () = client.set(k, "old").await.expect("seed keys");
     }
 
-    let migration = cluster.begin_migration(slot, &target).await.expect("hold the slot mid-migration");
-    migration.migrate_keys(&old[..10]).await.expect("move half the keys");
+    let migration = cluster
+        .begin_migration(slot, &target)
+        .await
+        .expect("hold the slot mid-migration");
+    migration
+        .migrate_keys(&old[..10])
+        .await
+        .expect("move half the keys");
 
     // Keys not yet moved are read from the source; moved ones through ASK on the target.
     for k in &old {
@@ -77,10 +132,18 @@ async fn a_slot_held_mid_migration_is_served_from_both_sides() {
     }
     // New keys are written on the target through ASK.
     for i in 0..10 {
-        let _: () = client.set(format!("{{mig}}new{i}"), "new").await.expect("write during migration");
+        let _: () = client
+            .set(format!("{{mig}}new{i}"), "new")
+            .await
+            .expect("write during migration");
     }
     let mut on_target = cluster.connection(&target).await.expect("target");
-    let new_keys: i64 = redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query_async(&mut on_target).await.unwrap();
+    let new_keys: i64 = redis::cmd("CLUSTER")
+        .arg("COUNTKEYSINSLOT")
+        .arg(slot)
+        .query_async(&mut on_target)
+        .await
+        .unwrap();
     assert_eq!(new_keys, 20, "10 moved + 10 new keys must be on the target");
     assert!(client.stats().ask > 0);
 
@@ -89,9 +152,19 @@ async fn a_slot_held_mid_migration_is_served_from_both_sides() {
     let keys = old.clone();
     let mget = tokio::spawn(async move { mget_client.mget::<_, Vec<Option<String>>>(&keys).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!mget.is_finished(), "MGET must be retrying past TRYAGAIN while the slot is split");
+    assert!(
+        !mget.is_finished(),
+        "MGET must be retrying past TRYAGAIN while the slot is split"
+    );
     migration.finish().await.expect("finish the migration");
-    let values = mget.await.unwrap().expect("MGET succeeds once the slot is done");
+    let values = mget
+        .await
+        .unwrap()
+        .expect("MGET succeeds once the slot is done");
     assert!(values.iter().all(|v| v.as_deref() == Some("old")));
-    assert!(client.stats().retries > 0, "TRYAGAIN retries: {:?}", client.stats());
+    assert!(
+        client.stats().retries > 0,
+        "TRYAGAIN retries: {:?}",
+        client.stats()
+    );
 }

@@ -7,14 +7,40 @@ use shardis_testkit::Cluster;
 
 /// The hash-tag edge cases of the cluster spec, with the keys around slot boundaries.
 const EDGE_KEYS: &[&[u8]] = &[
-    b"", b"\x00", b"a", b"foo", b"{user1000}.following", b"{user1000}.followers", b"foo{}{bar}",
-    b"foo{{bar}}zap", b"foo{bar}{zap}", b"{}", b"{", b"}", b"}{", b"{}{foo}", b"foo{", b"foo}", b"{{}}",
-    b"{a}}", b"}{a}", b"{a{b}c}", b"\xff\x00{x}", b"\xff\xff\xff\xff", b"key:24358", b"key:13358",
+    b"",
+    b"\x00",
+    b"a",
+    b"foo",
+    b"{user1000}.following",
+    b"{user1000}.followers",
+    b"foo{}{bar}",
+    b"foo{{bar}}zap",
+    b"foo{bar}{zap}",
+    b"{}",
+    b"{",
+    b"}",
+    b"}{",
+    b"{}{foo}",
+    b"foo{",
+    b"foo}",
+    b"{{}}",
+    b"{a}}",
+    b"}{a}",
+    b"{a{b}c}",
+    b"\xff\x00{x}",
+    b"\xff\xff\xff\xff",
+    b"key:24358",
+    b"key:13358",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_lands_on_the_node_that_owns_its_slot() {
-    let cluster = Cluster::builder().primaries(3).replicas_per_primary(1).start().await.expect("cluster");
+    let cluster = Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(1)
+        .start()
+        .await
+        .expect("cluster");
     let mut client = shardis_tests::client(cluster.seeds()).await;
 
     let mut keys: Vec<Vec<u8>> = EDGE_KEYS.iter().map(|k| k.to_vec()).collect();
@@ -29,21 +55,35 @@ async fn every_key_lands_on_the_node_that_owns_its_slot() {
 
     // Ask each owner directly, one connection per primary, without redirects.
     let mut misplaced = Vec::new();
-    let mut by_owner: std::collections::HashMap<String, (shardis_testkit::Node, Vec<&Vec<u8>>)> = Default::default();
+    let mut by_owner: std::collections::HashMap<String, (shardis_testkit::Node, Vec<&Vec<u8>>)> =
+        Default::default();
     for key in &keys {
         let owner = cluster.node_for_slot(key_slot(key)).await.expect("owner");
-        by_owner.entry(owner.addr()).or_insert_with(|| (owner.clone(), Vec::new())).1.push(key);
+        by_owner
+            .entry(owner.addr())
+            .or_insert_with(|| (owner.clone(), Vec::new()))
+            .1
+            .push(key);
     }
     for (_, (owner, owned)) in by_owner {
         let mut conn = cluster.connection(&owner).await.expect("direct connection");
         for key in owned {
-            let got: Option<Vec<u8>> = redis::cmd("GET").arg(key.as_slice()).query_async(&mut conn).await.expect("direct GET");
+            let got: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(key.as_slice())
+                .query_async(&mut conn)
+                .await
+                .expect("direct GET");
             if got.as_deref() != Some(key.as_slice()) {
                 misplaced.push((String::from_utf8_lossy(key).into_owned(), owner.addr()));
             }
         }
     }
-    assert!(misplaced.is_empty(), "{} keys not on their slot's owner: {:?}", misplaced.len(), &misplaced[..misplaced.len().min(5)]);
+    assert!(
+        misplaced.is_empty(),
+        "{} keys not on their slot's owner: {:?}",
+        misplaced.len(),
+        &misplaced[..misplaced.len().min(5)]
+    );
     let got: Option<Vec<u8>> = client.get(&b"{user1000}.following"[..]).await.unwrap();
     assert_eq!(got.as_deref(), Some(&b"{user1000}.following"[..]));
 
@@ -55,18 +95,31 @@ async fn every_key_lands_on_the_node_that_owns_its_slot() {
     }
     let moved_before = client.stats().moved;
     for i in 0..50 {
-        let reply = client.send(redis::cmd("PFDEBUG").arg("GETREG").arg(format!("hll:{i}"))).await.unwrap();
+        let reply = client
+            .send(redis::cmd("PFDEBUG").arg("GETREG").arg(format!("hll:{i}")))
+            .await
+            .unwrap();
         assert!(matches!(reply, redis::Value::Array(_)), "{reply:?}");
     }
-    assert_eq!(client.stats().moved, moved_before, "PFDEBUG routed by its COMMAND INFO key spec");
+    assert_eq!(
+        client.stats().moved,
+        moved_before,
+        "PFDEBUG routed by its COMMAND INFO key spec"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_slot_commands_and_pipelines_answer_in_caller_order() {
-    let cluster = Cluster::builder().primaries(3).replicas_per_primary(1).start().await.expect("cluster");
+    let cluster = Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(1)
+        .start()
+        .await
+        .expect("cluster");
     let mut client = shardis_tests::client(cluster.seeds()).await;
     let keys: Vec<String> = (0..200).map(|i| format!("xs:{i}")).collect();
-    let slots: std::collections::HashSet<u16> = keys.iter().map(|k| key_slot(k.as_bytes())).collect();
+    let slots: std::collections::HashSet<u16> =
+        keys.iter().map(|k| key_slot(k.as_bytes())).collect();
     assert!(slots.len() > 100, "the keys must span many slots");
 
     let pairs: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("v-{k}"))).collect();
@@ -74,8 +127,16 @@ async fn cross_slot_commands_and_pipelines_answer_in_caller_order() {
     let mut asked = keys.clone();
     asked.insert(7, "xs:missing".into());
     let values: Vec<Option<String>> = client.mget(&asked).await.expect("cross-slot MGET");
-    let expected: Vec<Option<String>> =
-        asked.iter().map(|k| if k == "xs:missing" { None } else { Some(format!("v-{k}")) }).collect();
+    let expected: Vec<Option<String>> = asked
+        .iter()
+        .map(|k| {
+            if k == "xs:missing" {
+                None
+            } else {
+                Some(format!("v-{k}"))
+            }
+        })
+        .collect();
     assert_eq!(values, expected);
 
     let exists: i64 = client.exists(&asked).await.expect("cross-slot EXISTS");
@@ -91,22 +152,44 @@ async fn cross_slot_commands_and_pipelines_answer_in_caller_order() {
     pipe.get("xs:1");
     let replies: Vec<redis::Value> = pipe.query_async(&mut client).await.expect("pipeline");
     for (i, reply) in replies.iter().take(50).enumerate() {
-        assert_eq!(reply, &redis::Value::Int(i as i64), "reply {i} out of order");
+        assert_eq!(
+            reply,
+            &redis::Value::Int(i as i64),
+            "reply {i} out of order"
+        );
     }
-    assert!(matches!(&replies[50], redis::Value::ServerError(e) if e.code() == "WRONGTYPE"), "{:?}", replies[50]);
+    assert!(
+        matches!(&replies[50], redis::Value::ServerError(e) if e.code() == "WRONGTYPE"),
+        "{:?}",
+        replies[50]
+    );
     assert_eq!(replies[51], redis::Value::BulkString(b"v-xs:1".to_vec()));
 
     // Atomic pipelines must stay in one slot: same tag works, different slots fail before sending.
-    let (a, b): (i64, i64) = redis::pipe().atomic().incr("{tx}a", 1).incr("{tx}b", 2).query_async(&mut client).await.expect("transaction");
+    let (a, b): (i64, i64) = redis::pipe()
+        .atomic()
+        .incr("{tx}a", 1)
+        .incr("{tx}b", 2)
+        .query_async(&mut client)
+        .await
+        .expect("transaction");
     assert_eq!((a, b), (1, 2));
-    let refused = redis::pipe().atomic().incr("a", 1).incr("b", 1).query_async::<(i64, i64)>(&mut client).await;
+    let refused = redis::pipe()
+        .atomic()
+        .incr("a", 1)
+        .incr("b", 1)
+        .query_async::<(i64, i64)>(&mut client)
+        .await;
     let err = refused.expect_err("cross-slot transaction refused");
     assert!(err.to_string().contains("different slots"), "{err}");
     let untouched: Option<i64> = client.get("a").await.unwrap();
     assert_eq!(untouched, None, "nothing of a refused transaction may run");
 
     // Other cross-slot commands fail before sending, with a typed error.
-    let err = client.send(redis::cmd("SUNION").arg("s1").arg("s2")).await.expect_err("CROSSSLOT");
+    let err = client
+        .send(redis::cmd("SUNION").arg("s1").arg("s2"))
+        .await
+        .expect_err("CROSSSLOT");
     assert!(matches!(err, shardis::Error::CrossSlot { .. }), "{err}");
 
     let deleted: i64 = client.del(&keys).await.expect("cross-slot DEL");
@@ -115,8 +198,14 @@ async fn cross_slot_commands_and_pipelines_answer_in_caller_order() {
     assert!(left.iter().all(Option::is_none));
 
     // Fan-out helpers reach every primary / node.
-    let sizes = client.on_all_primaries(&redis::cmd("DBSIZE")).await.expect("fan-out");
+    let sizes = client
+        .on_all_primaries(&redis::cmd("DBSIZE"))
+        .await
+        .expect("fan-out");
     assert_eq!(sizes.len(), 3);
-    let nodes = client.on_all_nodes(&redis::cmd("PING")).await.expect("fan-out to all");
+    let nodes = client
+        .on_all_nodes(&redis::cmd("PING"))
+        .await
+        .expect("fan-out to all");
     assert_eq!(nodes.len(), 6);
 }

@@ -221,12 +221,13 @@ impl Builder {
         }
         match &self.mode {
             None => Err(Error::Config(
-                "choose a deployment mode with .cluster(seeds)".into(),
+                "choose a deployment mode with .cluster(seeds) or .ring(nodes)".into(),
             )),
             Some(Mode::Cluster { seeds }) if seeds.is_empty() => Err(Error::Config(
                 "cluster mode needs at least one seed address".into(),
             )),
-            Some(_) => Ok(()),
+            Some(Mode::Cluster { .. }) => Ok(()),
+            Some(Mode::Ring(config)) => config.validate(),
         }
     }
 }

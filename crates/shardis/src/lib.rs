@@ -20,6 +20,38 @@
 //! # Ok(()) }
 //! ```
 //!
+//! In **ring mode** it shards keys over standalone Redis nodes with a consistent-hash ring
+//! ([`ring`]) in-process, as twemproxy, mcrouter or go-redis Ring do, without the proxy hop:
+//! native (xxh3) or ketama-compatible placement, optional hash tags, multi-key commands and
+//! pipelines split per node, a heartbeat with a fail-fast or eject policy
+//! ([`HealthPolicy`]), and membership changes at runtime ([`Client::add_node`],
+//! [`Client::remove_node`], [`Client::set_weight`]) with optional online rebalancing
+//! ([`RebalanceOptions`]) during which reads that miss on a key's new owner fall back to its
+//! old one.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use redis::AsyncCommands;
+//! use shardis::{HealthPolicy, RebalanceOptions, RingNode};
+//!
+//! let mut client = shardis::Client::builder()
+//!     .ring([
+//!         RingNode::new("cache-a", "10.0.0.1:6379", 1),
+//!         RingNode::new("cache-b", "10.0.0.2:6379", 1),
+//!     ])
+//!     .ring_health(HealthPolicy::Eject { retry_timeout: Duration::from_secs(30) })
+//!     .ring_rebalance(RebalanceOptions::new().keys_per_second(5_000))
+//!     .build()
+//!     .await?;
+//! let _: () = client.set("greeting", "hello").await?;
+//! let change = client.add_node(RingNode::new("cache-c", "10.0.0.3:6379", 1)).await?;
+//! if let Some(rebalance) = change.rebalance {
+//!     let report = rebalance.wait().await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! The pure building blocks are re-exported: [`slots`] (slot math, topology parsing) and
 //! [`ring`] (consistent hashing).
 #![deny(missing_docs)]
@@ -36,6 +68,10 @@ mod stats;
 pub use client::Client;
 pub use config::{Builder, ReadFrom, Secret};
 pub use error::{Error, Result};
+pub use ring_client::{
+    HealthPolicy, MembershipChange, NodeState, RebalanceHandle, RebalanceOptions,
+    RebalanceProgress, RebalanceReport, RingNode, RingNodeStatus, RingPlacement, RingStatus,
+};
 pub use stats::Stats;
 
 /// Redis Cluster slot math and topology model (the `shardis-slots` crate).
@@ -46,7 +82,9 @@ pub use shardis_ring as ring;
 
 impl Builder {
     /// Connects and returns the client: in cluster mode, loads the slot map from the first
-    /// seeds that answer and starts the background topology refresher.
+    /// seeds that answer and starts the background topology refresher; in ring mode, sends
+    /// every node a `PING` (see [`HealthPolicy`] for a node that does not answer) and starts
+    /// the heartbeat.
     ///
     /// Fails with [`Error::NoSeedReachable`] (naming every seed and what it said) when no seed
     /// gives a usable topology within the connect timeout.
@@ -54,3 +92,8 @@ impl Builder {
         Client::from_builder(self).await
     }
 }
+
+/// The README's Rust examples, compiled as doctests so they cannot rot.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -254,7 +254,11 @@ mod tests {
                         // One reply per command in what arrived (each starts with `*`).
                         let text = String::from_utf8_lossy(&buf[..n]).to_ascii_uppercase();
                         for command in text.split('*').filter(|c| !c.is_empty()) {
-                            if socket.write_all(reply(command, port).as_bytes()).await.is_err() {
+                            if socket
+                                .write_all(reply(command, port).as_bytes())
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -268,7 +272,12 @@ mod tests {
     /// Answers topology commands with a slot range no parser accepts.
     async fn garbage_node() -> Endpoint {
         fake_node(|command, _| {
-            if command.contains("CLUSTER") { "*1\r\n*2\r\n:70000\r\n:-1\r\n" } else { "+OK\r\n" }.to_string()
+            if command.contains("CLUSTER") {
+                "*1\r\n*2\r\n:70000\r\n:-1\r\n"
+            } else {
+                "+OK\r\n"
+            }
+            .to_string()
         })
         .await
     }
@@ -287,10 +296,16 @@ mod tests {
         })
         .await;
         let state = ClusterState::new(Arc::new(Settings::default()), vec![old.clone()]);
-        let map = load(&state, None, 0).await.expect("topology from CLUSTER SLOTS");
+        let map = load(&state, None, 0)
+            .await
+            .expect("topology from CLUSTER SLOTS");
         assert!(map.topology().is_complete());
         let owner = map.shard(0).and_then(|s| s.primary.endpoint.clone());
-        assert_eq!(owner, Some(old), "the empty endpoint means the node that was asked");
+        assert_eq!(
+            owner,
+            Some(old),
+            "the empty endpoint means the node that was asked"
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,173 @@
+//! Node health: failures seen on live traffic and by a background `PING` heartbeat mark a node
+//! down after K in a row; the policy decides what "down" means (fail fast, or eject from the
+//! ring until a probe succeeds after the retry timeout).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use redis::Value;
+
+use super::placement::{Member, Routing};
+use super::{HealthPolicy, RingState, Snapshot};
+
+impl RingState {
+    /// Counts a failure of `member`; the K-th in a row marks it down.
+    pub(crate) fn on_failure(&self, member: &Member) {
+        let failures = member.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= self.config.failure_limit && !member.health.is_down() {
+            self.mark_down(member);
+        }
+    }
+
+    /// A success clears the failure count (read first: no write on the common path).
+    pub(crate) fn on_success(&self, member: &Member) {
+        if member.health.failures.load(Ordering::Relaxed) != 0 {
+            member.health.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks `member` down; under the eject policy, also takes it out of the live ring, so its
+    /// keys go to the next node clockwise and no other key moves.
+    pub(crate) fn mark_down(&self, member: &Member) {
+        let _write = self.write.lock();
+        if member.health.down.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        *member.health.down_since.lock() = Some(Instant::now());
+        match self.config.health {
+            HealthPolicy::FailFast => {
+                tracing::warn!(node = member.name(), addr = %member.node.addr, "ring node down; its keys fail fast");
+                metrics::counter!("shardis_ring_node_down_total", "node" => member.name().to_string())
+                    .increment(1);
+            }
+            HealthPolicy::Eject { .. } => {
+                self.counters.ejections.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("shardis_ring_ejections_total", "node" => member.name().to_string())
+                    .increment(1);
+                tracing::warn!(node = member.name(), addr = %member.node.addr, "ring node ejected; its keys go to the next node");
+                self.rebuild_live();
+            }
+        }
+    }
+
+    /// Marks `member` up again; under the eject policy, puts it back in the live ring, which
+    /// then equals the ring before the ejection, so every key maps where it did.
+    fn readmit(&self, member: &Member) {
+        let _write = self.write.lock();
+        if !member.health.down.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        member.health.failures.store(0, Ordering::Relaxed);
+        let down_for = member
+            .health
+            .down_since
+            .lock()
+            .take()
+            .map(|since| since.elapsed());
+        self.counters.readmissions.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("shardis_ring_readmissions_total", "node" => member.name().to_string())
+            .increment(1);
+        tracing::info!(
+            node = member.name(),
+            ?down_for,
+            "ring node back; re-admitted"
+        );
+        if matches!(self.config.health, HealthPolicy::Eject { .. }) {
+            self.rebuild_live();
+        }
+    }
+
+    /// Rebuilds the live ring from the members that are not down. Call with `write` held.
+    pub(crate) fn rebuild_live(&self) {
+        let snap = self.snapshot.load_full();
+        let live = self.live_routing(&snap.members);
+        self.snapshot.store(Arc::new(Snapshot {
+            members: snap.members.clone(),
+            live,
+            previous: snap.previous.clone(),
+            epoch: snap.epoch,
+        }));
+    }
+
+    /// `members` without ejected nodes. With every node ejected there is nothing better than
+    /// the full ring: commands then fail with `NodeDown`.
+    pub(crate) fn live_routing(&self, members: &Arc<Routing>) -> Arc<Routing> {
+        if !matches!(self.config.health, HealthPolicy::Eject { .. }) {
+            return members.clone();
+        }
+        let up: Vec<Arc<Member>> = members
+            .members()
+            .iter()
+            .filter(|m| !m.health.is_down())
+            .cloned()
+            .collect();
+        if up.len() == members.members().len() || up.is_empty() {
+            return members.clone();
+        }
+        match Routing::build(self.config.placement, self.config.hash_tag, up) {
+            Ok(live) => Arc::new(live),
+            Err(e) => {
+                tracing::error!(error = %e, "could not build the ring without ejected nodes");
+                members.clone()
+            }
+        }
+    }
+
+    /// One heartbeat round: `PING` every member (a down one only once it may come back).
+    async fn heartbeat_round(&self) {
+        let snap = self.snapshot.load_full();
+        let probes = snap.members.members().iter().map(|member| async move {
+            if member.health.is_down() {
+                if let HealthPolicy::Eject { retry_timeout } = self.config.health {
+                    let since = *member.health.down_since.lock();
+                    if since.is_some_and(|s| s.elapsed() < retry_timeout) {
+                        return;
+                    }
+                }
+                if self.probe(member).await {
+                    self.readmit(member);
+                }
+            } else if !self.probe(member).await {
+                self.on_failure(member);
+            } else {
+                self.on_success(member);
+            }
+        });
+        futures::future::join_all(probes).await;
+    }
+
+    /// `PING` bypassing the down check, bounded by the connect and response timeouts.
+    async fn probe(&self, member: &Member) -> bool {
+        let limit = self.settings.connect_timeout + self.settings.response_timeout;
+        let ping = async {
+            let mut conn = member.conn.connection().await.ok()?;
+            conn.send_packed_command(&redis::cmd("PING")).await.ok()
+        };
+        match tokio::time::timeout(limit, ping).await {
+            Ok(Some(Value::SimpleString(_) | Value::Okay | Value::BulkString(_))) => true,
+            Ok(_) | Err(_) => {
+                member.conn.discard();
+                false
+            }
+        }
+    }
+}
+
+/// The heartbeat task: runs until the last client clone is dropped.
+pub(crate) async fn heartbeat(state: Weak<RingState>) {
+    loop {
+        let interval = match state.upgrade() {
+            Some(s) => s.config.heartbeat_interval,
+            None => return,
+        };
+        tokio::time::sleep(interval).await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        if state.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        state.heartbeat_round().await;
+    }
+}

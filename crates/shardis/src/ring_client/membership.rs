@@ -1,0 +1,328 @@
+//! Membership changes at runtime (`add_node`, `remove_node`, `set_weight`) and what a caller
+//! can see of the ring. A change builds a new ring and swaps it in atomically: routing never
+//! takes a lock, and only the keys the ring says must move, move.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use redis::Value;
+
+use super::config::{self, RingNode};
+use super::placement::{Health, Member, Routing};
+use super::rebalance::{self, RebalanceHandle};
+use super::{HealthPolicy, RingState, Snapshot};
+use crate::error::{Error, Result};
+
+/// The outcome of a membership change.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct MembershipChange {
+    /// The exact fraction of the key space whose owner changed.
+    pub moved_fraction: f64,
+    /// The online rebalance moving those keys, when enabled with
+    /// [`Builder::ring_rebalance`](crate::Builder::ring_rebalance).
+    pub rebalance: Option<RebalanceHandle>,
+}
+
+/// The state of one ring node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeState {
+    /// Serving its keys.
+    Up,
+    /// Down under the fail-fast policy: its keys fail with [`Error::NodeDown`].
+    Down,
+    /// Ejected under the eject policy: its keys are served by the next node.
+    Ejected,
+}
+
+/// One node as the client sees it now.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RingNodeStatus {
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub addr: String,
+    /// Its weight.
+    pub weight: u32,
+    /// Its health.
+    pub state: NodeState,
+    /// The exact share of the key space it owns when every node is up.
+    pub share: f64,
+}
+
+/// The ring as the client sees it now.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RingStatus {
+    /// Every member, in ring order.
+    pub nodes: Vec<RingNodeStatus>,
+    /// Nodes ejected so far.
+    pub ejections: u64,
+    /// Nodes re-admitted so far.
+    pub readmissions: u64,
+    /// Reads answered by a key's previous owner during a rebalance.
+    pub fallback_hits: u64,
+    /// Keys moved by rebalancing (and by writes during it).
+    pub keys_moved: u64,
+    /// Whether a rebalance is moving keys now.
+    pub rebalancing: bool,
+}
+
+impl crate::Client {
+    fn ring_mode(&self) -> Result<&Arc<RingState>> {
+        self.ring_state()
+            .ok_or_else(|| Error::Config("ring membership changes need a ring-mode client".into()))
+    }
+
+    /// Adds a node to the ring (ring mode). Keys move only to it. Under fail-fast the node
+    /// must answer `PING`; under eject an unreachable node joins ejected.
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), shardis::Error> {
+    /// let change = client.add_node(shardis::RingNode::new("e", "10.0.0.5:6379", 1)).await?;
+    /// println!("{:.1}% of keys moved", change.moved_fraction * 100.0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_node(&self, node: RingNode) -> Result<MembershipChange> {
+        self.ring_mode()?
+            .change(|nodes| {
+                nodes.push(node);
+                Ok(())
+            })
+            .await
+    }
+
+    /// Removes the node `name` from the ring (ring mode). Only its keys move.
+    pub async fn remove_node(&self, name: &str) -> Result<MembershipChange> {
+        self.ring_mode()?
+            .change(|nodes| {
+                let before = nodes.len();
+                nodes.retain(|n| n.name != name);
+                if nodes.len() == before {
+                    return Err(Error::Config(format!("no ring node named {name:?}")));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Gives node `name` a new weight (ring mode). Raising it moves keys only to that node;
+    /// lowering it, only away from it.
+    pub async fn set_weight(&self, name: &str, weight: u32) -> Result<MembershipChange> {
+        self.ring_mode()?
+            .change(|nodes| match nodes.iter_mut().find(|n| n.name == name) {
+                Some(node) => {
+                    node.weight = weight;
+                    Ok(())
+                }
+                None => Err(Error::Config(format!("no ring node named {name:?}"))),
+            })
+            .await
+    }
+
+    /// The ring's nodes, their health and ring events so far; `None` in cluster mode.
+    pub fn ring_status(&self) -> Option<RingStatus> {
+        self.ring_state().map(|state| state.status())
+    }
+
+    /// The name of the node that serves `key` now (ring mode): its owner, or the next node
+    /// clockwise while its owner is ejected.
+    ///
+    /// ```no_run
+    /// # fn run(client: shardis::Client) {
+    /// println!("user:42 lives on {:?}", client.ring_node_for(b"user:42"));
+    /// # }
+    /// ```
+    pub fn ring_node_for(&self, key: &[u8]) -> Option<String> {
+        let state = self.ring_state()?;
+        Some(state.snapshot.load().live.owner(key).name().to_string())
+    }
+}
+
+impl RingState {
+    /// Applies `edit` to the node list and swaps in the new ring.
+    async fn change(
+        self: &Arc<Self>,
+        edit: impl FnOnce(&mut Vec<RingNode>) -> Result<()>,
+    ) -> Result<MembershipChange> {
+        let mut running = self.membership.lock().await;
+        let current = self.snapshot.load_full();
+        let mut nodes: Vec<RingNode> = current
+            .members
+            .members()
+            .iter()
+            .map(|m| m.node.clone())
+            .collect();
+        // Keep configuration order (ketama ties depend on it), not ring order.
+        let order = |n: &RingNode| self.config.nodes.iter().position(|c| c.name == n.name);
+        nodes.sort_by_key(|n| order(n).unwrap_or(usize::MAX));
+        edit(&mut nodes)?;
+        if nodes.is_empty() {
+            return Err(Error::Config("a ring needs at least one node".into()));
+        }
+        config::validate_nodes(&nodes)?;
+        let mut members = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let known = current.members.member(&node.name);
+            let member = match known {
+                Some(m) if m.node.addr == node.addr => Arc::new(Member {
+                    conn: m.conn.clone(),
+                    health: m.health.clone(),
+                    node,
+                }),
+                _ => self.new_member(node).await?,
+            };
+            members.push(member);
+        }
+        let routing = Arc::new(Routing::build(
+            self.config.placement,
+            self.config.hash_tag,
+            members,
+        )?);
+        // Stop a running rebalance before its rings are superseded; its unmoved keys stay
+        // covered, as its previous rings are kept below.
+        if let Some(shared) = running.take() {
+            shared.superseded.store(true, Ordering::Relaxed);
+            shared.cancel();
+            shared.stopped().await;
+        }
+        let moved_fraction = current.members.moved_fraction(&routing);
+        let epoch = {
+            let _write = self.write.lock();
+            let now = self.snapshot.load_full();
+            let previous = match self.config.rebalance {
+                Some(_) => std::iter::once(now.members.clone())
+                    .chain(now.previous.iter().cloned())
+                    .collect(),
+                None => Vec::new(),
+            };
+            let epoch = now.epoch + 1;
+            self.snapshot.store(Arc::new(Snapshot {
+                live: self.live_routing(&routing),
+                members: routing.clone(),
+                previous,
+                epoch,
+            }));
+            epoch
+        };
+        tracing::info!(
+            nodes = routing.members().len(),
+            moved_fraction,
+            "ring membership changed"
+        );
+        metrics::counter!("shardis_ring_membership_changes_total").increment(1);
+        let rebalance = match self.config.rebalance {
+            Some(options) => {
+                let snap = self.snapshot.load_full();
+                let mut sources: Vec<Arc<Member>> = Vec::new();
+                for ring in &snap.previous {
+                    for m in ring.members() {
+                        if sources.iter().all(|s| s.name() != m.name()) {
+                            sources.push(m.clone());
+                        }
+                    }
+                }
+                let (handle, shared) = rebalance::start(self, epoch, sources, options);
+                *running = Some(shared);
+                Some(handle)
+            }
+            None => {
+                self.close_departed();
+                None
+            }
+        };
+        Ok(MembershipChange {
+            moved_fraction,
+            rebalance,
+        })
+    }
+
+    /// A member for a node new to the ring (or at a new address), checked with `PING`.
+    async fn new_member(&self, node: RingNode) -> Result<Arc<Member>> {
+        let endpoint = config::parse_addr(&node)?;
+        let member = Arc::new(Member {
+            conn: self.pool.node(&endpoint),
+            health: Arc::new(Health::default()),
+            node,
+        });
+        let ping = self.send(&member, &redis::cmd("PING")).await;
+        let failure = match ping {
+            Ok(Value::ServerError(e)) => e.to_string(),
+            Ok(_) => return Ok(member),
+            Err(e) => e.to_string(),
+        };
+        if matches!(self.config.health, HealthPolicy::FailFast) {
+            return Err(Error::Connection {
+                node: member.node.addr.clone(),
+                slot: None,
+                message: format!("new ring node {:?} unreachable: {failure}", member.name()),
+            });
+        }
+        member.health.down.store(true, Ordering::Relaxed);
+        *member.health.down_since.lock() = Some(std::time::Instant::now());
+        tracing::warn!(node = member.name(), %failure, "new ring node unreachable; it joins ejected");
+        Ok(member)
+    }
+
+    /// Called by a rebalance that ran to its end (or was cancelled by its caller): routing
+    /// forgets the previous rings, and connections to departed nodes close.
+    pub(crate) fn finish_rebalance(&self, epoch: u64) {
+        {
+            let _write = self.write.lock();
+            let now = self.snapshot.load_full();
+            if now.epoch != epoch {
+                return;
+            }
+            self.snapshot.store(Arc::new(Snapshot {
+                members: now.members.clone(),
+                live: now.live.clone(),
+                previous: Vec::new(),
+                epoch,
+            }));
+        }
+        self.close_departed();
+    }
+
+    /// Drops pool entries of nodes no ring in the snapshot mentions.
+    fn close_departed(&self) {
+        let snap = self.snapshot.load_full();
+        let rings = std::iter::once(&snap.members).chain(snap.previous.iter());
+        let keep: Vec<String> = rings
+            .flat_map(|r| r.members().iter().map(|m| m.conn.label().to_string()))
+            .collect();
+        self.pool
+            .retain(&|endpoint| keep.iter().any(|k| *k == endpoint.to_string()));
+    }
+
+    fn status(&self) -> RingStatus {
+        let snap = self.snapshot.load_full();
+        let eject = matches!(self.config.health, HealthPolicy::Eject { .. });
+        let nodes = snap
+            .members
+            .members()
+            .iter()
+            .map(|m| RingNodeStatus {
+                name: m.name().to_string(),
+                addr: m.node.addr.clone(),
+                weight: m.node.weight,
+                state: match (m.health.is_down(), eject) {
+                    (false, _) => NodeState::Up,
+                    (true, false) => NodeState::Down,
+                    (true, true) => NodeState::Ejected,
+                },
+                share: snap.members.share(m.name()),
+            })
+            .collect();
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        RingStatus {
+            nodes,
+            ejections: read(&self.counters.ejections),
+            readmissions: read(&self.counters.readmissions),
+            fallback_hits: read(&self.counters.fallback_hits),
+            keys_moved: read(&self.counters.keys_moved),
+            rebalancing: !snap.previous.is_empty(),
+        }
+    }
+}
