@@ -10,6 +10,7 @@ use shardis_slots::Topology;
 use crate::cluster::ClusterState;
 use crate::config::{Builder, Mode};
 use crate::error::{Error, Result};
+use crate::hot::Hot;
 use crate::ring_client::RingState;
 use crate::stats::Stats;
 
@@ -37,6 +38,7 @@ use crate::stats::Stats;
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    hot: Option<Arc<Hot>>,
 }
 
 enum Inner {
@@ -86,8 +88,14 @@ impl Client {
             }
             Mode::Ring(config) => Inner::Ring(RingState::connect(config, builder.settings).await?),
         };
+        let hot = builder.hot.map(|options| {
+            let hot = Hot::new(options);
+            hot.spawn_ticker();
+            hot
+        });
         Ok(Client {
             inner: Arc::new(inner),
+            hot,
         })
     }
 
@@ -101,6 +109,16 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn send(&self, cmd: &Cmd) -> Result<Value> {
+        if let Some(hot) = &self.hot {
+            if let Some(reply) = hot.intercept(self, cmd).await {
+                return reply;
+            }
+        }
+        self.send_routed(cmd).await
+    }
+
+    /// Sends one command to where its key lives, bypassing the hot-key layer.
+    pub(crate) async fn send_routed(&self, cmd: &Cmd) -> Result<Value> {
         metrics::counter!("shardis_commands_total").increment(1);
         let result = match &*self.inner {
             Inner::Cluster(state) => state.run(cmd).await,
@@ -157,12 +175,66 @@ impl Client {
         }
     }
 
-    /// What the client has done so far: redirects followed, retries, refreshes.
+    /// What the client has done so far: redirects followed, retries, refreshes, hot-key
+    /// copy reads.
     pub fn stats(&self) -> Stats {
-        match &*self.inner {
+        let mut stats = match &*self.inner {
             Inner::Cluster(state) => state.stats.snapshot(),
             Inner::Ring(state) => state.stats(),
+        };
+        if let Some(hot) = &self.hot {
+            hot.add_to(&mut stats);
         }
+        stats
+    }
+
+    /// The keys that are hot now (detected or declared), with their estimated read rates.
+    /// Empty unless [`Builder::hot_keys`](crate::Builder::hot_keys) was set.
+    ///
+    /// ```no_run
+    /// # fn run(client: shardis::Client) {
+    /// for hot in client.hot_keys() {
+    ///     println!("{} at {:.0}/s", String::from_utf8_lossy(&hot.key), hot.rate_per_sec);
+    /// }
+    /// # }
+    /// ```
+    pub fn hot_keys(&self) -> Vec<shardis_hotkey::HotKey> {
+        self.hot.as_ref().map(|h| h.hot_keys()).unwrap_or_default()
+    }
+
+    /// The routing snapshot copies are placed against, and how many shards it has.
+    pub(crate) fn placement_view(&self) -> (Arc<dyn std::any::Any + Send + Sync>, usize) {
+        match &*self.inner {
+            Inner::Cluster(state) => {
+                let routes = state.routes.load_full();
+                let shards = routes.shards.len();
+                (routes, shards)
+            }
+            Inner::Ring(state) => {
+                let live = state.snapshot.load().live.clone();
+                let nodes = live.members().len();
+                (live, nodes)
+            }
+        }
+    }
+
+    /// Up to `n` names for `key` on distinct shards of `view` (from [`Self::placement_view`]).
+    pub(crate) fn copy_names(
+        &self,
+        view: &Arc<dyn std::any::Any + Send + Sync>,
+        key: &[u8],
+        n: usize,
+    ) -> Vec<Vec<u8>> {
+        if let Some(routes) = view.downcast_ref::<crate::cluster::routes::Routes>() {
+            return shardis_hotkey::cluster_copies(key, n, |slot| routes.map.shard_index(slot));
+        }
+        if let Some(ring) = view.downcast_ref::<crate::ring_client::Routing>() {
+            return shardis_hotkey::copies_with(key, n, |name| {
+                let owner = ring.owner(name);
+                ring.members().iter().position(|m| Arc::ptr_eq(m, owner))
+            });
+        }
+        vec![key.to_vec()]
     }
 }
 

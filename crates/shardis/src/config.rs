@@ -116,6 +116,7 @@ pub(crate) enum Mode {
 pub struct Builder {
     pub(crate) mode: Option<Mode>,
     pub(crate) settings: Settings,
+    pub(crate) hot: Option<crate::hot::HotKeyOptions>,
 }
 
 impl Builder {
@@ -186,6 +187,13 @@ impl Builder {
         self
     }
 
+    /// Spreads the reads of hot keys over copies on distinct shards (both modes); see
+    /// [`HotKeyOptions`](crate::HotKeyOptions). Off unless set.
+    pub fn hot_keys(mut self, options: crate::hot::HotKeyOptions) -> Self {
+        self.hot = Some(options);
+        self
+    }
+
     /// ACL user name for `AUTH`.
     pub fn username(mut self, username: impl Into<String>) -> Self {
         self.settings.username = Some(username.into());
@@ -215,6 +223,9 @@ impl Builder {
             return Err(Error::Config(
                 "connections_per_node must be at least 1".into(),
             ));
+        }
+        if let Some(hot) = &self.hot {
+            hot.validate().map_err(Error::Config)?;
         }
         if s.refresh_fanout == 0 {
             return Err(Error::Config("refresh_fanout must be at least 1".into()));

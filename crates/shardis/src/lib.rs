@@ -61,6 +61,7 @@ mod cluster;
 mod command;
 mod config;
 mod error;
+mod hot;
 mod pool;
 mod ring_client;
 mod stats;
@@ -68,14 +69,19 @@ mod stats;
 pub use client::Client;
 pub use config::{Builder, ReadFrom, Secret};
 pub use error::{Error, Result};
+pub use hot::HotKeyOptions;
 pub use ring_client::{
     HealthPolicy, MembershipChange, NodeState, RebalanceHandle, RebalanceOptions,
     RebalanceProgress, RebalanceReport, RingNode, RingNodeStatus, RingPlacement, RingStatus,
 };
+pub use shardis_hotkey::{DetectorConfig, HotKey};
 pub use stats::Stats;
 
 /// Redis Cluster slot math and topology model (the `shardis-slots` crate).
 pub use shardis_slots as slots;
+
+/// Hot-key detection and copy placement (the `shardis-hotkey` crate).
+pub use shardis_hotkey as hotkey;
 
 /// Consistent-hash ring (the `shardis-ring` crate).
 pub use shardis_ring as ring;

@@ -34,6 +34,14 @@ pub struct Stats {
     pub refreshes: u64,
     /// Topology refreshes that failed (the last good map was kept).
     pub refresh_failures: u64,
+    /// Keys the hot-key detector found hot (each time one turned hot).
+    pub hot_keys_detected: u64,
+    /// Reads of hot keys served from a copy.
+    pub hot_copy_reads: u64,
+    /// Copy reads that missed and were refilled from the canonical key.
+    pub hot_copy_misses: u64,
+    /// Reads of hot keys served by the in-process near cache.
+    pub near_cache_hits: u64,
 }
 
 impl Counters {
@@ -45,6 +53,7 @@ impl Counters {
             retries: read(&self.retries),
             refreshes: read(&self.refreshes),
             refresh_failures: read(&self.refresh_failures),
+            ..Stats::default()
         }
     }
 }

@@ -33,7 +33,8 @@ pub use config::{HealthPolicy, RebalanceOptions, RingNode, RingPlacement};
 pub use membership::{MembershipChange, NodeState, RingNodeStatus, RingStatus};
 pub use rebalance::{RebalanceHandle, RebalanceProgress, RebalanceReport};
 
-use placement::{Health, Member, Routing};
+pub(crate) use placement::Routing;
+use placement::{Health, Member};
 
 /// What routing reads: immutable, replaced as a whole.
 pub(crate) struct Snapshot {

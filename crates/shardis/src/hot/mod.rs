@@ -1,0 +1,270 @@
+//! Hot keys in the client: detect them (`shardis-hotkey`), read them from copies on distinct
+//! shards, keep copies honest on this client's writes, and optionally serve them from a small
+//! in-process near cache.
+//!
+//! Only `GET` reads are spread (the cache-aside read); every other command of a hot key goes
+//! to the canonical key, and writes also delete the copies.
+
+mod options;
+
+pub use options::HotKeyOptions;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use redis::{Cmd, Value};
+use shardis_hotkey::{Detector, HotKey, key_hash};
+
+use crate::Client;
+use crate::command::{self, table};
+use crate::error::Result;
+
+/// Where a key's copies go under the current topology: the names, and the snapshot they were
+/// computed for (kept alive, so comparing pointers is sound).
+struct Placement {
+    topology: Arc<dyn Any + Send + Sync>,
+    names: Arc<[Vec<u8>]>,
+}
+
+/// Counters of the hot-key layer (also sent to the `metrics` facade).
+#[derive(Debug, Default)]
+pub(crate) struct HotCounters {
+    pub detected: AtomicU64,
+    pub copy_reads: AtomicU64,
+    pub copy_misses: AtomicU64,
+    pub near_hits: AtomicU64,
+}
+
+/// The hot-key layer of one client (shared by its clones).
+pub(crate) struct Hot {
+    pub detector: Detector,
+    options: HotKeyOptions,
+    placements: parking_lot::RwLock<HashMap<Vec<u8>, Placement>>,
+    next: AtomicUsize,
+    near: Option<moka::sync::Cache<Vec<u8>, Value>>,
+    pub counters: HotCounters,
+}
+
+/// What a command is to the hot-key layer.
+enum Role<'a> {
+    Read(&'a [u8]),
+    Write(Vec<&'a [u8]>),
+    Other,
+}
+
+fn role_of<'a>(args: &[&'a [u8]]) -> Role<'a> {
+    let name = command::name_of(args);
+    if name == "GET" && args.len() == 2 {
+        return Role::Read(args[1]);
+    }
+    match table::lookup(&name) {
+        Some(spec) if !spec.readonly => Role::Write(
+            spec.key_indices(args)
+                .into_iter()
+                .map(|i| args[i])
+                .collect(),
+        ),
+        _ => Role::Other,
+    }
+}
+
+impl Hot {
+    pub fn new(options: HotKeyOptions) -> Arc<Hot> {
+        let detector = Detector::new(options.detector.clone());
+        for key in &options.declared {
+            detector.declare_hot(key);
+        }
+        for prefix in &options.declared_prefixes {
+            detector.declare_hot_prefix(prefix);
+        }
+        let near = options.near_cache.map(|(ttl, capacity)| {
+            moka::sync::Cache::builder()
+                .time_to_live(ttl)
+                .max_capacity(capacity)
+                .build()
+        });
+        Arc::new(Hot {
+            detector,
+            placements: parking_lot::RwLock::new(HashMap::new()),
+            next: AtomicUsize::new(0),
+            near,
+            counters: HotCounters::default(),
+            options,
+        })
+    }
+
+    /// Starts the background tick that merges samples and publishes the hot set.
+    pub fn spawn_ticker(self: &Arc<Hot>) {
+        let weak: Weak<Hot> = Arc::downgrade(self);
+        let every = self.options.tick;
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(hot) = weak.upgrade() else { return };
+                let before = hot.detector.hot_set();
+                hot.detector.tick(Instant::now());
+                let after = hot.detector.hot_set();
+                if !Arc::ptr_eq(&before, &after) {
+                    let new = after
+                        .keys()
+                        .filter(|k| !before.contains(key_hash(k), k))
+                        .count();
+                    if new > 0 {
+                        hot.counters
+                            .detected
+                            .fetch_add(new as u64, Ordering::Relaxed);
+                        metrics::counter!("shardis_hot_keys_detected_total").increment(new as u64);
+                        tracing::info!(new, hot = after.len(), "hot keys detected");
+                    }
+                    // Forget placements of keys that cooled down.
+                    hot.placements
+                        .write()
+                        .retain(|k, _| after.contains(key_hash(k), k));
+                }
+            }
+        });
+    }
+
+    /// Adds this layer's counters to a client's stats.
+    pub fn add_to(&self, stats: &mut crate::Stats) {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        stats.hot_keys_detected = read(&self.counters.detected);
+        stats.hot_copy_reads = read(&self.counters.copy_reads);
+        stats.hot_copy_misses = read(&self.counters.copy_misses);
+        stats.near_cache_hits = read(&self.counters.near_hits);
+    }
+
+    /// What is hot now, with estimated rates.
+    pub fn hot_keys(&self) -> Vec<HotKey> {
+        self.detector.hot_keys()
+    }
+
+    /// Handles `cmd` if it concerns a hot key; `None` means "not mine, route it normally".
+    pub async fn intercept(&self, client: &Client, cmd: &Cmd) -> Option<Result<Value>> {
+        let args = command::args_of(cmd);
+        match role_of(&args) {
+            Role::Read(key) => {
+                let hash = key_hash(key);
+                if self.options.detect {
+                    self.detector.record(hash, key);
+                }
+                if !self.detector.is_hot(hash, key) {
+                    return None;
+                }
+                Some(self.read(client, key).await)
+            }
+            Role::Write(keys) => {
+                let hot: Vec<&[u8]> = keys
+                    .into_iter()
+                    .filter(|k| self.detector.is_hot(key_hash(k), k))
+                    .collect();
+                if hot.is_empty() {
+                    return None;
+                }
+                let reply = client.send_routed(cmd).await;
+                for key in hot {
+                    self.invalidate(client, key).await;
+                }
+                Some(reply)
+            }
+            Role::Other => None,
+        }
+    }
+
+    /// The copy names of `key` under the current topology (canonical first).
+    fn names(&self, client: &Client, key: &[u8]) -> Arc<[Vec<u8>]> {
+        let (topology, shards) = client.placement_view();
+        if let Some(p) = self.placements.read().get(key) {
+            if Arc::ptr_eq(&p.topology, &topology) {
+                return p.names.clone();
+            }
+        }
+        let n = self.options.copies.unwrap_or(shards).max(1);
+        let names: Arc<[Vec<u8>]> = client.copy_names(&topology, key, n).into();
+        self.placements.write().insert(
+            key.to_vec(),
+            Placement {
+                topology,
+                names: names.clone(),
+            },
+        );
+        names
+    }
+
+    async fn read(&self, client: &Client, key: &[u8]) -> Result<Value> {
+        if let Some(near) = &self.near {
+            if let Some(value) = near.get(key) {
+                self.counters.near_hits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("shardis_hot_near_cache_hits_total").increment(1);
+                return Ok(value);
+            }
+        }
+        let names = self.names(client, key);
+        let pick = self.next.fetch_add(1, Ordering::Relaxed) % names.len();
+        let value = if pick == 0 {
+            client.send_routed(redis::cmd("GET").arg(key)).await?
+        } else {
+            self.read_copy(client, key, &names[pick]).await?
+        };
+        if let (Some(near), false) = (&self.near, matches!(value, Value::ServerError(_))) {
+            near.insert(key.to_vec(), value.clone());
+        }
+        Ok(value)
+    }
+
+    /// Reads one copy; on a miss reads the canonical key and refills the copy with a TTL no
+    /// longer than the canonical key's and never longer than `copy_ttl`.
+    async fn read_copy(&self, client: &Client, key: &[u8], copy: &[u8]) -> Result<Value> {
+        self.counters.copy_reads.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("shardis_hot_copy_reads_total").increment(1);
+        let value = client.send_routed(redis::cmd("GET").arg(copy)).await?;
+        if value != Value::Nil {
+            return Ok(value);
+        }
+        self.counters.copy_misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("shardis_hot_copy_misses_total").increment(1);
+        let value = client.send_routed(redis::cmd("GET").arg(key)).await?;
+        if matches!(value, Value::Nil | Value::ServerError(_)) {
+            return Ok(value);
+        }
+        let cap = self.options.copy_ttl.as_millis().max(1) as i64;
+        let ttl = match client.send_routed(redis::cmd("PTTL").arg(key)).await? {
+            Value::Int(ms) if ms > 0 => ms.min(cap),
+            Value::Int(-1) => cap,
+            _ => return Ok(value), // gone meanwhile: do not resurrect it as a copy
+        };
+        let Value::BulkString(bytes) = &value else {
+            return Ok(value);
+        };
+        let mut set = redis::cmd("SET");
+        set.arg(copy).arg(bytes.as_slice()).arg("PX").arg(ttl);
+        if let Err(e) = client.send_routed(&set).await {
+            tracing::debug!(error = %e, "refilling a hot-key copy failed");
+        }
+        Ok(value)
+    }
+
+    /// After this client wrote `key`: drop its copies and its near-cache entry, so the next
+    /// read sees the write.
+    async fn invalidate(&self, client: &Client, key: &[u8]) {
+        if let Some(near) = &self.near {
+            near.invalidate(key);
+        }
+        let names = self.names(client, key);
+        let deletes = names[1..].iter().map(|copy| async move {
+            let mut del = redis::cmd("DEL");
+            del.arg(copy.as_slice());
+            client.send_routed(&del).await
+        });
+        for result in futures::future::join_all(deletes).await {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "deleting a hot-key copy failed; it expires within the copy TTL");
+            }
+        }
+    }
+}
