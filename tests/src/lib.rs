@@ -60,13 +60,15 @@ pub async fn run_load(
                     }
                     match client.get::<_, Option<u64>>(&key).await {
                         Ok(v) => {
-                            if let (Some(expected), Some(got)) = (written.get(&key), v) {
-                                if got != *expected {
-                                    errors.push((
-                                        Instant::now(),
-                                        format!("GET {key}: read {got}, last write {expected}"),
-                                    ));
-                                }
+                            // A read must return the last acknowledged write (a miss is a
+                            // lost write).
+                            if let Some(expected) = written.get(&key)
+                                && v != Some(*expected)
+                            {
+                                errors.push((
+                                    Instant::now(),
+                                    format!("GET {key}: read {v:?}, last write {expected}"),
+                                ));
                             }
                             ok.fetch_add(1, Ordering::Relaxed);
                         }

@@ -52,7 +52,7 @@ async fn load(client: shardis::Client, stop: Arc<AtomicBool>) -> (usize, Vec<Str
                     Ok(other) => wrong.push(format!("GET {key}: {other:?}, expected {expected}")),
                     Err(e) => wrong.push(format!("GET {key}: {e}")),
                 }
-                if round % 4 == 0 {
+                if round.is_multiple_of(4) {
                     match client.set::<_, _, ()>(&key, round).await {
                         Ok(()) => {
                             last.insert(i, round);

@@ -6,7 +6,6 @@ pub(crate) mod refresh;
 pub(crate) mod routes;
 pub(crate) mod split;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -14,7 +13,7 @@ use arc_swap::ArcSwap;
 use redis::{Cmd, Value};
 use shardis_slots::{Endpoint, key_slot};
 
-use crate::command::{self, CommandSpec, info::parse_command_info, table};
+use crate::command::{self, CommandSpec, learned::Learned, table};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
@@ -32,7 +31,7 @@ pub(crate) struct ClusterState {
     pub refresher: Arc<Refresher>,
     pub stats: Counters,
     /// Key specs learned from `COMMAND INFO` for commands the built-in table lacks.
-    learned: ArcSwap<HashMap<String, Arc<CommandSpec>>>,
+    learned: Learned,
     pub closed: AtomicBool,
 }
 
@@ -64,7 +63,7 @@ impl ClusterState {
             routes: ArcSwap::from_pointee(Routes::empty()),
             refresher: Arc::new(Refresher::new()),
             stats: Counters::default(),
-            learned: ArcSwap::from_pointee(HashMap::new()),
+            learned: Learned::default(),
             closed: AtomicBool::new(false),
         }
     }
@@ -105,38 +104,20 @@ impl ClusterState {
         Ok(state)
     }
 
-    /// The spec of a command: built-in table, then what was learned, then `COMMAND INFO`.
+    /// The spec of a command the built-in table lacks: learned earlier, or asked of a
+    /// primary with `COMMAND INFO` now.
     async fn spec(&self, name: &str) -> Option<Arc<CommandSpec>> {
-        if let Some(spec) = table::lookup(name) {
-            return Some(Arc::new(spec.clone()));
+        if let Some(spec) = self.learned.get(name) {
+            return Some(spec);
         }
-        if let Some(spec) = self.learned.load().get(name) {
-            return Some(spec.clone());
-        }
-        let primaries = self.routes.load().primaries();
-        let node = primaries.first()?;
+        let node = self.routes.load().primaries().first()?.clone();
         let mut conn = node.connection().await.ok()?;
-        let reply: Value = tokio::time::timeout(
+        let ask = Learned::question(name);
+        let reply = tokio::time::timeout(
             self.settings.response_timeout,
-            redis::cmd("COMMAND")
-                .arg("INFO")
-                .arg(name)
-                .query_async(&mut conn),
-        )
-        .await
-        .ok()?
-        .ok()?;
-        let entry = match &reply {
-            Value::Array(entries) => entries.first()?,
-            _ => return None,
-        };
-        let spec = Arc::new(parse_command_info(entry)?);
-        self.learned.rcu(|m| {
-            let mut m = (**m).clone();
-            m.insert(name.to_string(), spec.clone());
-            m
-        });
-        Some(spec)
+            conn.send_packed_command(&ask),
+        );
+        self.learned.learn(name, &reply.await.ok()?.ok()?)
     }
 
     /// Decides where `cmd` runs. Cross-slot commands that cannot be split are refused here,

@@ -7,6 +7,7 @@
 //! a lock-free snapshot.
 
 pub(crate) mod info;
+pub(crate) mod learned;
 pub(crate) mod table;
 
 use redis::{Arg, Cmd};

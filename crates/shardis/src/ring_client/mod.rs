@@ -15,14 +15,13 @@ mod placement;
 mod rebalance;
 mod split;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 use redis::{Cmd, Pipeline, Value};
 
-use crate::command::{self, CommandSpec, info::parse_command_info, table};
+use crate::command::{self, CommandSpec, learned::Learned, table};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
@@ -87,7 +86,7 @@ pub(crate) struct RingState {
     /// Per-key locks, striped, so a move by the rebalancer and a move-on-write of the same
     /// key never interleave.
     pub key_locks: Box<[tokio::sync::Mutex<()>]>,
-    learned: ArcSwap<HashMap<String, Arc<CommandSpec>>>,
+    learned: Learned,
     next_keyless: AtomicUsize,
     pub closed: AtomicBool,
 }
@@ -141,7 +140,7 @@ impl RingState {
             membership: tokio::sync::Mutex::new(None),
             counters: RingCounters::default(),
             key_locks: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
-            learned: ArcSwap::from_pointee(HashMap::new()),
+            learned: Learned::default(),
             next_keyless: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             config,
@@ -152,29 +151,15 @@ impl RingState {
         Ok(state)
     }
 
-    /// The spec of a command: built-in table, then what was learned from `COMMAND INFO`.
+    /// The spec of a command the built-in table lacks: learned earlier, or asked of a live
+    /// node with `COMMAND INFO` now.
     async fn spec(&self, name: &str) -> Option<Arc<CommandSpec>> {
-        if let Some(spec) = table::lookup(name) {
-            return Some(Arc::new(spec.clone()));
-        }
-        if let Some(spec) = self.learned.load().get(name) {
-            return Some(spec.clone());
+        if let Some(spec) = self.learned.get(name) {
+            return Some(spec);
         }
         let member = self.any_live().ok()?;
-        let mut info = redis::cmd("COMMAND");
-        info.arg("INFO").arg(name);
-        let reply = self.send(&member, &info).await.ok()?;
-        let entry = match &reply {
-            Value::Array(entries) => entries.first()?,
-            _ => return None,
-        };
-        let spec = Arc::new(parse_command_info(entry)?);
-        self.learned.rcu(|m| {
-            let mut m = (**m).clone();
-            m.insert(name.to_string(), spec.clone());
-            m
-        });
-        Some(spec)
+        let reply = self.send(&member, &Learned::question(name)).await.ok()?;
+        self.learned.learn(name, &reply)
     }
 
     /// Where `cmd` runs, given the current live ring.
