@@ -185,8 +185,15 @@ async fn follow(
         };
 
         let sent_at = Instant::now();
-        let reply = match tokio::time::timeout_at(deadline, send(&mut conn, request, asking)).await
-        {
+        // The connection's own response timeout already bounds one reply: a second timer is
+        // only needed when the deadline comes first.
+        let sending = send(&mut conn, request, asking);
+        let outcome = if deadline.saturating_duration_since(sent_at) > settings.response_timeout {
+            Ok(sending.await)
+        } else {
+            tokio::time::timeout_at(deadline, sending).await
+        };
+        let reply = match outcome {
             Err(_) => return Err(timeout(attempts, &last_node, &last)),
             Ok(Err(e)) => {
                 last = e.to_string();
