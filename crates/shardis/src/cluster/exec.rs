@@ -138,14 +138,19 @@ async fn follow(
     let mut attempts = 0u32;
     let mut redirects = 0u32;
     let mut next: Option<(Arc<NodeConn>, bool)> = None;
-    let mut last = String::from("no attempt completed");
-    let mut last_node: Option<String> = None;
-    let timeout = |attempts, last_node: &Option<String>, last: &str| Error::Timeout {
+    // What went wrong last, kept for the error; nothing is allocated while all goes well.
+    let mut last = String::new();
+    let mut last_node: Option<Arc<NodeConn>> = None;
+    let timeout = |attempts, last_node: &Option<Arc<NodeConn>>, last: &str| Error::Timeout {
         deadline: settings.deadline,
         attempts,
         slot,
-        node: last_node.clone(),
-        last: last.to_string(),
+        node: last_node.as_ref().map(|n| n.label().to_string()),
+        last: if last.is_empty() {
+            "no attempt completed".into()
+        } else {
+            last.to_string()
+        },
     };
 
     loop {
@@ -168,7 +173,7 @@ async fn follow(
                 }
             },
         };
-        last_node = Some(node.label().to_string());
+        last_node = Some(node.clone());
 
         let mut conn = match tokio::time::timeout_at(deadline, node.connection()).await {
             Err(_) => return Err(timeout(attempts, &last_node, &last)),

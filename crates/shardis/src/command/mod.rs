@@ -168,8 +168,8 @@ pub(crate) fn args_of(cmd: &Cmd) -> Vec<&[u8]> {
         .collect()
 }
 
-/// The upper-case command name, with the subcommand for container commands that the table
-/// keys that way (`CLUSTER|SLOTS` is not needed: containers are listed by their first word).
+/// The upper-case command name (container commands such as `OBJECT` are listed in the table
+/// by their first word; their key position accounts for the subcommand).
 pub(crate) fn name_of(args: &[&[u8]]) -> String {
     args.first()
         .map(|n| String::from_utf8_lossy(n).to_ascii_uppercase())
