@@ -1,0 +1,97 @@
+//! `shardis locate` and `shardis topology` against a real cluster.
+
+mod common;
+
+use common::ok;
+use serde_json::Value;
+use shardis::slots::key_slot;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locate_and_topology_match_the_cluster() {
+    let cluster = shardis_testkit::Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(1)
+        .start()
+        .await
+        .expect("start cluster");
+    let seed = cluster.seeds()[0].clone();
+    let keys: Vec<String> = (0..12)
+        .map(|i| format!("user:{i}"))
+        .chain(["{user:1}:cart".to_string()])
+        .collect();
+
+    // --json: slot numbers are key_slot's, owners are the cluster's.
+    let mut args = vec!["locate", "--cluster", seed.as_str(), "--json"];
+    args.extend(keys.iter().map(String::as_str));
+    let json: Value = serde_json::from_str(&ok(&args, None)).expect("locate --json parses");
+    let rows = json.as_array().expect("array");
+    assert_eq!(rows.len(), keys.len());
+    for (row, key) in rows.iter().zip(&keys) {
+        assert_eq!(row["key"], key.as_str());
+        let slot = row["slot"].as_u64().unwrap() as u16;
+        assert_eq!(slot, key_slot(key.as_bytes()), "{key}");
+        let owner = cluster.node_for_slot(slot).await.unwrap();
+        assert_eq!(row["primary"], owner.addr(), "{key} (slot {slot})");
+        assert_eq!(row["replicas"].as_array().unwrap().len(), 1, "{row}");
+    }
+
+    // Table output, keys from stdin.
+    let table = ok(&["locate", "--cluster", &seed], Some("user:0\nuser:1\n"));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("key"), "{table}");
+    for (line, key) in lines[1..].iter().zip(["user:0", "user:1"]) {
+        let slot = key_slot(key.as_bytes());
+        let owner = cluster.node_for_slot(slot).await.unwrap();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            fields[..3],
+            [key, &slot.to_string(), &owner.addr()],
+            "{table}"
+        );
+    }
+
+    // Topology: 3 shards, every node agrees.
+    let text = ok(&["topology", "--cluster", &seed], None);
+    assert!(
+        text.starts_with("3 shards, 16384 of 16384 slots covered"),
+        "{text}"
+    );
+    assert!(text.contains("all 6 nodes agree on the slot map"), "{text}");
+    for node in cluster.nodes() {
+        assert!(
+            text.contains(&node.addr()),
+            "{} missing from\n{text}",
+            node.addr()
+        );
+    }
+    let json: Value =
+        serde_json::from_str(&ok(&["topology", "--cluster", &seed, "--json"], None)).unwrap();
+    assert_eq!(json["agree"], true);
+    assert_eq!(json["shards"].as_array().unwrap().len(), 3);
+    assert_eq!(json["covered_slots"], 16384);
+    assert_eq!(json["nodes"].as_array().unwrap().len(), 6);
+}
+
+/// A node that does not answer (SIGSTOPped) is named, and the command exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_names_nodes_that_do_not_answer() {
+    let cluster = shardis_testkit::Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(0)
+        .start()
+        .await
+        .expect("start cluster");
+    let seed = cluster.seeds()[0].clone();
+    let frozen = cluster.nodes()[2].clone();
+    cluster.pause(&frozen).unwrap();
+    let out = common::shardis(&["topology", "--cluster", &seed], None);
+    cluster.resume(&frozen).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("1 of 3 nodes disagree"), "{text}");
+    assert!(
+        text.contains(&format!("{}: no answer", frozen.addr())),
+        "{text}"
+    );
+}
