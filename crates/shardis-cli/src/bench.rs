@@ -25,6 +25,7 @@ use crate::workload::{self, Live, Spec, parse_duration};
     shardis bench                                          # local 3×1 cluster, c=64, 10 s\n  \
     shardis bench -c 1,64,256 --duration 5s --json\n  \
     shardis bench --cluster 127.0.0.1:7000 --zipf 0.99 --read-ratio 0.95\n  \
+    shardis bench --zipf 1.2 --hot-keys                     # per-shard load with and without spreading\n  \
     shardis bench --ring                                   # 3 local standalone nodes\n  \
     shardis bench --ring --nodes 10.0.0.1:6379,10.0.0.2:6379 --ketama")]
 pub struct BenchArgs {
@@ -61,6 +62,10 @@ pub struct BenchArgs {
     /// Zipf exponent of key popularity (e.g. 0.99); uniform when absent.
     #[arg(long)]
     zipf: Option<f64>,
+    /// Also run each level with hot-key spreading, and print the per-shard load the servers
+    /// counted (keyspace hits + misses) without and with it.
+    #[arg(long)]
+    hot_keys: bool,
     /// Key prefix (default: shardis-bench:<random>:).
     #[arg(long)]
     prefix: Option<String>,
@@ -112,6 +117,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     // Keep what we start alive for the whole run.
     let mut _cluster = None;
     let mut _standalone = None;
+    let mut spread_builder = shardis::Client::builder().hot_keys(shardis::HotKeyOptions::default());
     let (client, target, external) = if args.ring {
         let addrs: Vec<(String, u32)> = if args.nodes.is_empty() {
             say("starting 3 local standalone redis-server nodes ...".into());
@@ -141,6 +147,13 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             .build()
             .await
             .map_err(|e| CliError::new(format!("cannot use the ring: {e}")))?;
+        spread_builder = spread_builder
+            .ring(
+                addrs
+                    .iter()
+                    .map(|(a, w)| RingNode::new(a.clone(), a.clone(), *w)),
+            )
+            .ring_placement(placement);
         let names: Vec<&str> = addrs.iter().map(|(a, _)| a.as_str()).collect();
         (
             client,
@@ -148,6 +161,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             !args.nodes.is_empty(),
         )
     } else if let Some(addr) = &args.cluster {
+        spread_builder = spread_builder.cluster([parse_addr(addr)?.to_string()]);
         (
             connect_cluster(addr).await?,
             format!("cluster {addr}"),
@@ -157,6 +171,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
         say("starting a local Redis Cluster: 3 primaries × 1 replica ...".into());
         let c = start_cluster(3, 1).await?;
         let client = connect_cluster(&c.seeds()[0]).await?;
+        spread_builder = spread_builder.cluster(c.seeds());
         _cluster = Some(c);
         (
             client,
@@ -179,17 +194,36 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     ));
     workload::preload(&client, &base, 1_000_000).await?;
 
+    let spread = if args.hot_keys {
+        Some(
+            spread_builder
+                .build()
+                .await
+                .map_err(|e| CliError::new(format!("cannot build the spreading client: {e}")))?,
+        )
+    } else {
+        None
+    };
     let mut rows = Vec::new();
+    let mut loads = Vec::new();
     for &c in &args.concurrency {
         let spec = Arc::new(Spec {
             concurrency: c,
             ..base.clone()
         });
+        reset_stats(&client).await?;
         let summary = measure(&client, &spec, args.warmup, args.duration, args.json).await?;
+        let plain_load = shard_loads(&client).await?;
         rows.push(Row {
             concurrency: c,
             summary,
         });
+        if let Some(spread) = &spread {
+            reset_stats(spread).await?;
+            let summary = measure(spread, &spec, args.warmup, args.duration, args.json).await?;
+            let spread_load = shard_loads(spread).await?;
+            loads.push((c, plain_load, spread_load, summary.ops_per_sec));
+        }
     }
     if external {
         workload::cleanup(&client, &base).await?;
@@ -244,6 +278,22 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             ]);
         }
         print!("{}", t.render());
+        for (c, plain, spread, ops) in &loads {
+            println!(
+                "\nper-shard reads counted by the servers (warm-up included), c={c}; with spreading: {} ops/s",
+                thousands(*ops as u64)
+            );
+            let mut t = Table::new(["node", "without spreading", "with spreading"]);
+            for ((node, a), (_, b)) in plain.iter().zip(spread) {
+                t.row([node.clone(), thousands(*a), thousands(*b)]);
+            }
+            t.row([
+                "max/mean".to_string(),
+                format!("{:.3}", max_over_mean(plain)),
+                format!("{:.3}", max_over_mean(spread)),
+            ]);
+            print!("{}", t.render());
+        }
     }
     if errors > 0 {
         bail!("{errors} commands failed during the benchmark");
@@ -295,4 +345,54 @@ async fn measure(
     bar.finish_and_clear();
     workload::join(handles).await?;
     Ok(Summary::of(&merged, errors, secs))
+}
+
+/// Zeroes every primary's (or ring node's) counters with `CONFIG RESETSTAT`.
+async fn reset_stats(client: &shardis::Client) -> Result<()> {
+    let mut reset = redis::cmd("CONFIG");
+    reset.arg("RESETSTAT");
+    client
+        .on_all_primaries(&reset)
+        .await
+        .map_err(|e| CliError::new(format!("CONFIG RESETSTAT failed: {e}")))?;
+    Ok(())
+}
+
+/// Reads each primary (or ring node) served since the last reset, as the server counts them:
+/// `keyspace_hits + keyspace_misses` from `INFO stats`, sorted by node.
+async fn shard_loads(client: &shardis::Client) -> Result<Vec<(String, u64)>> {
+    let mut info = redis::cmd("INFO");
+    info.arg("stats");
+    let replies = client
+        .on_all_primaries(&info)
+        .await
+        .map_err(|e| CliError::new(format!("INFO stats failed: {e}")))?;
+    let mut loads: Vec<(String, u64)> = replies
+        .into_iter()
+        .map(|(node, reply)| {
+            let text = match reply {
+                redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                redis::Value::VerbatimString { text, .. } => text,
+                _ => String::new(),
+            };
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            (node, field("keyspace_hits") + field("keyspace_misses"))
+        })
+        .collect();
+    loads.sort();
+    Ok(loads)
+}
+
+fn max_over_mean(loads: &[(String, u64)]) -> f64 {
+    let total: u64 = loads.iter().map(|(_, n)| n).sum();
+    let max = loads.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    if total == 0 {
+        return 1.0;
+    }
+    max as f64 * loads.len() as f64 / total as f64
 }

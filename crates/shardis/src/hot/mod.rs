@@ -45,6 +45,10 @@ pub(crate) struct Hot {
     placements: parking_lot::RwLock<HashMap<Vec<u8>, Placement>>,
     next: AtomicUsize,
     near: Option<moka::sync::Cache<Vec<u8>, Value>>,
+    /// Striped per-key locks: a refill (read canonical, write copy) and this client's write of
+    /// the same key (write canonical, update copies) never interleave, so a refill cannot put
+    /// back a value older than an acknowledged write.
+    locks: Box<[tokio::sync::Mutex<()>]>,
     pub counters: HotCounters,
 }
 
@@ -71,6 +75,26 @@ fn role_of<'a>(args: &[&'a [u8]]) -> Role<'a> {
     }
 }
 
+/// `SET k v`, `SET k v EX s`, `SET k v PX ms`, `SETEX k s v`, `PSETEX k ms v`: the key, the
+/// value and the TTL in milliseconds. Anything else (NX/XX/GET/KEEPTTL, ...) is `None`: the
+/// copies are then deleted instead of updated.
+fn plain_set<'a>(args: &[&'a [u8]]) -> Option<(&'a [u8], &'a [u8], Option<u64>)> {
+    let number = |a: &[u8]| std::str::from_utf8(a).ok()?.parse::<u64>().ok();
+    let name = command::name_of(args);
+    match (name.as_str(), args.len()) {
+        ("SET", 3) => Some((args[1], args[2], None)),
+        ("SET", 5) if args[3].eq_ignore_ascii_case(b"EX") => {
+            Some((args[1], args[2], Some(number(args[4])?.checked_mul(1000)?)))
+        }
+        ("SET", 5) if args[3].eq_ignore_ascii_case(b"PX") => {
+            Some((args[1], args[2], Some(number(args[4])?)))
+        }
+        ("SETEX", 4) => Some((args[1], args[3], Some(number(args[2])?.checked_mul(1000)?))),
+        ("PSETEX", 4) => Some((args[1], args[3], Some(number(args[2])?))),
+        _ => None,
+    }
+}
+
 impl Hot {
     pub fn new(options: HotKeyOptions) -> Arc<Hot> {
         let detector = Detector::new(options.detector.clone());
@@ -91,6 +115,7 @@ impl Hot {
             placements: parking_lot::RwLock::new(HashMap::new()),
             next: AtomicUsize::new(0),
             near,
+            locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             counters: HotCounters::default(),
             options,
         })
@@ -130,6 +155,26 @@ impl Hot {
         });
     }
 
+    fn stripe(&self, key: &[u8]) -> usize {
+        (key_hash(key) % self.locks.len() as u64) as usize
+    }
+
+    async fn lock(&self, key: &[u8]) -> tokio::sync::MutexGuard<'_, ()> {
+        self.locks[self.stripe(key)].lock().await
+    }
+
+    /// The locks of several keys, taken in stripe order (no deadlock between two writers).
+    async fn lock_all(&self, keys: &[&[u8]]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = keys.iter().map(|k| self.stripe(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for i in stripes {
+            guards.push(self.locks[i].lock().await);
+        }
+        guards
+    }
+
     /// Adds this layer's counters to a client's stats.
     pub fn add_to(&self, stats: &mut crate::Stats) {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -166,9 +211,19 @@ impl Hot {
                 if hot.is_empty() {
                     return None;
                 }
+                let _guards = self.lock_all(&hot).await;
                 let reply = client.send_routed(cmd).await;
-                for key in hot {
-                    self.invalidate(client, key).await;
+                match (plain_set(&args), &reply) {
+                    // A plain SET of one hot key: write the same value to every copy, so
+                    // reads keep hitting copies instead of missing after each write.
+                    (Some((key, value, ttl)), Ok(Value::Okay)) if hot.len() == 1 => {
+                        self.update_copies(client, key, value, ttl).await;
+                    }
+                    _ => {
+                        for key in hot {
+                            self.invalidate(client, key).await;
+                        }
+                    }
                 }
                 Some(reply)
             }
@@ -228,6 +283,7 @@ impl Hot {
         }
         self.counters.copy_misses.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("shardis_hot_copy_misses_total").increment(1);
+        let _guard = self.lock(key).await;
         let value = client.send_routed(redis::cmd("GET").arg(key)).await?;
         if matches!(value, Value::Nil | Value::ServerError(_)) {
             return Ok(value);
@@ -247,6 +303,29 @@ impl Hot {
             tracing::debug!(error = %e, "refilling a hot-key copy failed");
         }
         Ok(value)
+    }
+
+    /// After this client `SET` `key` to `value`: the same value in every copy, with a TTL no
+    /// longer than the key's (`ttl_ms`, none = no expiry) and the copy TTL.
+    async fn update_copies(&self, client: &Client, key: &[u8], value: &[u8], ttl_ms: Option<u64>) {
+        if let Some(near) = &self.near {
+            near.invalidate(key);
+        }
+        let cap = self.options.copy_ttl.as_millis().max(1) as u64;
+        let ttl = ttl_ms.map_or(cap, |t| t.min(cap)).max(1);
+        let names = self.names(client, key);
+        let writes = names[1..].iter().map(|copy| async move {
+            let mut set = redis::cmd("SET");
+            set.arg(copy.as_slice()).arg(value).arg("PX").arg(ttl);
+            client.send_routed(&set).await
+        });
+        for result in futures::future::join_all(writes).await {
+            if !matches!(result, Ok(Value::Okay)) {
+                // A copy we could not update must not serve the old value.
+                self.invalidate(client, key).await;
+                return;
+            }
+        }
     }
 
     /// After this client wrote `key`: drop its copies and its near-cache entry, so the next
