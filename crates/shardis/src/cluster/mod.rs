@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use redis::{Cmd, Value};
 use shardis_slots::{Endpoint, key_slot};
 
-use crate::command::{self, CommandSpec, learned::Learned, table};
+use crate::command::{self, learned::Learned};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
@@ -104,20 +104,15 @@ impl ClusterState {
         Ok(state)
     }
 
-    /// The spec of a command the built-in table lacks: learned earlier, or asked of a
-    /// primary with `COMMAND INFO` now.
-    async fn spec(&self, name: &str) -> Option<Arc<CommandSpec>> {
-        if let Some(spec) = self.learned.get(name) {
-            return Some(spec);
-        }
+    /// Sends `cmd` to some primary and returns its reply (for `COMMAND INFO`).
+    async fn ask_a_primary(&self, cmd: Cmd) -> Option<Value> {
         let node = self.routes.load().primaries().first()?.clone();
         let mut conn = node.connection().await.ok()?;
-        let ask = Learned::question(name);
         let reply = tokio::time::timeout(
             self.settings.response_timeout,
-            conn.send_packed_command(&ask),
+            conn.send_packed_command(&cmd),
         );
-        self.learned.learn(name, &reply.await.ok()?.ok()?)
+        reply.await.ok()?.ok()
     }
 
     /// Decides where `cmd` runs. Cross-slot commands that cannot be split are refused here,
@@ -125,19 +120,10 @@ impl ClusterState {
     pub async fn plan(&self, cmd: &Cmd) -> Result<Plan> {
         let args = command::args_of(cmd);
         let name = command::name_of(&args);
-        let builtin = table::lookup(&name);
-        let learned;
-        let spec: &CommandSpec = match builtin {
-            Some(spec) => spec,
-            None => match self.spec(&name).await {
-                Some(spec) => {
-                    learned = spec;
-                    &learned
-                }
-                // Unknown to us and to the server's COMMAND INFO: send it to a primary; a keyed
-                // command will be redirected to its owner.
-                None => return Ok(Plan::Keyless),
-            },
+        // Unknown to us and to the server's COMMAND INFO: send it to a primary; a keyed command
+        // will be redirected to its owner.
+        let Some(spec) = self.learned.resolve(&name, |q| self.ask_a_primary(q)).await else {
+            return Ok(Plan::Keyless);
         };
         let keys = spec.key_indices(&args);
         let Some(&first) = keys.first() else {

@@ -2,13 +2,15 @@
 //! Read without a lock (an `ArcSwap` snapshot); written rarely, once per new command name.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use redis::{Cmd, Value};
 
-use super::CommandSpec;
 use super::info::parse_command_info;
+use super::{CommandSpec, table};
 
 /// What the servers told us about commands, by upper-case name.
 #[derive(Default)]
@@ -43,5 +45,40 @@ impl Learned {
             m
         });
         Some(spec)
+    }
+}
+
+/// A command's spec: from the built-in table, or learned from a server.
+pub(crate) enum SpecRef {
+    Builtin(&'static CommandSpec),
+    Learned(Arc<CommandSpec>),
+}
+
+impl Deref for SpecRef {
+    type Target = CommandSpec;
+
+    fn deref(&self) -> &CommandSpec {
+        match self {
+            SpecRef::Builtin(spec) => spec,
+            SpecRef::Learned(spec) => spec,
+        }
+    }
+}
+
+impl Learned {
+    /// The spec of `name`: the built-in table, what was learned before, or what a server says
+    /// now (`ask` sends [`Learned::question`] to some node). `None` when nobody knows it.
+    pub async fn resolve<Fut>(&self, name: &str, ask: impl FnOnce(Cmd) -> Fut) -> Option<SpecRef>
+    where
+        Fut: Future<Output = Option<Value>>,
+    {
+        if let Some(spec) = table::lookup(name) {
+            return Some(SpecRef::Builtin(spec));
+        }
+        if let Some(spec) = self.get(name) {
+            return Some(SpecRef::Learned(spec));
+        }
+        let reply = ask(Self::question(name)).await?;
+        self.learn(name, &reply).map(SpecRef::Learned)
     }
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use arc_swap::ArcSwap;
 use redis::{Cmd, Pipeline, Value};
 
-use crate::command::{self, CommandSpec, learned::Learned, table};
+use crate::command::{self, learned::Learned};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
@@ -151,31 +151,18 @@ impl RingState {
         Ok(state)
     }
 
-    /// The spec of a command the built-in table lacks: learned earlier, or asked of a live
-    /// node with `COMMAND INFO` now.
-    async fn spec(&self, name: &str) -> Option<Arc<CommandSpec>> {
-        if let Some(spec) = self.learned.get(name) {
-            return Some(spec);
-        }
+    /// Sends `cmd` to some live node and returns its reply (for `COMMAND INFO`).
+    async fn ask_a_node(&self, cmd: Cmd) -> Option<Value> {
         let member = self.any_live().ok()?;
-        let reply = self.send(&member, &Learned::question(name)).await.ok()?;
-        self.learned.learn(name, &reply)
+        self.send(&member, &cmd).await.ok()
     }
 
     /// Where `cmd` runs, given the current live ring.
     pub async fn plan(&self, cmd: &Cmd, snap: &Snapshot) -> Result<Plan> {
         let args = command::args_of(cmd);
         let name = command::name_of(&args);
-        let learned;
-        let spec: &CommandSpec = match table::lookup(&name) {
-            Some(spec) => spec,
-            None => match self.spec(&name).await {
-                Some(spec) => {
-                    learned = spec;
-                    &learned
-                }
-                None => return Ok(Plan::Keyless),
-            },
+        let Some(spec) = self.learned.resolve(&name, |q| self.ask_a_node(q)).await else {
+            return Ok(Plan::Keyless);
         };
         let keys = spec.key_indices(&args);
         let Some(&first) = keys.first() else {
