@@ -136,7 +136,7 @@ fn main() {
         let mut n = 0usize;
         move |a: &Access| {
             n += 1;
-            if n % TICK_EVERY == 0 {
+            if n.is_multiple_of(TICK_EVERY) {
                 d.tick(now);
             }
             if sampled {
@@ -183,7 +183,7 @@ fn main() {
         let mut n = 0usize;
         move |a: &Access| {
             n += 1;
-            if n % TICK_EVERY == 0 {
+            if n.is_multiple_of(TICK_EVERY) {
                 ss.clear();
             }
             ss.record(a.hash, &a.key)
