@@ -44,7 +44,12 @@ async fn resharding_under_load_loses_nothing_and_errors_nothing() {
     let owned: std::collections::HashSet<u16> = topology
         .shards()
         .iter()
-        .find(|s| s.primary.endpoint.as_ref().is_some_and(|e| e.port == third.port))
+        .find(|s| {
+            s.primary
+                .endpoint
+                .as_ref()
+                .is_some_and(|e| e.port == third.port)
+        })
         .map(|s| s.slots.iter().flat_map(|r| r.start..=r.end).collect())
         .unwrap_or_default();
     let mut by_slot: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
@@ -57,10 +62,20 @@ async fn resharding_under_load_loses_nothing_and_errors_nothing() {
             }
         }
     }
-    assert!(by_slot.len() >= 10, "load keys on the third primary: {}", by_slot.len());
+    assert!(
+        by_slot.len() >= 10,
+        "load keys on the third primary: {}",
+        by_slot.len()
+    );
     for (slot, keys) in by_slot.into_iter().take(10) {
-        let migration = cluster.begin_migration(slot, from).await.expect("begin migration");
-        migration.migrate_keys(&keys).await.expect("move the slot's keys");
+        let migration = cluster
+            .begin_migration(slot, from)
+            .await
+            .expect("begin migration");
+        migration
+            .migrate_keys(&keys)
+            .await
+            .expect("move the slot's keys");
         tokio::time::sleep(Duration::from_millis(250)).await;
         migration.finish().await.expect("finish migration");
     }
