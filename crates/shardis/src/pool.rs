@@ -18,11 +18,15 @@ use shardis_slots::Endpoint;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 
+mod batch;
+
+pub(crate) use batch::Link;
+
 /// One node and its connections.
 pub(crate) struct NodeConn {
     pub endpoint: Endpoint,
     label: String,
-    slots: Box<[ArcSwapOption<MultiplexedConnection>]>,
+    slots: Box<[ArcSwapOption<Link>]>,
     next: AtomicUsize,
     opening: tokio::sync::Mutex<()>,
     /// Consecutive failures to connect; 0 when healthy.
@@ -69,9 +73,15 @@ impl NodeConn {
     /// must not wait behind each other on a dead node (their deadline is better spent on a
     /// topology refresh that routes them elsewhere).
     pub async fn connection(&self) -> Result<MultiplexedConnection> {
+        Ok(self.link().await?.connection())
+    }
+
+    /// A connection to this node with its batcher (see [`Link::send`]), opening one if needed;
+    /// fails like [`NodeConn::connection`].
+    pub async fn link(&self) -> Result<Arc<Link>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        if let Some(conn) = self.slots[i].load_full() {
-            return Ok((*conn).clone());
+        if let Some(link) = self.slots[i].load_full() {
+            return Ok(link);
         }
         if let Some(message) = self.backoff_remaining() {
             return Err(Error::Connection {
@@ -82,8 +92,8 @@ impl NodeConn {
         }
         // One caller opens; the others wait for that attempt (bounded by the connect timeout).
         let _opening = self.opening.lock().await;
-        if let Some(conn) = self.slots[i].load_full() {
-            return Ok((*conn).clone());
+        if let Some(link) = self.slots[i].load_full() {
+            return Ok(link);
         }
         if let Some(message) = self.backoff_remaining() {
             return Err(Error::Connection {
@@ -95,8 +105,9 @@ impl NodeConn {
         match self.open().await {
             Ok(conn) => {
                 self.failures.store(0, Ordering::Relaxed);
-                self.slots[i].store(Some(Arc::new(conn.clone())));
-                Ok(conn)
+                let link = Arc::new(Link::new(conn));
+                self.slots[i].store(Some(link.clone()));
+                Ok(link)
             }
             Err(message) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -236,5 +247,181 @@ impl Pool {
             tracing::info!(node = %gone, "node left the topology; closing its connections");
         }
         self.nodes.store(Arc::new(next));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::Value;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Parses complete RESP arrays of bulk strings off the front of `buf`.
+    fn parse_commands(buf: &mut Vec<u8>) -> Vec<Vec<Vec<u8>>> {
+        fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+            let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
+            Some((&buf[at..end], end + 2))
+        }
+        let mut commands = Vec::new();
+        let mut at = 0;
+        'outer: while let Some((head, mut pos)) = line(buf, at) {
+            let n: usize = std::str::from_utf8(&head[1..]).unwrap().parse().unwrap();
+            let mut args = Vec::with_capacity(n);
+            for _ in 0..n {
+                let Some((len, p)) = line(buf, pos) else {
+                    break 'outer;
+                };
+                let len: usize = std::str::from_utf8(&len[1..]).unwrap().parse().unwrap();
+                if buf.len() < p + len + 2 {
+                    break 'outer;
+                }
+                args.push(buf[p..p + len].to_vec());
+                pos = p + len + 2;
+            }
+            commands.push(args);
+            at = pos;
+        }
+        buf.drain(..at);
+        commands
+    }
+
+    /// A fake node: `ECHO x` answers `x`, `BOOM` answers an error, anything else `+OK`. With
+    /// `stall`, it answers nothing after the first `ECHO` and drops the connection 200 ms
+    /// later. Records the most commands it read in one go.
+    async fn fake_node(stall: bool) -> (Endpoint, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let most = Arc::new(AtomicUsize::new(0));
+        let most2 = most.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let most = most2.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = vec![0u8; 64 * 1024];
+                    let mut stalled = false;
+                    loop {
+                        let n = match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                        let commands = parse_commands(&mut buf);
+                        most.fetch_max(commands.len(), Ordering::Relaxed);
+                        let mut out = Vec::new();
+                        for args in commands {
+                            match args[0].to_ascii_uppercase().as_slice() {
+                                b"ECHO" if stall => stalled = true,
+                                b"ECHO" => {
+                                    out.extend_from_slice(
+                                        format!("${}\r\n", args[1].len()).as_bytes(),
+                                    );
+                                    out.extend_from_slice(&args[1]);
+                                    out.extend_from_slice(b"\r\n");
+                                }
+                                b"BOOM" => out.extend_from_slice(b"-ERR boom\r\n"),
+                                _ => out.extend_from_slice(b"+OK\r\n"),
+                            }
+                        }
+                        if socket.write_all(&out).await.is_err() {
+                            return;
+                        }
+                        if stalled {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            return; // drops the socket with everything unanswered
+                        }
+                    }
+                });
+            }
+        });
+        (Endpoint::new("127.0.0.1", port), most)
+    }
+
+    fn settings() -> Arc<Settings> {
+        Arc::new(Settings {
+            response_timeout: Duration::from_secs(5),
+            ..Settings::default()
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_sends_get_their_own_replies_in_order() {
+        let (endpoint, most) = fake_node(false).await;
+        let node = Arc::new(NodeConn::new(endpoint, settings()));
+        let tasks: Vec<_> = (0..200)
+            .map(|t| {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    for i in 0..20 {
+                        let link = node.link().await.unwrap();
+                        if (t + i) % 7 == 0 {
+                            let reply = link.send(&redis::cmd("BOOM")).await.unwrap();
+                            match reply {
+                                Value::ServerError(e) => assert_eq!(e.details(), Some("boom")),
+                                other => panic!("task {t} #{i}: expected an error, got {other:?}"),
+                            }
+                        } else {
+                            let word = format!("t{t}-{i}");
+                            let reply = link.send(redis::cmd("ECHO").arg(&word)).await.unwrap();
+                            assert_eq!(
+                                reply,
+                                Value::BulkString(word.into_bytes()),
+                                "task {t} #{i}"
+                            );
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert!(
+            most.load(Ordering::Relaxed) > 1,
+            "commands were never coalesced into one write"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_connection_fails_every_queued_request() {
+        let (endpoint, _) = fake_node(true).await;
+        let node = Arc::new(NodeConn::new(endpoint, settings()));
+        let link = node.link().await.unwrap();
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let link = link.clone();
+                tokio::spawn(async move { link.send(redis::cmd("ECHO").arg(i)).await })
+            })
+            .collect();
+        for task in tasks {
+            let reply = task.await.unwrap();
+            assert!(reply.is_err(), "expected a connection error, got {reply:?}");
+        }
+        // Failed by the dropped connection, not by the 5 s response timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_batcher_exits_with_its_connection() {
+        let (endpoint, _) = fake_node(false).await;
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let node = Arc::new(NodeConn::new(endpoint, settings()));
+        let link = node.link().await.unwrap();
+        let with_link = metrics.num_alive_tasks();
+        link.send(redis::cmd("ECHO").arg("x")).await.unwrap();
+        drop(link);
+        node.discard();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while metrics.num_alive_tasks() >= with_link {
+            assert!(Instant::now() < deadline, "batcher still running");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::{Cmd, Pipeline, Value};
 use shardis_slots::{Endpoint, RedirectKind, parse_redirect_parts};
 use tokio::time::Instant;
@@ -15,7 +14,7 @@ use tokio::time::Instant;
 use super::ClusterState;
 use super::routes::Routes;
 use crate::error::Error;
-use crate::pool::NodeConn;
+use crate::pool::{Link, NodeConn};
 
 /// What is sent: one command, or a transaction (`MULTI` … `EXEC`) that must run on one node.
 #[derive(Clone, Copy)]
@@ -50,21 +49,19 @@ fn error_code(value: &Value) -> Option<(&str, &str)> {
     }
 }
 
-/// Sends the request on `conn`; returns the reply that decides what happens next, and the
+/// Sends the request on `link`; returns the reply that decides what happens next, and the
 /// reply to hand to the caller (they differ for transactions: a `MOVED` on a queued command
 /// decides, the `EXEC` reply is what the caller gets).
-async fn send(
-    conn: &mut MultiplexedConnection,
-    request: Request<'_>,
-    asking: bool,
-) -> redis::RedisResult<Value> {
+async fn send(link: &Link, request: Request<'_>, asking: bool) -> redis::RedisResult<Value> {
     match request {
-        Request::Cmd(cmd) if !asking => conn.send_packed_command(cmd).await,
+        // Single commands go through the node's batcher: one write for many callers.
+        Request::Cmd(cmd) if !asking => link.send(cmd).await,
         Request::Cmd(cmd) => {
             // ASKING and the command as one write: nothing from another task can slip in
             // between on this shared connection and consume the one-shot ASKING flag.
             let mut pipe = redis::pipe();
             pipe.cmd("ASKING").add_command(cmd.clone());
+            let mut conn = link.connection();
             let mut replies = conn.send_packed_commands(&pipe, 1, 1).await?;
             Ok(replies.pop().unwrap_or(Value::Nil))
         }
@@ -79,6 +76,7 @@ async fn send(
             }
             pipe.cmd("EXEC");
             let skip = usize::from(asking);
+            let mut conn = link.connection();
             let mut replies = conn.send_packed_commands(&pipe, 0, pipe.len()).await?;
             // A redirect on a queued command aborts the transaction: report the redirect.
             let queued = replies
@@ -175,7 +173,7 @@ async fn follow(
         };
         last_node = Some(node.clone());
 
-        let mut conn = match tokio::time::timeout_at(deadline, node.connection()).await {
+        let link = match tokio::time::timeout_at(deadline, node.link()).await {
             Err(_) => return Err(timeout(attempts, &last_node, &last)),
             Ok(Err(e)) => {
                 // Not sent, so always safe to retry: the topology may have moved on.
@@ -186,13 +184,13 @@ async fn follow(
                 }
                 continue;
             }
-            Ok(Ok(conn)) => conn,
+            Ok(Ok(link)) => link,
         };
 
         let sent_at = Instant::now();
         // The connection's own response timeout already bounds one reply: a second timer is
         // only needed when the deadline comes first.
-        let sending = send(&mut conn, request, asking);
+        let sending = send(&link, request, asking);
         let outcome = if deadline.saturating_duration_since(sent_at) > settings.response_timeout {
             Ok(sending.await)
         } else {

@@ -30,15 +30,15 @@ impl RingState {
             });
         }
         let started = Instant::now();
-        let mut conn = match member.conn.connection().await {
-            Ok(conn) => conn,
+        let link = match member.conn.link().await {
+            Ok(link) => link,
             Err(e) => {
                 self.on_failure(member);
                 return Err(e);
             }
         };
         let timeout = self.settings.response_timeout;
-        match tokio::time::timeout(timeout, conn.send_packed_command(cmd)).await {
+        match tokio::time::timeout(timeout, link.send(cmd)).await {
             Ok(Ok(value)) => {
                 member.conn.latency.record(started.elapsed().as_secs_f64());
                 self.on_success(member);
