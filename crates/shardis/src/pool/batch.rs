@@ -98,9 +98,10 @@ async fn send_batch(mut conn: MultiplexedConnection, mut batch: Vec<Job>) {
     match batch.len() {
         0 => {}
         1 => {
-            let job = batch.pop().expect("one job");
-            let reply = conn.send_packed_command(&job.cmd).await;
-            let _ = job.reply.send(reply);
+            if let Some(job) = batch.pop() {
+                let reply = conn.send_packed_command(&job.cmd).await;
+                let _ = job.reply.send(reply);
+            }
         }
         n => {
             let mut pipe = redis::Pipeline::with_capacity(n);
