@@ -5,10 +5,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "invariants.rs"]
+mod invariants;
+use invariants::check;
 use redis::Value;
 use shardis_slots::{
-    Endpoint, SLOT_COUNT, SlotMap, Topology, parse_cluster_nodes, parse_cluster_shards,
-    parse_cluster_slots,
+    Endpoint, Topology, parse_cluster_nodes, parse_cluster_shards, parse_cluster_slots,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -32,39 +35,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
-
-fn check(t: &Topology) {
-    let mut prev_end: Option<u16> = None;
-    let mut covered = 0;
-    for (r, i) in t.ranges() {
-        assert!(r.start <= r.end && usize::from(r.end) < SLOT_COUNT, "{r:?}");
-        assert!(
-            prev_end.is_none_or(|p| r.start > p),
-            "unsorted/overlapping at {r:?}"
-        );
-        prev_end = Some(r.end);
-        covered += r.len();
-        assert!(i < t.shards().len());
-    }
-    assert_eq!(covered, t.covered_slots());
-    assert!(covered > 0, "parsers never return an empty map");
-    for s in t.shards() {
-        assert!(!s.slots.is_empty());
-        for n in std::iter::once(&s.primary).chain(&s.replicas) {
-            if let Some(e) = &n.endpoint {
-                assert!(!e.host.is_empty() && e.port > 0, "{e:?}");
-            }
-        }
-    }
-    let map = SlotMap::new(t.clone());
-    for slot in 0..SLOT_COUNT as u16 {
-        assert_eq!(
-            map.shard_index(slot),
-            t.shard_index_for_slot(slot),
-            "slot {slot}"
-        );
-    }
-}
 
 /// Re-encode as CLUSTER SLOTS (RESP2 shape) and parse again.
 fn roundtrip(t: &Topology, asked: &Endpoint) {

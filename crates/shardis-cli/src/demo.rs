@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -71,10 +73,10 @@ struct Events(Mutex<Vec<String>>);
 impl Events {
     fn push(&self, started: Instant, msg: impl Into<String>) {
         let line = format!("[{:>5.1}s] {}", started.elapsed().as_secs_f64(), msg.into());
-        self.0.lock().expect("events lock").push(line);
+        self.0.lock().push(line);
     }
     fn all(&self) -> Vec<String> {
-        self.0.lock().expect("events lock").clone()
+        self.0.lock().clone()
     }
 }
 
@@ -191,7 +193,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         thousands(summary.ops_per_sec as u64)
     );
     println!("  caller errors    {}", summary.errors);
-    if let Some(last) = live.last_error.lock().expect("error lock").as_ref() {
+    if let Some(last) = live.last_error.lock().as_ref() {
         println!("  last error       {last}");
     }
     println!(
@@ -241,11 +243,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     if errors > 0 {
         eprintln!(
             "error: callers saw {errors} errors during the demo (last: {})",
-            live.last_error
-                .lock()
-                .expect("error lock")
-                .clone()
-                .unwrap_or_default()
+            live.last_error.lock().clone().unwrap_or_default()
         );
         return Ok(ExitCode::FAILURE);
     }

@@ -173,8 +173,7 @@ struct Report {
 
 pub fn run(args: RingArgs) -> Result<ExitCode> {
     let mut entries = match args.nodes.as_slice() {
-        [one] if one.parse::<usize>().is_ok() => {
-            let n: usize = one.parse().expect("checked");
+        [one] if let Ok(n) = one.parse::<usize>() => {
             if n == 0 || n > 10_000 {
                 bail!("--nodes {n}: give between 1 and 10000 nodes");
             }

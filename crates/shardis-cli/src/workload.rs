@@ -3,8 +3,10 @@
 //! Zipf law) and recording its latency.
 
 use std::io::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -88,7 +90,7 @@ impl Live {
     pub fn take_window(&self) -> Histogram<u64> {
         let mut out = histogram();
         for w in &self.windows {
-            let mut w = w.lock().expect("window lock");
+            let mut w = w.lock();
             let _ = out.add(&*w);
             w.reset();
         }
@@ -148,10 +150,7 @@ pub fn spawn(
                 let result = client.send(&cmd).await;
                 let us = (started.elapsed().as_micros() as u64).max(1);
                 total.saturating_record(us);
-                live.windows[task]
-                    .lock()
-                    .expect("window lock")
-                    .saturating_record(us);
+                live.windows[task].lock().saturating_record(us);
                 live.ops.fetch_add(1, Ordering::Relaxed);
                 let failure = match result {
                     Ok(Value::ServerError(e)) => Some(format!("{e:?}")),
@@ -160,7 +159,7 @@ pub fn spawn(
                 };
                 if let Some(f) = failure {
                     live.errors.fetch_add(1, Ordering::Relaxed);
-                    *live.last_error.lock().expect("error lock") = Some(f);
+                    *live.last_error.lock() = Some(f);
                 }
             }
             total
