@@ -337,3 +337,64 @@ fn patch_moved(state: &ClusterState, slot: u16, endpoint: &Endpoint) {
         ))
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::test_support::fake_node;
+    use crate::config::Settings;
+    use shardis_slots::{Node, Shard, SlotMap, SlotRange, Topology};
+
+    #[tokio::test]
+    async fn a_redirect_loop_ends_at_the_budget_with_the_last_reply() {
+        // A node that owns every slot but answers every GET with MOVED to itself.
+        let node = fake_node(|command, port| {
+            if command.contains("GET") {
+                format!("-MOVED 866 127.0.0.1:{port}\r\n")
+            } else {
+                "+OK\r\n".to_string()
+            }
+        })
+        .await;
+        let topology = Topology::new(vec![Shard {
+            primary: Node::primary(node.clone()),
+            replicas: vec![],
+            slots: vec![SlotRange::new(0, 16383).unwrap()],
+        }])
+        .unwrap();
+        let state = ClusterState::new(Arc::new(Settings::default()), vec![node]);
+        state
+            .routes
+            .store(Arc::new(Routes::new(SlotMap::new(topology), &state.pool)));
+
+        let mut get = redis::cmd("GET");
+        get.arg("hello");
+        let err = execute(
+            &state,
+            Request::Cmd(&get),
+            Target::Slot {
+                slot: 866,
+                read: true,
+            },
+            true,
+        )
+        .await
+        .expect_err("the loop must end");
+        match err {
+            Error::TooManyRedirects {
+                budget,
+                slot,
+                last_reply,
+                ..
+            } => {
+                assert_eq!((budget, slot), (5, 866));
+                assert!(
+                    last_reply.starts_with("MOVED 866 127.0.0.1:"),
+                    "{last_reply}"
+                );
+            }
+            other => panic!("expected TooManyRedirects, got {other}"),
+        }
+        assert_eq!(state.stats.snapshot().moved, 5);
+    }
+}

@@ -5,6 +5,8 @@ pub(crate) mod pipeline;
 pub(crate) mod refresh;
 pub(crate) mod routes;
 pub(crate) mod split;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
