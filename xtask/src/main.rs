@@ -17,7 +17,13 @@ const PACKAGES: &[(&str, &str)] = &[
 ];
 
 /// The fuzz targets declared in fuzz/Cargo.toml.
-const FUZZ_TARGETS: &[&str] = &["resp_topology", "cluster_nodes", "redirect", "ring_ops"];
+const FUZZ_TARGETS: &[&str] = &[
+    "resp_topology",
+    "cluster_nodes",
+    "redirect",
+    "ring_ops",
+    "resp_reply",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();

@@ -245,8 +245,8 @@ async fn fan_out(
 ) -> Result<Vec<(String, Value)>> {
     let deadline = state.settings.deadline;
     let calls = nodes.iter().map(|node| async move {
-        let mut conn = node.connection().await?;
-        match tokio::time::timeout(deadline, conn.send_packed_command(cmd)).await {
+        let conn = node.connection().await?;
+        match tokio::time::timeout(deadline, conn.send(cmd)).await {
             Ok(Ok(value)) => Ok((node.label().to_string(), value)),
             Ok(Err(e)) => Err(Error::Connection {
                 node: node.label().to_string(),

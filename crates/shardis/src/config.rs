@@ -98,7 +98,7 @@ pub(crate) enum Mode {
 ///
 /// Defaults: connect timeout 1 s, response timeout 1 s, per-command deadline 5 s, redirect
 /// budget 5, topology refresh every 30 s (and on demand, at most every 100 ms), reads from
-/// primaries, one multiplexed connection per node.
+/// primaries, one pipelined connection per node.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), shardis::Error> {
@@ -181,7 +181,7 @@ impl Builder {
         self
     }
 
-    /// Multiplexed connections per node, used round-robin. Default 1.
+    /// Pipelined connections per node, used round-robin. Default 1.
     pub fn connections_per_node(mut self, connections: usize) -> Self {
         self.settings.connections_per_node = connections;
         self

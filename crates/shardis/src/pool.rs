@@ -1,4 +1,4 @@
-//! Connections to nodes: a few multiplexed (pipelined) connections per node, opened lazily,
+//! Connections to nodes: a few pipelined connections per node (see [`conn`]), opened lazily,
 //! reopened with backoff after a failure, and closed when a node leaves the topology.
 //!
 //! The read path is lock-free: a node's connections sit in `ArcSwapOption` slots, so taking
@@ -11,22 +11,20 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use shardis_slots::Endpoint;
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
 
-mod batch;
+mod conn;
 
-pub(crate) use batch::Link;
+pub(crate) use conn::{Connection, stall_detected_within};
 
 /// One node and its connections.
 pub(crate) struct NodeConn {
     pub endpoint: Endpoint,
     label: String,
-    slots: Box<[ArcSwapOption<Link>]>,
+    slots: Box<[ArcSwapOption<Connection>]>,
     next: AtomicUsize,
     opening: tokio::sync::Mutex<()>,
     /// Consecutive failures to connect; 0 when healthy.
@@ -72,16 +70,10 @@ impl NodeConn {
     /// While the node is in reconnect backoff this fails at once instead of queueing: callers
     /// must not wait behind each other on a dead node (their deadline is better spent on a
     /// topology refresh that routes them elsewhere).
-    pub async fn connection(&self) -> Result<MultiplexedConnection> {
-        Ok(self.link().await?.connection())
-    }
-
-    /// A connection to this node with its batcher (see [`Link::send`]), opening one if needed;
-    /// fails like [`NodeConn::connection`].
-    pub async fn link(&self) -> Result<Arc<Link>> {
+    pub async fn connection(&self) -> Result<Arc<Connection>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        if let Some(link) = self.slots[i].load_full() {
-            return Ok(link);
+        if let Some(conn) = self.slots[i].load_full() {
+            return Ok(conn);
         }
         if let Some(message) = self.backoff_remaining() {
             return Err(Error::Connection {
@@ -92,8 +84,8 @@ impl NodeConn {
         }
         // One caller opens; the others wait for that attempt (bounded by the connect timeout).
         let _opening = self.opening.lock().await;
-        if let Some(link) = self.slots[i].load_full() {
-            return Ok(link);
+        if let Some(conn) = self.slots[i].load_full() {
+            return Ok(conn);
         }
         if let Some(message) = self.backoff_remaining() {
             return Err(Error::Connection {
@@ -105,9 +97,9 @@ impl NodeConn {
         match self.open().await {
             Ok(conn) => {
                 self.failures.store(0, Ordering::Relaxed);
-                let link = Arc::new(Link::new(conn));
-                self.slots[i].store(Some(link.clone()));
-                Ok(link)
+                let conn = Arc::new(conn);
+                self.slots[i].store(Some(conn.clone()));
+                Ok(conn)
             }
             Err(message) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -144,52 +136,12 @@ impl NodeConn {
         })
     }
 
-    async fn open(&self) -> std::result::Result<MultiplexedConnection, String> {
-        let s = &self.settings;
-        let mut redis_info =
-            RedisConnectionInfo::default().set_lib_name("shardis", env!("CARGO_PKG_VERSION"));
-        if let Some(user) = &s.username {
-            redis_info = redis_info.set_username(user);
-        }
-        if let Some(password) = &s.password {
-            redis_info = redis_info.set_password(password.expose());
-        }
-        let info = ConnectionAddr::Tcp(self.endpoint.host.clone(), self.endpoint.port)
-            .into_connection_info()
-            .map_err(|e| e.to_string())?
-            .set_redis_settings(redis_info);
-        let client = redis::Client::open(info).map_err(|e| e.to_string())?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(s.connect_timeout))
-            .set_response_timeout(Some(s.response_timeout));
-        let connect = client.get_multiplexed_async_connection_with_config(&config);
-        let mut conn =
-            match tokio::time::timeout(s.connect_timeout + s.response_timeout, connect).await {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(_) => return Err(format!("connect timed out after {:?}", s.connect_timeout)),
-            };
-        // Named, so operators (and tests) can tell shardis connections apart in CLIENT LIST;
-        // CLIENT SETINFO lib-name only exists from Redis 7.2 on.
-        redis::cmd("CLIENT")
-            .arg("SETNAME")
-            .arg("shardis")
-            .exec_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        if s.read_from != crate::ReadFrom::Primary {
-            // READONLY once per connection: replicas then serve reads of their shard. On a
-            // primary it is harmless, and a node's role can change under us anyway.
-            redis::cmd("READONLY")
-                .exec_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(conn)
+    async fn open(&self) -> std::result::Result<Connection, String> {
+        Connection::open(&self.endpoint, &self.settings).await
     }
 
     /// Forgets this node's connections after one failed, so the next caller opens a fresh
-    /// one. (A broken multiplexed connection usually means the node went away: its siblings
+    /// one. (A broken connection usually means the node went away: its siblings
     /// are broken too.)
     pub fn discard(&self) {
         for slot in self.slots.iter() {
@@ -287,7 +239,8 @@ mod tests {
         commands
     }
 
-    /// A fake node: `ECHO x` answers `x`, `BOOM` answers an error, anything else `+OK`. With
+    /// A fake node: `ECHO x` answers `x`, `BOOM` answers an error, `SILENT` nothing,
+    /// `GARBAGE` bytes that are no RESP reply, anything else `+OK`. With
     /// `stall`, it answers nothing after the first `ECHO` and drops the connection 200 ms
     /// later. Records the most commands it read in one go.
     async fn fake_node(stall: bool) -> (Endpoint, Arc<AtomicUsize>) {
@@ -322,6 +275,8 @@ mod tests {
                                     out.extend_from_slice(b"\r\n");
                                 }
                                 b"BOOM" => out.extend_from_slice(b"-ERR boom\r\n"),
+                                b"SILENT" => {}
+                                b"GARBAGE" => out.extend_from_slice(b"?what\r\n"),
                                 _ => out.extend_from_slice(b"+OK\r\n"),
                             }
                         }
@@ -337,6 +292,12 @@ mod tests {
             }
         });
         (Endpoint::new("127.0.0.1", port), most)
+    }
+
+    fn echo(arg: impl redis::ToRedisArgs) -> redis::Cmd {
+        let mut cmd = redis::cmd("ECHO");
+        cmd.arg(arg);
+        cmd
     }
 
     fn settings() -> Arc<Settings> {
@@ -355,16 +316,16 @@ mod tests {
                 let node = node.clone();
                 tokio::spawn(async move {
                     for i in 0..20 {
-                        let link = node.link().await.unwrap();
+                        let conn = node.connection().await.unwrap();
                         if (t + i) % 7 == 0 {
-                            let reply = link.send(&redis::cmd("BOOM")).await.unwrap();
+                            let reply = conn.send(&redis::cmd("BOOM")).await.unwrap();
                             match reply {
                                 Value::ServerError(e) => assert_eq!(e.details(), Some("boom")),
                                 other => panic!("task {t} #{i}: expected an error, got {other:?}"),
                             }
                         } else {
                             let word = format!("t{t}-{i}");
-                            let reply = link.send(redis::cmd("ECHO").arg(&word)).await.unwrap();
+                            let reply = conn.send(redis::cmd("ECHO").arg(&word)).await.unwrap();
                             assert_eq!(
                                 reply,
                                 Value::BulkString(word.into_bytes()),
@@ -388,12 +349,12 @@ mod tests {
     async fn a_dead_connection_fails_every_queued_request() {
         let (endpoint, _) = fake_node(true).await;
         let node = Arc::new(NodeConn::new(endpoint, settings()));
-        let link = node.link().await.unwrap();
+        let conn = node.connection().await.unwrap();
         let started = Instant::now();
         let tasks: Vec<_> = (0..100)
             .map(|i| {
-                let link = link.clone();
-                tokio::spawn(async move { link.send(redis::cmd("ECHO").arg(i)).await })
+                let conn = conn.clone();
+                tokio::spawn(async move { conn.send(redis::cmd("ECHO").arg(i)).await })
             })
             .collect();
         for task in tasks {
@@ -409,19 +370,98 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_batcher_exits_with_its_connection() {
+    async fn the_reader_exits_with_its_connection() {
         let (endpoint, _) = fake_node(false).await;
         let metrics = tokio::runtime::Handle::current().metrics();
         let node = Arc::new(NodeConn::new(endpoint, settings()));
-        let link = node.link().await.unwrap();
-        let with_link = metrics.num_alive_tasks();
-        link.send(redis::cmd("ECHO").arg("x")).await.unwrap();
-        drop(link);
+        let conn = node.connection().await.unwrap();
+        let with_conn = metrics.num_alive_tasks();
+        conn.send(redis::cmd("ECHO").arg("x")).await.unwrap();
+        drop(conn);
         node.discard();
         let deadline = Instant::now() + Duration::from_secs(2);
-        while metrics.num_alive_tasks() >= with_link {
-            assert!(Instant::now() < deadline, "batcher still running");
+        while metrics.num_alive_tasks() >= with_conn {
+            assert!(Instant::now() < deadline, "reader still running");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pipeline_gets_its_slice_of_replies_between_other_callers() {
+        let (endpoint, _) = fake_node(false).await;
+        let node = Arc::new(NodeConn::new(endpoint, settings()));
+        let conn = node.connection().await.unwrap();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ECHO")
+            .arg("skip")
+            .cmd("ECHO")
+            .arg("a")
+            .cmd("BOOM")
+            .cmd("ECHO")
+            .arg("b");
+        let (before, after) = (echo("before"), echo("after"));
+        let single = conn.send(&before);
+        let piped = conn.send_pipeline(&pipe, 1, 3);
+        let after = conn.send(&after);
+        let (single, piped, after) = tokio::join!(single, piped, after);
+        assert_eq!(single.unwrap(), Value::BulkString(b"before".to_vec()));
+        let piped = piped.unwrap();
+        assert_eq!(piped.len(), 3, "{piped:?}");
+        assert_eq!(piped[0], Value::BulkString(b"a".to_vec()));
+        assert!(matches!(&piped[1], Value::ServerError(e) if e.details() == Some("boom")));
+        assert_eq!(piped[2], Value::BulkString(b"b".to_vec()));
+        assert_eq!(after.unwrap(), Value::BulkString(b"after".to_vec()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn values_larger_than_the_socket_buffer_go_through_whole() {
+        let (endpoint, _) = fake_node(false).await;
+        let node = Arc::new(NodeConn::new(endpoint, settings()));
+        let conn = node.connection().await.unwrap();
+        let big: Vec<u8> = (0..16 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let (big_cmd, small) = (echo(&big[..]), echo("small"));
+        let (a, b) = tokio::join!(conn.send(&big_cmd), conn.send(&small));
+        assert!(
+            a.unwrap() == Value::BulkString(big),
+            "big value came back changed"
+        );
+        assert_eq!(b.unwrap(), Value::BulkString(b"small".to_vec()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_that_stops_answering_fails_its_callers_after_the_response_timeout() {
+        let (endpoint, _) = fake_node(false).await;
+        let settings = Arc::new(Settings {
+            response_timeout: Duration::from_millis(200),
+            ..Settings::default()
+        });
+        let node = Arc::new(NodeConn::new(endpoint, settings));
+        let conn = node.connection().await.unwrap();
+        let started = Instant::now();
+        let (silent, queued) = (redis::cmd("SILENT"), echo("x"));
+        let (silent, queued) = tokio::join!(conn.send(&silent), conn.send(&queued));
+        let elapsed = started.elapsed();
+        let silent = silent.unwrap_err();
+        assert!(silent.is_timeout(), "{silent}");
+        assert!(queued.is_err(), "{queued:?}");
+        assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+        // Closed for good: the next send fails at once instead of waiting again.
+        assert!(conn.send(redis::cmd("ECHO").arg("y")).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_malformed_reply_closes_the_connection_with_a_clear_error() {
+        let (endpoint, _) = fake_node(false).await;
+        let node = Arc::new(NodeConn::new(endpoint, settings()));
+        let conn = node.connection().await.unwrap();
+        let error = conn.send(&redis::cmd("GARBAGE")).await.unwrap_err();
+        assert!(error.to_string().contains("malformed reply"), "{error}");
+        assert!(conn.send(redis::cmd("ECHO").arg("y")).await.is_err());
+        // A fresh connection works.
+        node.discard();
+        let conn = node.connection().await.unwrap();
+        let reply = conn.send(redis::cmd("ECHO").arg("z")).await.unwrap();
+        assert_eq!(reply, Value::BulkString(b"z".to_vec()));
     }
 }

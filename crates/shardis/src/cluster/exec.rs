@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::ClusterState;
 use super::routes::Routes;
 use crate::error::Error;
-use crate::pool::{Link, NodeConn};
+use crate::pool::{Connection, NodeConn, stall_detected_within};
 
 /// What is sent: one command, or a transaction (`MULTI` … `EXEC`) that must run on one node.
 #[derive(Clone, Copy)]
@@ -49,20 +49,18 @@ fn error_code(value: &Value) -> Option<(&str, &str)> {
     }
 }
 
-/// Sends the request on `link`; returns the reply that decides what happens next, and the
+/// Sends the request on `conn`; returns the reply that decides what happens next, and the
 /// reply to hand to the caller (they differ for transactions: a `MOVED` on a queued command
 /// decides, the `EXEC` reply is what the caller gets).
-async fn send(link: &Link, request: Request<'_>, asking: bool) -> redis::RedisResult<Value> {
+async fn send(conn: &Connection, request: Request<'_>, asking: bool) -> redis::RedisResult<Value> {
     match request {
-        // Single commands go through the node's batcher: one write for many callers.
-        Request::Cmd(cmd) if !asking => link.send(cmd).await,
+        Request::Cmd(cmd) if !asking => conn.send(cmd).await,
         Request::Cmd(cmd) => {
             // ASKING and the command as one write: nothing from another task can slip in
             // between on this shared connection and consume the one-shot ASKING flag.
             let mut pipe = redis::pipe();
             pipe.cmd("ASKING").add_command(cmd.clone());
-            let mut conn = link.connection();
-            let mut replies = conn.send_packed_commands(&pipe, 1, 1).await?;
+            let mut replies = conn.send_pipeline(&pipe, 1, 1).await?;
             Ok(replies.pop().unwrap_or(Value::Nil))
         }
         Request::Transaction(tx) => {
@@ -76,8 +74,7 @@ async fn send(link: &Link, request: Request<'_>, asking: bool) -> redis::RedisRe
             }
             pipe.cmd("EXEC");
             let skip = usize::from(asking);
-            let mut conn = link.connection();
-            let mut replies = conn.send_packed_commands(&pipe, 0, pipe.len()).await?;
+            let mut replies = conn.send_pipeline(&pipe, 0, pipe.len()).await?;
             // A redirect on a queued command aborts the transaction: report the redirect.
             let queued = replies
                 .get(skip + 1..replies.len().saturating_sub(1))
@@ -173,7 +170,7 @@ async fn follow(
         };
         last_node = Some(node.clone());
 
-        let link = match tokio::time::timeout_at(deadline, node.link()).await {
+        let conn = match tokio::time::timeout_at(deadline, node.connection()).await {
             Err(_) => return Err(timeout(attempts, &last_node, &last)),
             Ok(Err(e)) => {
                 // Not sent, so always safe to retry: the topology may have moved on.
@@ -184,14 +181,16 @@ async fn follow(
                 }
                 continue;
             }
-            Ok(Ok(link)) => link,
+            Ok(Ok(conn)) => conn,
         };
 
         let sent_at = Instant::now();
         // The connection's own response timeout already bounds one reply: a second timer is
         // only needed when the deadline comes first.
-        let sending = send(&link, request, asking);
-        let outcome = if deadline.saturating_duration_since(sent_at) > settings.response_timeout {
+        let sending = send(&conn, request, asking);
+        let outcome = if deadline.saturating_duration_since(sent_at)
+            > stall_detected_within(settings.response_timeout)
+        {
             Ok(sending.await)
         } else {
             tokio::time::timeout_at(deadline, sending).await

@@ -109,11 +109,8 @@ impl ClusterState {
     /// Sends `cmd` to some primary and returns its reply (for `COMMAND INFO`).
     async fn ask_a_primary(&self, cmd: Cmd) -> Option<Value> {
         let node = self.routes.load().primaries().first()?.clone();
-        let mut conn = node.connection().await.ok()?;
-        let reply = tokio::time::timeout(
-            self.settings.response_timeout,
-            conn.send_packed_command(&cmd),
-        );
+        let conn = node.connection().await.ok()?;
+        let reply = tokio::time::timeout(self.settings.response_timeout, conn.send(&cmd));
         reply.await.ok()?.ok()
     }
 

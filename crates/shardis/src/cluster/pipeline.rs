@@ -65,10 +65,10 @@ pub(crate) async fn run(
                 sub.add_command((*cmds[i]).clone());
             }
             let result = async {
-                let mut conn = node.connection().await.map_err(|e| e.to_string())?;
+                let conn = node.connection().await.map_err(|e| e.to_string())?;
                 let sent = tokio::time::timeout(
                     state.settings.deadline,
-                    conn.send_packed_commands(&sub, 0, indices.len()),
+                    conn.send_pipeline(&sub, 0, indices.len()),
                 );
                 match sent.await {
                     Ok(Ok(values)) => Ok(values),

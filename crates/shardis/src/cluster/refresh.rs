@@ -57,7 +57,7 @@ impl Refresher {
 async fn ask_node(state: &ClusterState, endpoint: &Endpoint) -> Result<Topology, String> {
     let node = state.pool.node(endpoint);
     let connect = tokio::time::timeout(state.settings.connect_timeout * 2, node.connection());
-    let mut conn = match connect.await {
+    let conn = match connect.await {
         Ok(conn) => conn.map_err(|e| e.to_string())?,
         Err(_) => {
             return Err(format!(
@@ -67,34 +67,28 @@ async fn ask_node(state: &ClusterState, endpoint: &Endpoint) -> Result<Topology,
         }
     };
     let deadline = state.settings.response_timeout;
-    let shards = tokio::time::timeout(
-        deadline,
-        redis::cmd("CLUSTER")
-            .arg("SHARDS")
-            .query_async::<Value>(&mut conn),
-    )
-    .await;
+    let shards =
+        tokio::time::timeout(deadline, conn.send(redis::cmd("CLUSTER").arg("SHARDS"))).await;
     match shards {
+        // An old server does not know SHARDS: ask for SLOTS below.
+        Ok(Ok(Value::ServerError(e))) if e.code() == "ERR" => {}
+        Ok(Ok(Value::ServerError(e))) => {
+            return Err(format!("{endpoint}: CLUSTER SHARDS: {e}"));
+        }
         Ok(Ok(reply)) => {
             return parse_cluster_shards(&reply, endpoint)
                 .map_err(|e| format!("{endpoint}: CLUSTER SHARDS: {e}"));
         }
-        Ok(Err(e))
-            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {}
         Ok(Err(e)) => {
             node.discard();
             return Err(format!("{endpoint}: {e}"));
         }
         Err(_) => return Err(format!("{endpoint}: no reply within {deadline:?}")),
     }
-    let slots = tokio::time::timeout(
-        deadline,
-        redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async::<Value>(&mut conn),
-    )
-    .await;
-    match slots {
+    let mut slots = redis::cmd("CLUSTER");
+    slots.arg("SLOTS");
+    match tokio::time::timeout(deadline, conn.send(&slots)).await {
+        Ok(Ok(Value::ServerError(e))) => Err(format!("{endpoint}: CLUSTER SLOTS: {e}")),
         Ok(Ok(reply)) => parse_cluster_slots(&reply, endpoint)
             .map_err(|e| format!("{endpoint}: CLUSTER SLOTS: {e}")),
         Ok(Err(e)) => Err(format!("{endpoint}: {e}")),

@@ -1,5 +1,5 @@
 //! Multi-key commands whose keys span slots (`MGET`, `MSET`, `DEL`, `UNLINK`, `EXISTS`,
-//! `TOUCH`): one sub-command per slot, sent concurrently (the multiplexed connections pipeline
+//! `TOUCH`): one sub-command per slot, sent concurrently (the node connections coalesce
 //! them), replies reassembled in the caller's key order.
 //!
 //! Split by slot, not by node: a node refuses keys of different slots in one command

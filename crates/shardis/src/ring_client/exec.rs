@@ -30,22 +30,26 @@ impl RingState {
             });
         }
         let started = Instant::now();
-        let link = match member.conn.link().await {
-            Ok(link) => link,
+        let conn = match member.conn.connection().await {
+            Ok(conn) => conn,
             Err(e) => {
                 self.on_failure(member);
                 return Err(e);
             }
         };
-        let timeout = self.settings.response_timeout;
-        match tokio::time::timeout(timeout, link.send(cmd)).await {
-            Ok(Ok(value)) => {
+        // No timer per command: the connection closes itself, failing every waiter, when
+        // the node owes replies and sends none for the response timeout.
+        match conn.send(cmd).await {
+            Ok(value) => {
                 member.conn.latency.record(started.elapsed().as_secs_f64());
                 self.on_success(member);
                 Ok(value)
             }
-            Ok(Err(e)) => Err(self.io_failure(member, e.to_string())),
-            Err(_) => Err(self.timeout_failure(member)),
+            Err(e) if e.is_timeout() => {
+                member.conn.discard();
+                Err(self.timeout_failure(member))
+            }
+            Err(e) => Err(self.io_failure(member, e.to_string())),
         }
     }
 
@@ -62,14 +66,14 @@ impl RingState {
                 node: member.name().to_string(),
             });
         }
-        let mut conn = match member.conn.connection().await {
+        let conn = match member.conn.connection().await {
             Ok(conn) => conn,
             Err(e) => {
                 self.on_failure(member);
                 return Err(e);
             }
         };
-        let send = conn.send_packed_commands(pipeline, offset, count);
+        let send = conn.send_pipeline(pipeline, offset, count);
         match tokio::time::timeout(self.settings.deadline, send).await {
             Ok(Ok(values)) => {
                 self.on_success(member);
@@ -81,7 +85,7 @@ impl RingState {
     }
 
     fn io_failure(&self, member: &Member, message: String) -> Error {
-        // A broken multiplexed connection: the next caller opens a fresh one.
+        // A broken connection: the next caller opens a fresh one.
         member.conn.discard();
         self.on_failure(member);
         Error::Connection {

@@ -141,8 +141,8 @@ impl RingState {
     async fn probe(&self, member: &Member) -> bool {
         let limit = self.settings.connect_timeout + self.settings.response_timeout;
         let ping = async {
-            let mut conn = member.conn.connection().await.ok()?;
-            conn.send_packed_command(&redis::cmd("PING")).await.ok()
+            let conn = member.conn.connection().await.ok()?;
+            conn.send(&redis::cmd("PING")).await.ok()
         };
         match tokio::time::timeout(limit, ping).await {
             Ok(Some(Value::SimpleString(_) | Value::Okay | Value::BulkString(_))) => true,

@@ -307,7 +307,7 @@ async fn scan_node(
                 (owner.name() != source.name()).then(|| (key, owner.clone()))
             })
             .collect();
-        // Bounded concurrency in waves: the multiplexed connections pipeline each wave.
+        // Bounded concurrency in waves: the pipelined node connections coalesce each wave.
         for wave in moving.chunks(options.concurrency) {
             let moves = wave
                 .iter()

@@ -1,0 +1,509 @@
+//! One connection to a node, owned by shardis.
+//!
+//! Callers encode their command straight into the connection's write buffer and wait for
+//! their reply; nothing crosses a task to be sent. Replies come back in order, so one reader
+//! task parses them and hands reply `i` to waiter `i`.
+//!
+//! Writes are coalesced: while replies are owed for the bytes already written, new commands
+//! only queue; the moment the last owed reply arrives, the reader writes everything queued
+//! meanwhile as one write. At low load a command is written at once by its own caller; under
+//! load many callers share one `write` here and one `read` on the server, which is where
+//! most of the CPU of a small command goes.
+//!
+//! A connection whose node owes replies and sends none for the response timeout is declared
+//! stalled and closed: every waiter gets an error, and the pool opens a fresh connection on
+//! the next use.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
+use shardis_slots::Endpoint;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use crate::config::Settings;
+
+/// Read buffer growth step; also the free space the reader keeps before each read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How far past the response timeout a stall can go unnoticed: the reader checks four times
+/// per response timeout.
+pub(crate) fn stall_detected_within(response_timeout: Duration) -> Duration {
+    response_timeout + response_timeout / 4
+}
+
+/// A caller waiting for its reply (or, for a pipeline, its replies).
+enum Waiter {
+    One(oneshot::Sender<RedisResult<Value>>),
+    Many {
+        reply: oneshot::Sender<RedisResult<Vec<Value>>>,
+        /// Leading replies to drop (`MULTI`, `QUEUED`, …).
+        skip: usize,
+        /// Replies to keep after those.
+        keep: usize,
+        got: Vec<Value>,
+    },
+}
+
+impl Waiter {
+    /// Takes one reply of a pipeline; true when the waiter has all it waits for.
+    fn feed(&mut self, value: Value) -> bool {
+        match self {
+            Waiter::One(_) => true,
+            Waiter::Many {
+                skip, keep, got, ..
+            } => {
+                if *skip > 0 {
+                    *skip -= 1;
+                } else {
+                    got.push(value);
+                }
+                *skip == 0 && got.len() == *keep
+            }
+        }
+    }
+
+    fn answer(self, value: Option<Value>) {
+        match self {
+            Waiter::One(reply) => {
+                let _ = reply.send(Ok(value.unwrap_or(Value::Nil)));
+            }
+            Waiter::Many { reply, got, .. } => {
+                let _ = reply.send(Ok(got));
+            }
+        }
+    }
+
+    fn fail(self, error: RedisError) {
+        match self {
+            Waiter::One(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Waiter::Many { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+}
+
+struct State {
+    /// Encoded commands not written yet.
+    queued: Vec<u8>,
+    /// Replies the `queued` bytes will produce.
+    queued_replies: usize,
+    /// An empty buffer to swap with `queued`, so steady traffic allocates nothing.
+    spare: Vec<u8>,
+    /// Replies owed for bytes already handed to the socket.
+    owed: usize,
+    /// Somebody is writing now (a caller, the reader, or a flush task).
+    writing: bool,
+    /// Callers waiting, in the order their commands were queued.
+    waiters: VecDeque<Waiter>,
+    /// When the node last answered, or was given work while it owed nothing.
+    progress_at: Instant,
+    /// Why the connection closed; set once, then every send fails at once.
+    closed: Option<(io::ErrorKind, Arc<str>)>,
+}
+
+struct Shared {
+    state: parking_lot::Mutex<State>,
+    writer: OwnedWriteHalf,
+    /// Flips to true once the connection is closed, waking a flush task blocked on a full
+    /// socket.
+    closed_tx: watch::Sender<bool>,
+    label: Arc<str>,
+}
+
+/// An open connection; the reader task stops when this is dropped.
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    /// Dropped with the connection: tells the reader to stop.
+    _stop: oneshot::Sender<()>,
+}
+
+impl Connection {
+    /// Connects to `endpoint` and runs the handshake the settings ask for (AUTH, a client
+    /// name, READONLY for replica reads). Errors are one line, without secrets.
+    pub async fn open(endpoint: &Endpoint, settings: &Settings) -> Result<Self, String> {
+        let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
+        let stream = match tokio::time::timeout(settings.connect_timeout, connect).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => {
+                return Err(format!(
+                    "connect timed out after {:?}",
+                    settings.connect_timeout
+                ));
+            }
+        };
+        // Commands are small and latency matters more than packet count; coalescing is
+        // done above the socket.
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let conn = Connection::start(stream, endpoint.to_string().into(), settings);
+
+        let mut hello = redis::pipe();
+        if let Some(password) = &settings.password {
+            let auth = hello.cmd("AUTH");
+            if let Some(user) = &settings.username {
+                auth.arg(user.as_str());
+            }
+            auth.arg(password.expose());
+        }
+        // Named, so operators (and tests) can tell shardis connections apart in CLIENT LIST.
+        hello.cmd("CLIENT").arg("SETNAME").arg("shardis");
+        if settings.read_from != crate::ReadFrom::Primary {
+            // READONLY once per connection: replicas then serve reads of their shard. On a
+            // primary it is harmless, and a node's role can change under us anyway.
+            hello.cmd("READONLY");
+        }
+        let replies = tokio::time::timeout(
+            settings.connect_timeout + settings.response_timeout,
+            conn.send_pipeline(&hello, 0, hello.len()),
+        )
+        .await
+        .map_err(|_| "no answer to the connection handshake".to_string())?
+        .map_err(|e| e.to_string())?;
+        for (cmd, reply) in hello.cmd_iter().zip(&replies) {
+            if let Value::ServerError(e) = reply {
+                let name = cmd
+                    .args_iter()
+                    .next()
+                    .map(|arg| match arg {
+                        redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                        _ => String::new(),
+                    })
+                    .unwrap_or_default();
+                return Err(format!("{name} failed: {e}"));
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Wraps an open stream and starts its reader.
+    fn start(stream: TcpStream, label: Arc<str>, settings: &Settings) -> Self {
+        let (reader, writer) = stream.into_split();
+        let (closed_tx, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            state: parking_lot::Mutex::new(State {
+                queued: Vec::with_capacity(4096),
+                queued_replies: 0,
+                spare: Vec::with_capacity(4096),
+                owed: 0,
+                writing: false,
+                waiters: VecDeque::new(),
+                progress_at: Instant::now(),
+                closed: None,
+            }),
+            writer,
+            closed_tx,
+            label,
+        });
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(read_replies(
+            shared.clone(),
+            reader,
+            stopped,
+            settings.response_timeout,
+        ));
+        Connection {
+            shared,
+            _stop: stop,
+        }
+    }
+
+    /// Sends one command and waits for its reply. A server error is `Ok(Value::ServerError)`;
+    /// `Err` means the connection failed (the command may or may not have run).
+    pub async fn send(&self, cmd: &Cmd) -> RedisResult<Value> {
+        if cmd.is_no_response() {
+            self.enqueue(|out| cmd.write_packed_command(out), 0, None)?;
+            return Ok(Value::Nil);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(
+            |out| cmd.write_packed_command(out),
+            1,
+            Some(Waiter::One(reply)),
+        )?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(self.shared.closed_error()))
+    }
+
+    /// Sends a pipeline as one unit (nothing from other callers lands in between) and returns
+    /// replies `offset .. offset + count`, as `send_packed_commands` does.
+    pub async fn send_pipeline(
+        &self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        let (reply, answer) = oneshot::channel();
+        let waiter = Waiter::Many {
+            reply,
+            skip: offset,
+            keep: count,
+            got: Vec::with_capacity(count),
+        };
+        let replies = offset + count;
+        if replies == 0 {
+            return Ok(Vec::new());
+        }
+        let packed = pipeline.get_packed_pipeline();
+        self.enqueue(|out| out.extend_from_slice(&packed), replies, Some(waiter))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(self.shared.closed_error()))
+    }
+
+    /// Appends a command to the write queue and, when the connection owes nothing and nobody
+    /// is writing, writes it now from this task.
+    fn enqueue(
+        &self,
+        encode: impl FnOnce(&mut Vec<u8>),
+        replies: usize,
+        waiter: Option<Waiter>,
+    ) -> RedisResult<()> {
+        let batch = {
+            let mut state = self.shared.state.lock();
+            if let Some((kind, why)) = &state.closed {
+                return Err(io::Error::new(*kind, why.to_string()).into());
+            }
+            encode(&mut state.queued);
+            state.queued_replies += replies;
+            if let Some(waiter) = waiter {
+                state.waiters.push_back(waiter);
+            }
+            if state.writing || state.owed > 0 {
+                return Ok(());
+            }
+            state.progress_at = Instant::now();
+            state.take_batch()
+        };
+        self.shared.write(batch);
+        Ok(())
+    }
+}
+
+impl State {
+    /// Takes what is queued for writing; the caller must write it (and owns `writing`).
+    fn take_batch(&mut self) -> Vec<u8> {
+        self.writing = true;
+        self.owed += self.queued_replies;
+        self.queued_replies = 0;
+        let spare = std::mem::take(&mut self.spare);
+        std::mem::replace(&mut self.queued, spare)
+    }
+}
+
+impl Shared {
+    fn closed_error(&self) -> RedisError {
+        let state = self.state.lock();
+        let (kind, why) = state.closed.clone().unwrap_or((
+            io::ErrorKind::BrokenPipe,
+            format!("connection to {} closed", self.label).into(),
+        ));
+        io::Error::new(kind, why.to_string()).into()
+    }
+
+    /// Writes `batch` without waiting; what the socket does not take now is finished by a
+    /// task of its own, so no caller (who may be cancelled) is ever left holding half a
+    /// command.
+    fn write(self: &Arc<Self>, batch: Vec<u8>) {
+        if let Some((batch, at)) = self.write_now(batch, 0) {
+            tokio::spawn(finish_write(self.clone(), batch, at));
+        }
+    }
+
+    /// Writes from `at` on, then whatever the writer role must write next, until done or the
+    /// socket is full: then returns what is left.
+    fn write_now(&self, mut batch: Vec<u8>, mut at: usize) -> Option<(Vec<u8>, usize)> {
+        loop {
+            while at < batch.len() {
+                match self.writer.try_write(&batch[at..]) {
+                    Ok(n) => at += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some((batch, at)),
+                    Err(e) => {
+                        self.close(e.kind(), format!("write to {} failed: {e}", self.label));
+                        return None;
+                    }
+                }
+            }
+            batch = self.after_write(batch)?;
+            at = 0;
+        }
+    }
+
+    /// Releases the writer role, or keeps it with the next batch when the node owes nothing
+    /// (only replies-less commands were written) and more is queued.
+    fn after_write(&self, mut done: Vec<u8>) -> Option<Vec<u8>> {
+        let mut state = self.state.lock();
+        done.clear();
+        state.spare = done;
+        state.writing = false;
+        if state.owed == 0 && !state.queued.is_empty() && state.closed.is_none() {
+            state.progress_at = Instant::now();
+            return Some(state.take_batch());
+        }
+        None
+    }
+
+    /// Closes the connection: every waiter gets `why`, later sends fail at once.
+    fn close(&self, kind: io::ErrorKind, why: String) {
+        let waiters = {
+            let mut state = self.state.lock();
+            if state.closed.is_some() {
+                return;
+            }
+            tracing::debug!(node = %self.label, %why, "connection closed");
+            state.closed = Some((kind, why.into()));
+            state.queued.clear();
+            std::mem::take(&mut state.waiters)
+        };
+        self.closed_tx.send_replace(true);
+        let error = self.closed_error();
+        for waiter in waiters {
+            waiter.fail(error.clone());
+        }
+    }
+}
+
+/// Finishes a write the socket could not take at once.
+async fn finish_write(shared: Arc<Shared>, mut batch: Vec<u8>, mut at: usize) {
+    let mut closed = shared.closed_tx.subscribe();
+    loop {
+        tokio::select! {
+            ready = shared.writer.writable() => {
+                if let Err(e) = ready {
+                    shared.close(e.kind(), format!("write to {} failed: {e}", shared.label));
+                    return;
+                }
+            }
+            _ = closed.wait_for(|closed| *closed) => return,
+        }
+        match shared.write_now(batch, at) {
+            Some(rest) => (batch, at) = rest,
+            None => return,
+        }
+    }
+}
+
+/// The reader: parses replies, answers waiters in order, writes what queued up once the node
+/// owes nothing, and watches for a node that stopped answering.
+async fn read_replies(
+    shared: Arc<Shared>,
+    mut reader: OwnedReadHalf,
+    mut stop: oneshot::Receiver<()>,
+    response_timeout: Duration,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut values: Vec<Value> = Vec::new();
+    let mut done: Vec<(Waiter, Option<Value>)> = Vec::new();
+    let mut watchdog = tokio::time::interval(response_timeout / 4);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = tokio::select! {
+            biased;
+            _ = &mut stop => {
+                shared.close(io::ErrorKind::BrokenPipe, format!("connection to {} closed", shared.label));
+                return;
+            }
+            read = reader.read_buf(&mut buf) => read,
+            _ = watchdog.tick() => {
+                let stalled = {
+                    let state = shared.state.lock();
+                    state.owed > 0 && state.progress_at.elapsed() >= response_timeout
+                };
+                if stalled {
+                    shared.close(
+                        io::ErrorKind::TimedOut,
+                        format!("{} sent no reply for {response_timeout:?}", shared.label),
+                    );
+                    return;
+                }
+                continue;
+            }
+        };
+        match read {
+            Ok(0) => {
+                shared.close(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} closed the connection", shared.label),
+                );
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                shared.close(e.kind(), format!("read from {} failed: {e}", shared.label));
+                return;
+            }
+        }
+
+        let mut consumed = 0;
+        loop {
+            match shardis_slots::parse_reply(&buf[consumed..]) {
+                Ok(Some((value, n))) => {
+                    values.push(value);
+                    consumed += n;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    shared.close(
+                        io::ErrorKind::InvalidData,
+                        format!("{} sent a malformed reply: {e}", shared.label),
+                    );
+                    return;
+                }
+            }
+        }
+        buf.drain(..consumed);
+        if values.is_empty() {
+            continue;
+        }
+
+        let batch = {
+            let mut state = shared.state.lock();
+            if values.len() > state.owed {
+                drop(state);
+                shared.close(
+                    io::ErrorKind::InvalidData,
+                    format!("{} sent a reply nobody asked for", shared.label),
+                );
+                return;
+            }
+            state.owed -= values.len();
+            state.progress_at = Instant::now();
+            for value in values.drain(..) {
+                // Every owed reply has a waiter in front of the queue: waiters are queued
+                // with their command, and only written commands are owed.
+                let complete = match state.waiters.front_mut() {
+                    Some(Waiter::One(_)) => Some(Some(value)),
+                    Some(waiter) => waiter.feed(value).then_some(None),
+                    None => None,
+                };
+                if let Some(value) = complete
+                    && let Some(waiter) = state.waiters.pop_front()
+                {
+                    done.push((waiter, value));
+                }
+            }
+            (state.owed == 0 && !state.writing && !state.queued.is_empty())
+                .then(|| state.take_batch())
+        };
+        // The node is idle now: give it the next batch before answering anyone.
+        if let Some(batch) = batch {
+            shared.write(batch);
+        }
+        for (waiter, value) in done.drain(..) {
+            waiter.answer(value);
+        }
+    }
+}
