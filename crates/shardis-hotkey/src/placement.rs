@@ -106,11 +106,11 @@ pub fn copies_with(
             break;
         }
         write_copy_name(key, marker as u32, &mut buf);
-        if let Some(shard) = shard_of_key(&buf) {
-            if let Err(at) = used.binary_search(&shard) {
-                used.insert(at, shard);
-                out.push(buf.clone());
-            }
+        if let Some(shard) = shard_of_key(&buf)
+            && let Err(at) = used.binary_search(&shard)
+        {
+            used.insert(at, shard);
+            out.push(buf.clone());
         }
     }
     out
@@ -195,12 +195,12 @@ pub fn ring_copies(key: &[u8], n: usize, ring: &Ring) -> Vec<Vec<u8>> {
             .get(ring.get_index(&buf))
             .copied()
             .unwrap_or(usize::MAX);
-        if let Some(slot) = found.get_mut(pos) {
-            if slot.is_none() {
-                *slot = Some(buf.clone());
-                if pos < n {
-                    missing -= 1;
-                }
+        if let Some(slot) = found.get_mut(pos)
+            && slot.is_none()
+        {
+            *slot = Some(buf.clone());
+            if pos < n {
+                missing -= 1;
             }
         }
     }

@@ -96,14 +96,14 @@ impl Topology {
         let mut primaries = HashMap::new();
         for (i, shard) in shards.iter().enumerate() {
             let identity = shard.primary.identity();
-            if identity != Identity::Unknown {
-                if let Some(first) = primaries.insert(identity, i) {
-                    return Err(TopologyError::DuplicatePrimary {
-                        node: identity.to_string(),
-                        first,
-                        second: i,
-                    });
-                }
+            if identity != Identity::Unknown
+                && let Some(first) = primaries.insert(identity, i)
+            {
+                return Err(TopologyError::DuplicatePrimary {
+                    node: identity.to_string(),
+                    first,
+                    second: i,
+                });
             }
             if shard.slots.is_empty() {
                 return Err(TopologyError::ShardWithoutSlots { shard: i });

@@ -143,12 +143,11 @@ fn no_read_past_length_or_nul_termination() {
 
 /// The tag rule written independently of the crate: first `{`, first `}` after it.
 fn tag_reference(key: &[u8]) -> &[u8] {
-    if let Some(s) = key.iter().position(|&b| b == b'{') {
-        if let Some(len) = key[s + 1..].iter().position(|&b| b == b'}') {
-            if len > 0 {
-                return &key[s + 1..s + 1 + len];
-            }
-        }
+    if let Some(s) = key.iter().position(|&b| b == b'{')
+        && let Some(len) = key[s + 1..].iter().position(|&b| b == b'}')
+        && len > 0
+    {
+        return &key[s + 1..s + 1 + len];
     }
     key
 }

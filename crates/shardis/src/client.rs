@@ -109,10 +109,10 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn send(&self, cmd: &Cmd) -> Result<Value> {
-        if let Some(hot) = &self.hot {
-            if let Some(reply) = hot.intercept(self, cmd).await {
-                return reply;
-            }
+        if let Some(hot) = &self.hot
+            && let Some(reply) = hot.intercept(self, cmd).await
+        {
+            return reply;
         }
         self.send_routed(cmd).await
     }

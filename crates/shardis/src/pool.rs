@@ -75,6 +75,17 @@ impl NodeConn {
         if let Some(conn) = self.slots[i].load_full() {
             return Ok(conn);
         }
+        self.open_slot(i).await
+    }
+
+    /// An open connection to this node, if the next one in turn is open: the common case,
+    /// without a future to poll or a timer to arm around it.
+    pub fn open_connection(&self) -> Option<Arc<Connection>> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        self.slots[i].load_full()
+    }
+
+    async fn open_slot(&self, i: usize) -> Result<Arc<Connection>> {
         if let Some(message) = self.backoff_remaining() {
             return Err(Error::Connection {
                 node: self.label.clone(),

@@ -116,8 +116,8 @@ pub(crate) async fn execute(
         node = tracing::field::Empty,
         attempts = tracing::field::Empty
     );
-    follow(state, request, target, retry_safe)
-        .instrument(span)
+    follow(state, request, target, retry_safe, &span)
+        .instrument(span.clone())
         .await
 }
 
@@ -126,9 +126,11 @@ async fn follow(
     request: Request<'_>,
     target: Target,
     retry_safe: bool,
+    span: &tracing::Span,
 ) -> Result<Value, Error> {
     let settings = &state.settings;
-    let deadline = Instant::now() + settings.deadline;
+    let started = Instant::now();
+    let deadline = started + settings.deadline;
     let slot = target.slot();
     let mut attempts = 0u32;
     let mut redirects = 0u32;
@@ -170,7 +172,13 @@ async fn follow(
         };
         last_node = Some(node.clone());
 
-        let conn = match tokio::time::timeout_at(deadline, node.connection()).await {
+        let ready = node.open_connection();
+        let was_open = ready.is_some();
+        let opened = match ready {
+            Some(conn) => Ok(Ok(conn)),
+            None => tokio::time::timeout_at(deadline, node.connection()).await,
+        };
+        let conn = match opened {
             Err(_) => return Err(timeout(attempts, &last_node, &last)),
             Ok(Err(e)) => {
                 // Not sent, so always safe to retry: the topology may have moved on.
@@ -184,7 +192,13 @@ async fn follow(
             Ok(Ok(conn)) => conn,
         };
 
-        let sent_at = Instant::now();
+        // Clock reads are a visible share of a command's cost: a first attempt that found
+        // its connection open reuses the start time.
+        let sent_at = if attempts == 1 && was_open {
+            started
+        } else {
+            Instant::now()
+        };
         // The connection's own response timeout already bounds one reply: a second timer is
         // only needed when the deadline comes first.
         let sending = send(&conn, request, asking);
@@ -221,9 +235,10 @@ async fn follow(
 
         node.latency.record(sent_at.elapsed().as_secs_f64());
         let Some((code, detail)) = error_code(&reply) else {
-            let span = tracing::Span::current();
-            span.record("node", node.label());
-            span.record("attempts", attempts);
+            if !span.is_disabled() {
+                span.record("node", node.label());
+                span.record("attempts", attempts);
+            }
             return Ok(reply);
         };
         match code {

@@ -142,9 +142,12 @@ impl ClusterState {
                 slot,
                 read: spec.readonly,
             }),
-            (Some(_), Some(split)) => Ok(Plan::Split { split, name }),
+            (Some(_), Some(split)) => Ok(Plan::Split {
+                split,
+                name: name.to_string(),
+            }),
             (Some(other), None) => Err(Error::CrossSlot {
-                command: name,
+                command: name.to_string(),
                 slots: vec![slot, other],
             }),
         }

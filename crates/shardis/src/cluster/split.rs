@@ -37,7 +37,7 @@ pub(crate) async fn run(
     name: &str,
 ) -> Result<Value> {
     let args = command::args_of(cmd);
-    if split == Split::PairsToOk && (args.len() - 1) % 2 != 0 {
+    if split == Split::PairsToOk && !(args.len() - 1).is_multiple_of(2) {
         // Let the server say what is wrong with the arity, as a single Redis would.
         return execute(state, Request::Cmd(cmd), Target::AnyPrimary, false).await;
     }

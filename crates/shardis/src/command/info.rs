@@ -162,7 +162,10 @@ mod tests {
         ]);
         let spec = parse_command_info(&entry).expect("parses");
         assert!(!spec.readonly);
-        assert_eq!(spec.key_indices(&[b"GETEX", b"k", b"EX", b"1"]), vec![1]);
+        assert_eq!(
+            spec.key_indices(&[b"GETEX", b"k", b"EX", b"1"]).to_vec(),
+            vec![1]
+        );
         assert!(parse_command_info(&Value::Nil).is_none());
     }
 }

@@ -11,6 +11,13 @@ pub(crate) mod learned;
 pub(crate) mod table;
 
 use redis::{Arg, Cmd};
+use smallvec::SmallVec;
+
+/// A command's arguments, inline up to 8 (no allocation for the common commands).
+pub(crate) type ArgList<'a> = SmallVec<[&'a [u8]; 8]>;
+
+/// Argument indices of a command's keys, inline up to 4.
+pub(crate) type KeyIndices = SmallVec<[usize; 4]>;
 
 /// Where the search for keys begins.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,8 +81,8 @@ pub(crate) enum Split {
 impl CommandSpec {
     /// Argument indices of the keys of `cmd`, in argument order. Indices past the end of the
     /// arguments are dropped, so a short command (e.g. `OBJECT HELP`) simply has no keys.
-    pub(crate) fn key_indices(&self, args: &[&[u8]]) -> Vec<usize> {
-        let mut out = Vec::new();
+    pub(crate) fn key_indices(&self, args: &[&[u8]]) -> KeyIndices {
+        let mut out = KeyIndices::new();
         for spec in &self.keys {
             spec.collect(args, &mut out);
         }
@@ -84,7 +91,7 @@ impl CommandSpec {
 }
 
 impl KeySpec {
-    fn collect(&self, args: &[&[u8]], out: &mut Vec<usize>) {
+    fn collect(&self, args: &[&[u8]], out: &mut KeyIndices) {
         let n = args.len();
         let begin = match &self.begin {
             Begin::Index(i) => *i,
@@ -159,7 +166,7 @@ impl KeySpec {
 
 /// The arguments of a command as byte slices (cursor arguments render as nothing useful for
 /// routing and are skipped as keys).
-pub(crate) fn args_of(cmd: &Cmd) -> Vec<&[u8]> {
+pub(crate) fn args_of(cmd: &Cmd) -> ArgList<'_> {
     cmd.args_iter()
         .map(|a| match a {
             Arg::Simple(bytes) => bytes,
@@ -170,10 +177,37 @@ pub(crate) fn args_of(cmd: &Cmd) -> Vec<&[u8]> {
 
 /// The upper-case command name (container commands such as `OBJECT` are listed in the table
 /// by their first word; their key position accounts for the subcommand).
-pub(crate) fn name_of(args: &[&[u8]]) -> String {
-    args.first()
-        .map(|n| String::from_utf8_lossy(n).to_ascii_uppercase())
-        .unwrap_or_default()
+pub(crate) fn name_of(args: &[&[u8]]) -> CommandName {
+    let first = args.first().copied().unwrap_or_default();
+    let mut name = SmallVec::new();
+    match std::str::from_utf8(first) {
+        Ok(text) => name.extend(text.bytes().map(|b| b.to_ascii_uppercase())),
+        Err(_) => name.extend(
+            String::from_utf8_lossy(first)
+                .bytes()
+                .map(|b| b.to_ascii_uppercase()),
+        ),
+    }
+    CommandName(name)
+}
+
+/// An upper-case command name, inline up to 24 bytes: named once per command, so it must
+/// not allocate.
+pub(crate) struct CommandName(SmallVec<[u8; 24]>);
+
+impl std::ops::Deref for CommandName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Built from valid UTF-8 with ASCII bytes upper-cased, which keeps it valid.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for CommandName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
 }
 
 /// Whether the built-in table knows `cmd` as read-only (unknown commands count as writes).

@@ -61,7 +61,7 @@ enum Role<'a> {
 
 fn role_of<'a>(args: &[&'a [u8]]) -> Role<'a> {
     let name = command::name_of(args);
-    if name == "GET" && args.len() == 2 {
+    if &*name == "GET" && args.len() == 2 {
         return Role::Read(args[1]);
     }
     match table::lookup(&name) {
@@ -81,7 +81,7 @@ fn role_of<'a>(args: &[&'a [u8]]) -> Role<'a> {
 fn plain_set<'a>(args: &[&'a [u8]]) -> Option<(&'a [u8], &'a [u8], Option<u64>)> {
     let number = |a: &[u8]| std::str::from_utf8(a).ok()?.parse::<u64>().ok();
     let name = command::name_of(args);
-    match (name.as_str(), args.len()) {
+    match (&*name, args.len()) {
         ("SET", 3) => Some((args[1], args[2], None)),
         ("SET", 5) if args[3].eq_ignore_ascii_case(b"EX") => {
             Some((args[1], args[2], Some(number(args[4])?.checked_mul(1000)?)))
@@ -234,10 +234,10 @@ impl Hot {
     /// The copy names of `key` under the current topology (canonical first).
     fn names(&self, client: &Client, key: &[u8]) -> Arc<[Vec<u8>]> {
         let (topology, shards) = client.placement_view();
-        if let Some(p) = self.placements.read().get(key) {
-            if Arc::ptr_eq(&p.topology, &topology) {
-                return p.names.clone();
-            }
+        if let Some(p) = self.placements.read().get(key)
+            && Arc::ptr_eq(&p.topology, &topology)
+        {
+            return p.names.clone();
         }
         let n = self.options.copies.unwrap_or(shards).max(1);
         let names: Arc<[Vec<u8>]> = client.copy_names(&topology, key, n).into();
@@ -252,12 +252,12 @@ impl Hot {
     }
 
     async fn read(&self, client: &Client, key: &[u8]) -> Result<Value> {
-        if let Some(near) = &self.near {
-            if let Some(value) = near.get(key) {
-                self.counters.near_hits.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("shardis_hot_near_cache_hits_total").increment(1);
-                return Ok(value);
-            }
+        if let Some(near) = &self.near
+            && let Some(value) = near.get(key)
+        {
+            self.counters.near_hits.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("shardis_hot_near_cache_hits_total").increment(1);
+            return Ok(value);
         }
         let names = self.names(client, key);
         let pick = self.next.fetch_add(1, Ordering::Relaxed) % names.len();

@@ -115,12 +115,10 @@ impl HotKeyOptions {
         if self.copies == Some(0) {
             return Err("hot keys: copies must be at least 1".into());
         }
-        if let Some((ttl, capacity)) = self.near_cache {
-            if ttl.is_zero() || capacity == 0 {
-                return Err(
-                    "hot keys: near cache ttl and capacity must be greater than zero".into(),
-                );
-            }
+        if let Some((ttl, capacity)) = self.near_cache
+            && (ttl.is_zero() || capacity == 0)
+        {
+            return Err("hot keys: near cache ttl and capacity must be greater than zero".into());
         }
         Ok(())
     }

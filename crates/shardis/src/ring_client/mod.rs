@@ -102,7 +102,10 @@ pub(crate) enum Plan {
     /// No keys: any live node.
     Keyless,
     /// All keys on one node; `key` is the first (for fallback and moves).
-    Single { keys: Vec<usize>, readonly: bool },
+    Single {
+        keys: command::KeyIndices,
+        readonly: bool,
+    },
     /// Keys on several nodes, and the command can be split.
     Split(command::Split),
 }
@@ -179,7 +182,7 @@ impl RingState {
             }),
             (true, Some(split)) => Ok(Plan::Split(split)),
             (true, None) => Err(Error::Unsupported {
-                command: name,
+                command: name.to_string(),
                 reason: "its keys live on different ring nodes; give them one hash tag \
                          (e.g. {user1}) with .ring_hash_tag(*b\"{}\")",
             }),
@@ -189,8 +192,24 @@ impl RingState {
     /// Runs one command wherever it belongs, within the command deadline (a read that falls
     /// back to an old owner sends up to three requests).
     pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
+        let snap = self.snapshot.load_full();
+        let plan = self.plan(cmd, &snap).await?;
+        // The common case is one request to one node, which the connection's stall watchdog
+        // already bounds: no timer per command for it.
+        match &plan {
+            Plan::Keyless => {
+                let member = self.any_live()?;
+                return self.send(&member, cmd).await;
+            }
+            Plan::Single { keys, .. } if snap.previous.is_empty() => {
+                let args = command::args_of(cmd);
+                let owner = snap.live.owner(args[keys[0]]).clone();
+                return self.send(&owner, cmd).await;
+            }
+            _ => {}
+        }
         let deadline = self.settings.deadline;
-        match tokio::time::timeout(deadline, self.run_once(cmd)).await {
+        match tokio::time::timeout(deadline, self.run_planned(cmd, &snap, plan)).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
                 deadline,
@@ -202,9 +221,9 @@ impl RingState {
         }
     }
 
-    async fn run_once(&self, cmd: &Cmd) -> Result<Value> {
-        let snap = self.snapshot.load_full();
-        match self.plan(cmd, &snap).await? {
+    /// Runs a plan that may take several requests (keys moving between nodes, a split).
+    async fn run_planned(&self, cmd: &Cmd, snap: &Snapshot, plan: Plan) -> Result<Value> {
+        match plan {
             Plan::Keyless => {
                 let member = self.any_live()?;
                 self.send(&member, cmd).await
@@ -217,14 +236,14 @@ impl RingState {
                 }
                 if readonly && keys.len() == 1 {
                     return self
-                        .read_with_fallback(&snap, &owner, cmd, args[keys[0]])
+                        .read_with_fallback(snap, &owner, cmd, args[keys[0]])
                         .await;
                 }
                 let keys: Vec<&[u8]> = keys.iter().map(|&i| args[i]).collect();
-                self.move_before_touch(&snap, &keys).await;
+                self.move_before_touch(snap, &keys).await;
                 self.send(&owner, cmd).await
             }
-            Plan::Split(split) => split::run(self, &snap, cmd, split).await,
+            Plan::Split(split) => split::run(self, snap, cmd, split).await,
         }
     }
 

@@ -132,7 +132,7 @@ async fn run_transaction(
                 }
                 keys.extend(indices.iter().map(|&i| args[i].to_vec()));
             }
-            Plan::Split(_) => return Err(spread(command::name_of(&args))),
+            Plan::Split(_) => return Err(spread(command::name_of(&args).to_string())),
         }
     }
     if !snap.previous.is_empty() {

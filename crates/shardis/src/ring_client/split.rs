@@ -55,7 +55,7 @@ pub(crate) async fn run(
 ) -> Result<Value> {
     let args = command::args_of(cmd);
     let name = command::name_of(&args);
-    if split == Split::PairsToOk && (args.len() - 1) % 2 != 0 {
+    if split == Split::PairsToOk && !(args.len() - 1).is_multiple_of(2) {
         // Let a server word the arity error, as a single Redis would.
         let member = state.any_live()?;
         return state.send(&member, cmd).await;
