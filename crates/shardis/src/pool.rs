@@ -31,8 +31,9 @@ pub(crate) struct NodeConn {
     failures: AtomicU32,
     last_failure: parking_lot::Mutex<Option<Instant>>,
     settings: Arc<Settings>,
-    /// Reply latency of this node, registered once so recording is cheap.
-    pub latency: metrics::Histogram,
+    /// Time from writing a batch of commands to this node until its last reply arrived,
+    /// registered once so recording is cheap.
+    latency: metrics::Histogram,
 }
 
 impl NodeConn {
@@ -148,7 +149,7 @@ impl NodeConn {
     }
 
     async fn open(&self) -> std::result::Result<Connection, String> {
-        Connection::open(&self.endpoint, &self.settings).await
+        Connection::open(&self.endpoint, &self.settings, self.latency.clone()).await
     }
 
     /// Forgets this node's connections after one failed, so the next caller opens a fresh

@@ -233,7 +233,6 @@ async fn follow(
             Ok(Ok(reply)) => reply,
         };
 
-        node.latency.record(sent_at.elapsed().as_secs_f64());
         let Some((code, detail)) = error_code(&reply) else {
             if !span.is_disabled() {
                 span.record("node", node.label());

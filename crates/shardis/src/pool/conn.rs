@@ -107,6 +107,8 @@ struct State {
     waiters: VecDeque<Waiter>,
     /// When the node last answered, or was given work while it owed nothing.
     progress_at: Instant,
+    /// When the batch now owed was written.
+    batch_at: Instant,
     /// Why the connection closed; set once, then every send fails at once.
     closed: Option<(io::ErrorKind, Arc<str>)>,
 }
@@ -118,6 +120,8 @@ struct Shared {
     /// socket.
     closed_tx: watch::Sender<bool>,
     label: Arc<str>,
+    /// Time from writing a batch to its last reply.
+    latency: metrics::Histogram,
 }
 
 /// An open connection; the reader task stops when this is dropped.
@@ -130,7 +134,11 @@ pub(crate) struct Connection {
 impl Connection {
     /// Connects to `endpoint` and runs the handshake the settings ask for (AUTH, a client
     /// name, READONLY for replica reads). Errors are one line, without secrets.
-    pub async fn open(endpoint: &Endpoint, settings: &Settings) -> Result<Self, String> {
+    pub async fn open(
+        endpoint: &Endpoint,
+        settings: &Settings,
+        latency: metrics::Histogram,
+    ) -> Result<Self, String> {
         let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
         let stream = match tokio::time::timeout(settings.connect_timeout, connect).await {
             Ok(Ok(stream)) => stream,
@@ -145,7 +153,7 @@ impl Connection {
         // Commands are small and latency matters more than packet count; coalescing is
         // done above the socket.
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let conn = Connection::start(stream, endpoint.to_string().into(), settings);
+        let conn = Connection::start(stream, endpoint.to_string().into(), settings, latency);
 
         let mut hello = redis::pipe();
         if let Some(password) = &settings.password {
@@ -186,7 +194,12 @@ impl Connection {
     }
 
     /// Wraps an open stream and starts its reader.
-    fn start(stream: TcpStream, label: Arc<str>, settings: &Settings) -> Self {
+    fn start(
+        stream: TcpStream,
+        label: Arc<str>,
+        settings: &Settings,
+        latency: metrics::Histogram,
+    ) -> Self {
         let (reader, writer) = stream.into_split();
         let (closed_tx, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -198,11 +211,13 @@ impl Connection {
                 writing: false,
                 waiters: VecDeque::new(),
                 progress_at: Instant::now(),
+                batch_at: Instant::now(),
                 closed: None,
             }),
             writer,
             closed_tx,
             label,
+            latency,
         });
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(read_replies(
@@ -282,7 +297,6 @@ impl Connection {
             if state.writing || state.owed > 0 {
                 return Ok(());
             }
-            state.progress_at = Instant::now();
             state.take_batch()
         };
         self.shared.write(batch);
@@ -291,8 +305,12 @@ impl Connection {
 }
 
 impl State {
-    /// Takes what is queued for writing; the caller must write it (and owns `writing`).
+    /// Takes what is queued for writing while the node owes nothing; the caller must write
+    /// it (and owns `writing`).
     fn take_batch(&mut self) -> Vec<u8> {
+        let now = Instant::now();
+        self.batch_at = now;
+        self.progress_at = now;
         self.writing = true;
         self.owed += self.queued_replies;
         self.queued_replies = 0;
@@ -347,7 +365,6 @@ impl Shared {
         state.spare = done;
         state.writing = false;
         if state.owed == 0 && !state.queued.is_empty() && state.closed.is_none() {
-            state.progress_at = Instant::now();
             return Some(state.take_batch());
         }
         None
@@ -480,7 +497,15 @@ async fn read_replies(
                 return;
             }
             state.owed -= values.len();
-            state.progress_at = Instant::now();
+            let now = Instant::now();
+            state.progress_at = now;
+            if state.owed == 0 {
+                // One sample per batch: a clock read per command would cost more than the
+                // rest of routing it.
+                shared
+                    .latency
+                    .record(now.duration_since(state.batch_at).as_secs_f64());
+            }
             for value in values.drain(..) {
                 // Every owed reply has a waiter in front of the queue: waiters are queued
                 // with their command, and only written commands are owed.

@@ -2,7 +2,6 @@
 //! command bridges a membership change while keys move (read fallback, move before touch).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use redis::{Cmd, Pipeline, Value};
 
@@ -29,7 +28,6 @@ impl RingState {
                 node: member.name().to_string(),
             });
         }
-        let started = Instant::now();
         let conn = match member.conn.connection().await {
             Ok(conn) => conn,
             Err(e) => {
@@ -41,7 +39,6 @@ impl RingState {
         // the node owes replies and sends none for the response timeout.
         match conn.send(cmd).await {
             Ok(value) => {
-                member.conn.latency.record(started.elapsed().as_secs_f64());
                 self.on_success(member);
                 Ok(value)
             }
