@@ -137,12 +137,13 @@ async fn follow(
     let mut next: Option<(Arc<NodeConn>, bool)> = None;
     // What went wrong last, kept for the error; nothing is allocated while all goes well.
     let mut last = String::new();
+    // The node of the last failed attempt, for the timeout error.
     let mut last_node: Option<Arc<NodeConn>> = None;
-    let timeout = |attempts, last_node: &Option<Arc<NodeConn>>, last: &str| Error::Timeout {
+    let timeout = |attempts, node: Option<&NodeConn>, last: &str| Error::Timeout {
         deadline: settings.deadline,
         attempts,
         slot,
-        node: last_node.as_ref().map(|n| n.label().to_string()),
+        node: node.map(|n| n.label().to_string()),
         last: if last.is_empty() {
             "no attempt completed".into()
         } else {
@@ -162,7 +163,7 @@ async fn follow(
                     if attempts > 2 || Instant::now() >= deadline {
                         return Err(match slot {
                             Some(slot) => Error::SlotUnassigned { slot },
-                            None => timeout(attempts, &last_node, &last),
+                            None => timeout(attempts, last_node.as_deref(), &last),
                         });
                     }
                     state.refresher.request_and_wait(deadline).await;
@@ -170,7 +171,6 @@ async fn follow(
                 }
             },
         };
-        last_node = Some(node.clone());
 
         let ready = node.open_connection();
         let was_open = ready.is_some();
@@ -179,14 +179,15 @@ async fn follow(
             None => tokio::time::timeout_at(deadline, node.connection()).await,
         };
         let conn = match opened {
-            Err(_) => return Err(timeout(attempts, &last_node, &last)),
+            Err(_) => return Err(timeout(attempts, Some(&node), &last)),
             Ok(Err(e)) => {
                 // Not sent, so always safe to retry: the topology may have moved on.
                 last = e.to_string();
                 state.refresher.request();
                 if !backoff(attempts, deadline).await {
-                    return Err(timeout(attempts, &last_node, &last));
+                    return Err(timeout(attempts, Some(&node), &last));
                 }
+                last_node = Some(node);
                 continue;
             }
             Ok(Ok(conn)) => conn,
@@ -210,7 +211,7 @@ async fn follow(
             tokio::time::timeout_at(deadline, sending).await
         };
         let reply = match outcome {
-            Err(_) => return Err(timeout(attempts, &last_node, &last)),
+            Err(_) => return Err(timeout(attempts, Some(&node), &last)),
             Ok(Err(e)) => {
                 last = e.to_string();
                 if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
@@ -226,8 +227,9 @@ async fn follow(
                     });
                 }
                 if !backoff(attempts, deadline).await {
-                    return Err(timeout(attempts, &last_node, &last));
+                    return Err(timeout(attempts, Some(&node), &last));
                 }
+                last_node = Some(node);
                 continue;
             }
             Ok(Ok(reply)) => reply,
@@ -264,6 +266,7 @@ async fn follow(
                 let Some(endpoint) = redirect.resolve(&node.endpoint) else {
                     // `?:port`: the server does not know the address; the refresh will.
                     state.refresher.request_and_wait(deadline).await;
+                    last_node = Some(node);
                     continue;
                 };
                 if redirect.kind == RedirectKind::Moved {
@@ -287,7 +290,7 @@ async fn follow(
                     state.refresher.request();
                 }
                 if !backoff(attempts, deadline).await {
-                    return Err(timeout(attempts, &last_node, &last));
+                    return Err(timeout(attempts, Some(&node), &last));
                 }
             }
             "READONLY" => {
@@ -299,6 +302,7 @@ async fn follow(
             }
             _ => return Ok(reply),
         }
+        last_node = Some(node);
     }
 }
 
