@@ -8,8 +8,10 @@
 //!
 //! For the Rust clients, `concurrency` = tokio tasks sharing one client; each task loops with
 //! one command in flight (90% GET / 10% SET of 100-byte values over 100,000 keys by default),
-//! recording latency in its own hdrhistogram; histograms are merged. Cells are interleaved:
-//! for each concurrency, every client runs in turn (warm-up, then the measured duration).
+//! recording latency into a per-thread table that becomes one histogram per cell. Cells are
+//! interleaved: for each concurrency, every client runs in turn (warm-up, then the measured
+//! duration), starting one client further along each round; redis-benchmark runs last in a
+//! round (its request count is sized from shardis' rate in that round).
 //!
 //! ```text
 //! cargo run --release -p shardis-benches --bin vs-peers -- --duration 5s
@@ -666,7 +668,7 @@ async fn cluster_workload(args: &Args, cells: &mut Vec<Cell>) -> Result<(), Stri
     for round in 0..args.rounds.max(1) {
         for &c in &args.concurrency {
             let mut shardis_rate = 0.0;
-            for (name, peer) in peers.iter().filter(|p| args.wants(p.0)) {
+            for (name, peer) in in_turn(&peers, round).filter(|p| args.wants(p.0)) {
                 eprintln!("round {}: cluster c={c}: {name} ...", round + 1);
                 let cell = run_rust("cluster", name, peer, c, args).await;
                 if *name == "shardis" {
@@ -684,6 +686,13 @@ async fn cluster_workload(args: &Args, cells: &mut Vec<Cell>) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// The clients of one round, starting one further along each round: every client gets every
+/// place in the order, so none always runs right after the same (heavier or lighter) neighbour.
+fn in_turn<T>(peers: &[T], round: usize) -> impl Iterator<Item = &T> {
+    let n = peers.len().max(1);
+    (0..peers.len()).filter_map(move |k| peers.get((k + round) % n))
 }
 
 async fn ring_workload(args: &Args, cells: &mut Vec<Cell>) -> Result<(), String> {
@@ -711,7 +720,7 @@ async fn ring_workload(args: &Args, cells: &mut Vec<Cell>) -> Result<(), String>
     ];
     for round in 0..args.rounds.max(1) {
         for &c in &args.concurrency {
-            for (name, peer) in peers.iter().filter(|p| args.wants(p.0)) {
+            for (name, peer) in in_turn(&peers, round).filter(|p| args.wants(p.0)) {
                 eprintln!("round {}: ring c={c}: {name} ...", round + 1);
                 cells.push(run_rust("ring", name, peer, c, args).await);
             }
@@ -882,7 +891,7 @@ async fn main() -> std::process::ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{Latencies, key};
+    use super::{Latencies, in_turn, key};
 
     #[test]
     fn latency_buckets_keep_values_within_one_percent() {
@@ -910,6 +919,15 @@ mod tests {
         assert_eq!(hist.len(), 100_000);
         let p99 = hist.value_at_quantile(0.99) as f64;
         assert!((p99 - 990_000.0).abs() / 990_000.0 < 0.01, "p99 {p99}");
+    }
+
+    #[test]
+    fn each_round_starts_with_the_next_client() {
+        let peers = ["a", "b", "c"];
+        let order = |round| in_turn(&peers, round).copied().collect::<Vec<_>>();
+        assert_eq!(order(0), ["a", "b", "c"]);
+        assert_eq!(order(1), ["b", "c", "a"]);
+        assert_eq!(order(3), ["a", "b", "c"]);
     }
 
     #[test]

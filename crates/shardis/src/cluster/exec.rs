@@ -116,6 +116,10 @@ pub(crate) async fn execute(
         node = tracing::field::Empty,
         attempts = tracing::field::Empty
     );
+    if span.is_disabled() {
+        // Nobody listens: skip entering and leaving the span on every poll.
+        return follow(state, request, target, retry_safe, &span).await;
+    }
     follow(state, request, target, retry_safe, &span)
         .instrument(span.clone())
         .await
