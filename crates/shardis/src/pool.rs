@@ -426,6 +426,27 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pipeline_asking_for_fewer_replies_than_it_makes_does_not_shift_later_ones() {
+        let (endpoint, _) = fake_node(false).await;
+        let node = Arc::new(NodeConn::new(endpoint, settings()));
+        let conn = node.connection().await.unwrap();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ECHO")
+            .arg("a")
+            .cmd("ECHO")
+            .arg("b")
+            .cmd("ECHO")
+            .arg("c");
+        let after = echo("after");
+        let (piped, after) = tokio::join!(conn.send_pipeline(&pipe, 1, 1), conn.send(&after));
+        assert_eq!(piped.unwrap(), vec![Value::BulkString(b"b".to_vec())]);
+        assert_eq!(after.unwrap(), Value::BulkString(b"after".to_vec()));
+        // Asking past the end gets what there is.
+        let all = conn.send_pipeline(&pipe, 2, 5).await.unwrap();
+        assert_eq!(all, vec![Value::BulkString(b"c".to_vec())]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn values_larger_than_the_socket_buffer_go_through_whole() {
         let (endpoint, _) = fake_node(false).await;
         let node = Arc::new(NodeConn::new(endpoint, settings()));

@@ -47,6 +47,9 @@ enum Waiter {
         skip: usize,
         /// Replies to keep after those.
         keep: usize,
+        /// Replies still to come, kept or not: every reply the pipeline produces is consumed
+        /// here, whatever the caller asked to keep, so the next waiter gets its own.
+        left: usize,
         got: Vec<Value>,
     },
 }
@@ -57,14 +60,19 @@ impl Waiter {
         match self {
             Waiter::One(_) => true,
             Waiter::Many {
-                skip, keep, got, ..
+                skip,
+                keep,
+                left,
+                got,
+                ..
             } => {
                 if *skip > 0 {
                     *skip -= 1;
-                } else {
+                } else if got.len() < *keep {
                     got.push(value);
                 }
-                *skip == 0 && got.len() == *keep
+                *left = left.saturating_sub(1);
+                *left == 0
             }
         }
     }
@@ -251,24 +259,29 @@ impl Connection {
     }
 
     /// Sends a pipeline as one unit (nothing from other callers lands in between) and returns
-    /// replies `offset .. offset + count`, as `send_packed_commands` does.
+    /// replies `offset .. offset + count`, as `send_packed_commands` does. The number of
+    /// replies to wait for comes from the pipeline itself, not from `offset` and `count`: a
+    /// caller who asks for fewer must not shift every later reply onto the wrong caller.
     pub async fn send_pipeline(
         &self,
         pipeline: &Pipeline,
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
-        let (reply, answer) = oneshot::channel();
-        let waiter = Waiter::Many {
-            reply,
-            skip: offset,
-            keep: count,
-            got: Vec::with_capacity(count),
-        };
-        let replies = offset + count;
+        let replies = pipeline.cmd_iter().filter(|c| !c.is_no_response()).count()
+            + if pipeline.is_transaction() { 2 } else { 0 };
         if replies == 0 {
             return Ok(Vec::new());
         }
+        let (reply, answer) = oneshot::channel();
+        let keep = count.min(replies.saturating_sub(offset));
+        let waiter = Waiter::Many {
+            reply,
+            skip: offset.min(replies),
+            keep,
+            left: replies,
+            got: Vec::with_capacity(keep),
+        };
         let packed = pipeline.get_packed_pipeline();
         self.enqueue(|out| out.extend_from_slice(&packed), replies, Some(waiter))?;
         answer
