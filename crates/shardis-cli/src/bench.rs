@@ -240,10 +240,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             duration_secs: args.duration.as_secs_f64(),
             results: rows,
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serialisable")
-        );
+        crate::output::print_json(&report)?;
     } else {
         println!(
             "\n{target}: {} keys, {}-byte values, {:.0}% GET, {}, {:.0} s per level",
@@ -319,8 +316,9 @@ async fn measure(
     let bar = if std::io::stderr().is_terminal() && !quiet {
         let bar = ProgressBar::new(duration.as_millis() as u64);
         bar.set_style(
+            // A constant template; the fallback only guards against an indicatif change.
             ProgressStyle::with_template("c={prefix:<4} {bar:40.cyan/blue} {elapsed:>3} {msg}")
-                .expect("valid template"),
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_prefix(spec.concurrency.to_string());
         bar

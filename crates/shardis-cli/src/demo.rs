@@ -480,8 +480,9 @@ async fn display(
     let bar = if tty {
         let bar = ProgressBar::new(duration.as_secs().max(1));
         bar.set_style(
+            // A constant template; the fallback only guards against an indicatif change.
             ProgressStyle::with_template("{bar:40.cyan/blue} {pos:>3}/{len}s\n{msg}")
-                .expect("valid template")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("█▉▊▋▌▍▎▏ "),
         );
         bar

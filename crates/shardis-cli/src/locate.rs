@@ -75,10 +75,7 @@ pub async fn run(args: LocateArgs) -> Result<ExitCode> {
             })
             .collect();
         if args.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).expect("serialisable")
-            );
+            crate::output::print_json(&out)?;
         } else {
             let mut t = Table::new(["key", "hash", "node"]);
             for p in &out {
@@ -116,10 +113,7 @@ pub async fn run(args: LocateArgs) -> Result<ExitCode> {
         })
         .collect();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("serialisable")
-        );
+        crate::output::print_json(&out)?;
     } else {
         let mut t = Table::new(["key", "slot", "primary", "replicas"]);
         for p in &out {

@@ -1,4 +1,8 @@
-//! Plain-text tables.
+//! Output: plain-text tables, numbers for people, and `--json`.
+
+use serde::Serialize;
+
+use crate::error::{CliError, Result};
 
 /// A table printed with aligned columns: text left-aligned, numbers right-aligned.
 pub struct Table {
@@ -90,4 +94,12 @@ mod tests {
         assert_eq!(thousands(1234567), "1,234,567");
         assert_eq!(ms(1500), "1.500");
     }
+}
+
+/// Prints `value` as pretty JSON on stdout (`--json`).
+pub fn print_json(value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::new(format!("cannot write the JSON output: {e}")))?;
+    println!("{text}");
+    Ok(())
 }

@@ -95,26 +95,30 @@ impl SimRing {
     }
 
     /// `(name, weight, points, share)` per node, in the order given.
-    fn shares(&self, entries: &[RingEntry]) -> Vec<(String, u32, usize, f64)> {
-        match self {
+    fn shares(&self, entries: &[RingEntry]) -> Result<Vec<(String, u32, usize, f64)>> {
+        Ok(match self {
             SimRing::Native(r) => {
                 let arcs = r.arc_lengths();
                 let mut points = vec![0usize; r.node_count()];
                 for (_, n) in r.points() {
-                    points[r.index_of(n.name()).expect("own node")] += 1;
+                    if let Some(i) = r.index_of(n.name()) {
+                        points[i] += 1;
+                    }
                 }
                 entries
                     .iter()
                     .map(|e| {
-                        let i = r.index_of(&e.name).expect("node in ring");
-                        (
+                        let i = r.index_of(&e.name).ok_or_else(|| {
+                            CliError::new(format!("node {} is not in the ring", e.name))
+                        })?;
+                        Ok((
                             e.name.clone(),
                             e.weight,
                             points[i],
                             arcs[i] as f64 / shardis::ring::HASH_SPACE as f64,
-                        )
+                        ))
                     })
-                    .collect()
+                    .collect::<Result<_>>()?
             }
             SimRing::Ketama(r, _) => {
                 let arcs = r.arc_lengths();
@@ -135,7 +139,7 @@ impl SimRing {
                     })
                     .collect()
             }
-        }
+        })
     }
 
     fn moved(a: &SimRing, b: &SimRing) -> f64 {
@@ -205,7 +209,7 @@ pub fn run(args: RingArgs) -> Result<ExitCode> {
     let ring = SimRing::build(&entries, args.vnodes, args.ketama)?;
     let total_weight: u64 = entries.iter().map(|e| u64::from(e.weight)).sum();
     let nodes: Vec<NodeShare> = ring
-        .shares(&entries)
+        .shares(&entries)?
         .into_iter()
         .map(|(name, weight, points, share)| NodeShare {
             name,
@@ -269,10 +273,7 @@ pub fn run(args: RingArgs) -> Result<ExitCode> {
         plot(path, &report)?;
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serialisable")
-        );
+        crate::output::print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!(

@@ -308,10 +308,7 @@ pub async fn run(args: TopologyArgs) -> Result<ExitCode> {
             fingerprint: format!("{fp:016x}"),
             nodes: report_nodes,
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serialisable")
-        );
+        crate::output::print_json(&report)?;
         return Ok(if agree {
             ExitCode::SUCCESS
         } else {
