@@ -81,6 +81,14 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// Prints `value` as pretty JSON on stdout (`--json`).
+pub fn print_json(value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::new(format!("cannot write the JSON output: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,12 +102,4 @@ mod tests {
         assert_eq!(thousands(1234567), "1,234,567");
         assert_eq!(ms(1500), "1.500");
     }
-}
-
-/// Prints `value` as pretty JSON on stdout (`--json`).
-pub fn print_json(value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError::new(format!("cannot write the JSON output: {e}")))?;
-    println!("{text}");
-    Ok(())
 }
