@@ -312,6 +312,14 @@ mod tests {
         cmd
     }
 
+    /// A fake node (no stall) and an open connection to it.
+    async fn connected() -> (Arc<NodeConn>, Arc<Connection>) {
+        let (endpoint, _) = fake_node(false).await;
+        let node = Arc::new(NodeConn::new(endpoint, settings()));
+        let conn = node.connection().await.unwrap();
+        (node, conn)
+    }
+
     fn settings() -> Arc<Settings> {
         Arc::new(Settings {
             response_timeout: Duration::from_secs(5),
@@ -400,9 +408,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pipeline_gets_its_slice_of_replies_between_other_callers() {
-        let (endpoint, _) = fake_node(false).await;
-        let node = Arc::new(NodeConn::new(endpoint, settings()));
-        let conn = node.connection().await.unwrap();
+        let (_node, conn) = connected().await;
         let mut pipe = redis::pipe();
         pipe.cmd("ECHO")
             .arg("skip")
@@ -427,9 +433,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pipeline_asking_for_fewer_replies_than_it_makes_does_not_shift_later_ones() {
-        let (endpoint, _) = fake_node(false).await;
-        let node = Arc::new(NodeConn::new(endpoint, settings()));
-        let conn = node.connection().await.unwrap();
+        let (_node, conn) = connected().await;
         let mut pipe = redis::pipe();
         pipe.cmd("ECHO")
             .arg("a")
@@ -448,9 +452,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn values_larger_than_the_socket_buffer_go_through_whole() {
-        let (endpoint, _) = fake_node(false).await;
-        let node = Arc::new(NodeConn::new(endpoint, settings()));
-        let conn = node.connection().await.unwrap();
+        let (_node, conn) = connected().await;
         let big: Vec<u8> = (0..16 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
         let (big_cmd, small) = (echo(&big[..]), echo("small"));
         let (a, b) = tokio::join!(conn.send(&big_cmd), conn.send(&small));
@@ -485,9 +487,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_malformed_reply_closes_the_connection_with_a_clear_error() {
-        let (endpoint, _) = fake_node(false).await;
-        let node = Arc::new(NodeConn::new(endpoint, settings()));
-        let conn = node.connection().await.unwrap();
+        let (node, conn) = connected().await;
         let error = conn.send(&redis::cmd("GARBAGE")).await.unwrap_err();
         assert!(error.to_string().contains("malformed reply"), "{error}");
         assert!(conn.send(redis::cmd("ECHO").arg("y")).await.is_err());

@@ -300,7 +300,7 @@ impl Connection {
         let batch = {
             let mut state = self.shared.state.lock();
             if let Some((kind, why)) = &state.closed {
-                return Err(io::Error::new(*kind, why.to_string()).into());
+                return Err(closed_error(*kind, why));
             }
             encode(&mut state.queued);
             state.queued_replies += replies;
@@ -333,13 +333,15 @@ impl State {
 }
 
 impl Shared {
+    /// Why the connection closed, for a caller whose reply will never come.
     fn closed_error(&self) -> RedisError {
-        let state = self.state.lock();
-        let (kind, why) = state.closed.clone().unwrap_or((
-            io::ErrorKind::BrokenPipe,
-            format!("connection to {} closed", self.label).into(),
-        ));
-        io::Error::new(kind, why.to_string()).into()
+        match &self.state.lock().closed {
+            Some((kind, why)) => closed_error(*kind, why),
+            None => closed_error(
+                io::ErrorKind::BrokenPipe,
+                &format!("connection to {} closed", self.label),
+            ),
+        }
     }
 
     /// Writes `batch` without waiting; what the socket does not take now is finished by a
@@ -391,16 +393,21 @@ impl Shared {
                 return;
             }
             tracing::debug!(node = %self.label, %why, "connection closed");
-            state.closed = Some((kind, why.into()));
             state.queued.clear();
+            state.closed = Some((kind, why.as_str().into()));
             std::mem::take(&mut state.waiters)
         };
         self.closed_tx.send_replace(true);
-        let error = self.closed_error();
+        let error = closed_error(kind, &why);
         for waiter in waiters {
             waiter.fail(error.clone());
         }
     }
+}
+
+/// The error every send gets once the connection closed for `why`.
+fn closed_error(kind: io::ErrorKind, why: &str) -> RedisError {
+    io::Error::new(kind, why.to_owned()).into()
 }
 
 /// Finishes a write the socket could not take at once.

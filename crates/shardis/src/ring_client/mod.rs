@@ -193,37 +193,9 @@ impl RingState {
     /// back to an old owner sends up to three requests).
     pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
         let snap = self.snapshot.load_full();
-        let plan = self.plan(cmd, &snap).await?;
-        // The common case is one request to one node, which the connection's stall watchdog
-        // already bounds: no timer per command for it.
-        match &plan {
-            Plan::Keyless => {
-                let member = self.any_live()?;
-                return self.send(&member, cmd).await;
-            }
-            Plan::Single { keys, .. } if snap.previous.is_empty() => {
-                let args = command::args_of(cmd);
-                let owner = snap.live.owner(args[keys[0]]).clone();
-                return self.send(&owner, cmd).await;
-            }
-            _ => {}
-        }
-        let deadline = self.settings.deadline;
-        match tokio::time::timeout(deadline, self.run_planned(cmd, &snap, plan)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                deadline,
-                attempts: 1,
-                slot: None,
-                node: None,
-                last: "no reply".into(),
-            }),
-        }
-    }
-
-    /// Runs a plan that may take several requests (keys moving between nodes, a split).
-    async fn run_planned(&self, cmd: &Cmd, snap: &Snapshot, plan: Plan) -> Result<Value> {
-        match plan {
+        // One request to one node is already bounded by the connection's stall watchdog: only
+        // the plans that take several requests run under a timer.
+        match self.plan(cmd, &snap).await? {
             Plan::Keyless => {
                 let member = self.any_live()?;
                 self.send(&member, cmd).await
@@ -234,17 +206,39 @@ impl RingState {
                 if snap.previous.is_empty() {
                     return self.send(&owner, cmd).await;
                 }
-                if readonly && keys.len() == 1 {
-                    return self
-                        .read_with_fallback(snap, &owner, cmd, args[keys[0]])
-                        .await;
-                }
-                let keys: Vec<&[u8]> = keys.iter().map(|&i| args[i]).collect();
-                self.move_before_touch(snap, &keys).await;
-                self.send(&owner, cmd).await
+                self.within_deadline(async {
+                    if readonly && keys.len() == 1 {
+                        return self
+                            .read_with_fallback(&snap, &owner, cmd, args[keys[0]])
+                            .await;
+                    }
+                    let keys: Vec<&[u8]> = keys.iter().map(|&i| args[i]).collect();
+                    self.move_before_touch(&snap, &keys).await;
+                    self.send(&owner, cmd).await
+                })
+                .await
             }
-            Plan::Split(split) => split::run(self, snap, cmd, split).await,
+            Plan::Split(split) => {
+                self.within_deadline(split::run(self, &snap, cmd, split))
+                    .await
+            }
         }
+    }
+
+    /// `work` bounded by the command deadline.
+    async fn within_deadline(&self, work: impl Future<Output = Result<Value>>) -> Result<Value> {
+        let deadline = self.settings.deadline;
+        tokio::time::timeout(deadline, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    deadline,
+                    attempts: 1,
+                    slot: None,
+                    node: None,
+                    last: "no reply".into(),
+                })
+            })
     }
 
     /// See [`pipeline::run`].
