@@ -95,3 +95,69 @@ async fn topology_names_nodes_that_do_not_answer() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_on_an_existing_cluster_touches_only_its_own_keys() {
+    let cluster = shardis_testkit::Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(1)
+        .start()
+        .await
+        .expect("start cluster");
+    let seed = cluster.seeds()[0].clone();
+    // Somebody else's key, and who owns which slots, before the demo.
+    let theirs = "theirs:1";
+    let owner = cluster
+        .node_for_slot(key_slot(theirs.as_bytes()))
+        .await
+        .unwrap();
+    let mut conn = owner.connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(theirs)
+        .arg("keep")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut owners_before = Vec::new();
+    for slot in (0..16384u16).step_by(512) {
+        owners_before.push(cluster.node_for_slot(slot).await.unwrap().addr());
+    }
+
+    let text = ok(
+        &[
+            "demo",
+            "--cluster",
+            &seed,
+            "--duration",
+            "2s",
+            "--prefix",
+            "demo-test:",
+        ],
+        None,
+    );
+
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .unwrap_or_else(|| panic!("no summary line:\n{text}"));
+    assert!(summary.contains(" errors=0 "), "{summary}");
+    assert!(text.contains("removed "), "{text}");
+    // Not told to: no reshard, no failover of a cluster it did not start.
+    let mut owners_after = Vec::new();
+    for slot in (0..16384u16).step_by(512) {
+        owners_after.push(cluster.node_for_slot(slot).await.unwrap().addr());
+    }
+    assert_eq!(owners_before, owners_after, "slot owners changed:\n{text}");
+    // Its own keys are gone, the other key is untouched.
+    let mut keys = 0;
+    for node in cluster.primaries().await.unwrap() {
+        keys += cluster.dbsize(&node).await.unwrap();
+    }
+    assert_eq!(keys, 1, "keys left behind:\n{text}");
+    let value: Option<String> = redis::cmd("GET")
+        .arg(theirs)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value.as_deref(), Some("keep"));
+}
