@@ -1,5 +1,7 @@
 //! The `Client`: cheap to clone, `Send + Sync`, and a [`redis::aio::ConnectionLike`], so
-//! `redis::AsyncCommands` and `redis::pipe()` work on it unchanged.
+//! `redis::AsyncCommands` and `redis::pipe()` work on it unchanged. Every method of the client,
+//! in both modes, is in this file; the work is done by the [engine](crate::engine) over the
+//! mode's router.
 
 use std::sync::Arc;
 
@@ -7,11 +9,12 @@ use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use shardis_slots::Topology;
 
-use crate::cluster::ClusterState;
-use crate::config::{Builder, Mode};
+use crate::builder::{Builder, Mode};
+use crate::cluster::ClusterRouter;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::hot::Hot;
-use crate::ring_client::RingState;
+use crate::hot::{CopyPlacement, Hot};
+use crate::ring_router::{MembershipChange, RingNode, RingRouter, RingStatus};
 use crate::stats::Stats;
 
 /// A client for a sharded Redis deployment.
@@ -44,37 +47,41 @@ pub struct Client {
     commands: metrics::Counter,
 }
 
+/// The engine over the mode's router.
 enum Inner {
-    Cluster(Arc<ClusterState>),
-    Ring(Arc<RingState>),
+    Cluster(Engine<Arc<ClusterRouter>>),
+    Ring(Engine<Arc<RingRouter>>),
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &*self.inner {
-            Inner::Cluster(state) => f
+            Inner::Cluster(engine) => f
                 .debug_struct("Client")
                 .field("mode", &"cluster")
-                .field("settings", &state.settings)
+                .field("settings", &engine.router.settings)
                 .finish_non_exhaustive(),
-            Inner::Ring(_) => f
+            Inner::Ring(engine) => f
                 .debug_struct("Client")
                 .field("mode", &"ring")
+                .field("settings", &engine.router.settings)
                 .finish_non_exhaustive(),
         }
     }
 }
 
-impl Client {
-    /// The ring-mode state, when this client is in ring mode.
-    #[allow(dead_code)]
-    pub(crate) fn ring_state(&self) -> Option<&Arc<RingState>> {
-        match &*self.inner {
-            Inner::Ring(state) => Some(state),
-            Inner::Cluster(_) => None,
+/// Runs `$body` with `$engine` bound to the mode's engine (the engine is generic over the
+/// router; each mode gets its own monomorphised copy, no dynamic dispatch per command).
+macro_rules! with_engine {
+    ($inner:expr, $engine:ident => $body:expr) => {
+        match $inner {
+            Inner::Cluster($engine) => $body,
+            Inner::Ring($engine) => $body,
         }
-    }
+    };
+}
 
+impl Client {
     /// Starts building a client.
     pub fn builder() -> Builder {
         Builder::default()
@@ -86,10 +93,12 @@ impl Client {
             return Err(Error::Config("choose a deployment mode".into()));
         };
         let inner = match mode {
-            Mode::Cluster { seeds } => {
-                Inner::Cluster(ClusterState::connect(&seeds, builder.settings).await?)
-            }
-            Mode::Ring(config) => Inner::Ring(RingState::connect(config, builder.settings).await?),
+            Mode::Cluster { seeds } => Inner::Cluster(Engine::new(
+                ClusterRouter::connect(&seeds, builder.settings).await?,
+            )),
+            Mode::Ring(config) => Inner::Ring(Engine::new(
+                RingRouter::connect(config, builder.settings).await?,
+            )),
         };
         let hot = builder.hot.map(|options| {
             let hot = Hot::new(options);
@@ -124,14 +133,47 @@ impl Client {
     /// Sends one command to where its key lives, bypassing the hot-key layer.
     pub(crate) async fn send_routed(&self, cmd: &Cmd) -> Result<Value> {
         self.commands.increment(1);
-        let result = match &*self.inner {
-            Inner::Cluster(state) => state.run(cmd).await,
-            Inner::Ring(state) => state.run(cmd).await,
-        };
-        if let Err(e) = &result {
-            metrics::counter!("shardis_errors_total", "kind" => e.kind_label()).increment(1);
-            tracing::debug!(error = %e, "command failed");
+        let result = with_engine!(&*self.inner, engine => engine.run(cmd).await);
+        count_error(&result);
+        result
+    }
+
+    /// Runs a pipeline (atomic or not) and returns replies `offset .. offset + count`.
+    pub(crate) async fn send_pipeline(
+        &self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<Value>> {
+        match &self.hot {
+            Some(hot) => hot.run_pipeline(self, pipeline, offset, count).await,
+            None => self.send_pipeline_routed(pipeline, offset, count).await,
         }
+    }
+
+    /// Runs a pipeline, bypassing the hot-key layer.
+    pub(crate) async fn send_pipeline_routed(
+        &self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<Value>> {
+        use tracing::Instrument;
+        self.commands.increment(pipeline.len() as u64);
+        let span = tracing::debug_span!(
+            "shardis.pipeline",
+            commands = pipeline.len(),
+            atomic = pipeline.is_transaction()
+        );
+        let run = async {
+            with_engine!(&*self.inner, engine => engine.run_pipeline(pipeline, offset, count).await)
+        };
+        let result = if span.is_disabled() {
+            run.await
+        } else {
+            run.instrument(span).await
+        };
+        count_error(&result);
         result
     }
 
@@ -146,45 +188,49 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn on_all_primaries(&self, cmd: &Cmd) -> Result<Vec<(String, Value)>> {
-        match &*self.inner {
-            Inner::Cluster(state) => fan_out(state, state.routes.load().primaries(), cmd).await,
-            Inner::Ring(state) => state.on_all_nodes(cmd).await,
-        }
+        with_engine!(&*self.inner, engine => engine.fan_out(cmd, false).await)
     }
 
-    /// Runs `cmd` on every node (primaries and replicas) concurrently.
+    /// Runs `cmd` on every node (primaries and replicas; in ring mode every node) concurrently.
     pub async fn on_all_nodes(&self, cmd: &Cmd) -> Result<Vec<(String, Value)>> {
-        match &*self.inner {
-            Inner::Cluster(state) => fan_out(state, state.routes.load().all_nodes(), cmd).await,
-            Inner::Ring(state) => state.on_all_nodes(cmd).await,
-        }
+        with_engine!(&*self.inner, engine => engine.fan_out(cmd, true).await)
     }
 
-    /// The cluster topology the client routes by right now (empty in ring mode).
+    /// The cluster topology the client routes by right now. A ring has no cluster topology:
+    /// in ring mode this is empty; see [`Client::ring_status`].
     pub fn topology(&self) -> Topology {
         match &*self.inner {
-            Inner::Cluster(state) => state.routes.load().map.topology().clone(),
+            Inner::Cluster(engine) => engine.router.routes.load().map.topology().clone(),
             Inner::Ring(_) => Topology::empty(),
         }
     }
 
-    /// Reloads the topology now and waits for it (bounded by the command deadline).
-    pub async fn refresh_topology(&self) {
+    /// Reloads the cluster topology now and waits for it (bounded by the command deadline).
+    ///
+    /// Fails with [`Error::Config`] in ring mode, where the client owns the topology (see
+    /// [`Client::add_node`]).
+    pub async fn refresh_topology(&self) -> Result<()> {
         match &*self.inner {
-            Inner::Cluster(state) => {
-                let until = tokio::time::Instant::now() + state.settings.deadline;
-                state.refresher.request_and_wait(until).await;
+            Inner::Cluster(engine) => {
+                let router = &engine.router;
+                let until = tokio::time::Instant::now() + router.settings.deadline;
+                router.refresher.request_and_wait(until).await;
+                Ok(())
             }
-            Inner::Ring(_) => {}
+            Inner::Ring(_) => Err(Error::Config(
+                "refresh_topology is for cluster mode: a ring's topology is the client's own \
+                 (see add_node, remove_node, ring_status)"
+                    .into(),
+            )),
         }
     }
 
-    /// What the client has done so far: redirects followed, retries, refreshes, hot-key
-    /// copy reads.
+    /// What the client has done so far: redirects followed, retries, refreshes (cluster mode;
+    /// ring events are in [`Client::ring_status`]), hot-key copy reads (both modes).
     pub fn stats(&self) -> Stats {
         let mut stats = match &*self.inner {
-            Inner::Cluster(state) => state.stats.snapshot(),
-            Inner::Ring(state) => state.stats(),
+            Inner::Cluster(engine) => engine.router.stats.snapshot(),
+            Inner::Ring(_) => Stats::default(),
         };
         if let Some(hot) = &self.hot {
             hot.add_to(&mut stats);
@@ -206,67 +252,72 @@ impl Client {
         self.hot.as_ref().map(|h| h.hot_keys()).unwrap_or_default()
     }
 
-    /// The routing snapshot copies are placed against, and how many shards it has.
-    pub(crate) fn placement_view(&self) -> (Arc<dyn std::any::Any + Send + Sync>, usize) {
+    /// The routing snapshot hot-key copies are placed against.
+    pub(crate) fn copy_placement(&self) -> Arc<dyn CopyPlacement> {
         match &*self.inner {
-            Inner::Cluster(state) => {
-                let routes = state.routes.load_full();
-                let shards = routes.shards.len();
-                (routes, shards)
-            }
-            Inner::Ring(state) => {
-                let live = state.snapshot.load().live.clone();
-                let nodes = live.members().len();
-                (live, nodes)
-            }
+            Inner::Cluster(engine) => engine.router.routes.load_full(),
+            Inner::Ring(engine) => engine.router.snapshot.load().live.clone(),
         }
     }
 
-    /// Up to `n` names for `key` on distinct shards of `view` (from [`Self::placement_view`]).
-    pub(crate) fn copy_names(
-        &self,
-        view: &Arc<dyn std::any::Any + Send + Sync>,
-        key: &[u8],
-        n: usize,
-    ) -> Vec<Vec<u8>> {
-        if let Some(routes) = view.downcast_ref::<crate::cluster::routes::Routes>() {
-            return shardis_hotkey::cluster_copies(key, n, |slot| routes.map.shard_index(slot));
+    fn ring_router(&self) -> Result<&Arc<RingRouter>> {
+        match &*self.inner {
+            Inner::Ring(engine) => Ok(&engine.router),
+            Inner::Cluster(_) => Err(Error::Config(
+                "ring membership changes need a ring-mode client".into(),
+            )),
         }
-        if let Some(ring) = view.downcast_ref::<crate::ring_client::Routing>() {
-            return shardis_hotkey::copies_with(key, n, |name| {
-                let owner = ring.owner(name);
-                ring.members().iter().position(|m| Arc::ptr_eq(m, owner))
-            });
-        }
-        vec![key.to_vec()]
+    }
+
+    /// Adds a node to the ring (ring mode). Keys move only to it. Under fail-fast the node
+    /// must answer `PING`; under eject an unreachable node joins ejected.
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), shardis::Error> {
+    /// let change = client.add_node(shardis::RingNode::new("e", "10.0.0.5:6379", 1)).await?;
+    /// println!("{:.1}% of keys moved", change.moved_fraction * 100.0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_node(&self, node: RingNode) -> Result<MembershipChange> {
+        self.ring_router()?.add_node(node).await
+    }
+
+    /// Removes the node `name` from the ring (ring mode). Only its keys move.
+    pub async fn remove_node(&self, name: &str) -> Result<MembershipChange> {
+        self.ring_router()?.remove_node(name).await
+    }
+
+    /// Gives node `name` a new weight (ring mode). Raising it moves keys only to that node;
+    /// lowering it, only away from it.
+    pub async fn set_weight(&self, name: &str, weight: u32) -> Result<MembershipChange> {
+        self.ring_router()?.set_weight(name, weight).await
+    }
+
+    /// The ring's nodes, their health and ring events so far; `None` in cluster mode.
+    pub fn ring_status(&self) -> Option<RingStatus> {
+        self.ring_router().ok().map(|router| router.status())
+    }
+
+    /// The name of the node that serves `key` now (ring mode): its owner, or the next node
+    /// clockwise while its owner is ejected. `None` in cluster mode.
+    ///
+    /// ```no_run
+    /// # fn run(client: shardis::Client) {
+    /// println!("user:42 lives on {:?}", client.ring_node_for(b"user:42"));
+    /// # }
+    /// ```
+    pub fn ring_node_for(&self, key: &[u8]) -> Option<String> {
+        let router = self.ring_router().ok()?;
+        Some(router.snapshot.load().live.owner(key).name().to_string())
     }
 }
 
-async fn fan_out(
-    state: &ClusterState,
-    nodes: Vec<Arc<crate::pool::NodeConn>>,
-    cmd: &Cmd,
-) -> Result<Vec<(String, Value)>> {
-    let deadline = state.settings.deadline;
-    let calls = nodes.iter().map(|node| async move {
-        let conn = node.connection().await?;
-        match tokio::time::timeout(deadline, conn.send(cmd)).await {
-            Ok(Ok(value)) => Ok((node.label().to_string(), value)),
-            Ok(Err(e)) => Err(Error::Connection {
-                node: node.label().to_string(),
-                slot: None,
-                message: e.to_string(),
-            }),
-            Err(_) => Err(Error::Timeout {
-                deadline,
-                attempts: 1,
-                slot: None,
-                node: Some(node.label().to_string()),
-                last: "no reply".into(),
-            }),
-        }
-    });
-    futures::future::try_join_all(calls).await
+/// Counts a failed call in `shardis_errors_total{kind}`.
+fn count_error<T>(result: &Result<T>) {
+    if let Err(e) = result {
+        metrics::counter!("shardis_errors_total", "kind" => e.kind_label()).increment(1);
+        tracing::debug!(error = %e, "command failed");
+    }
 }
 
 impl ConnectionLike for Client {
@@ -281,13 +332,9 @@ impl ConnectionLike for Client {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let result = match &*self.inner {
-                Inner::Cluster(state) => {
-                    crate::cluster::pipeline::run(state, pipeline, offset, count).await
-                }
-                Inner::Ring(state) => state.run_pipeline(pipeline, offset, count).await,
-            };
-            result.map_err(Into::into)
+            self.send_pipeline(pipeline, offset, count)
+                .await
+                .map_err(Into::into)
         })
     }
 

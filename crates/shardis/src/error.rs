@@ -137,6 +137,49 @@ fn node_suffix(node: &Option<String>) -> String {
 }
 
 impl Error {
+    /// A node could not be reached, or its connection broke (no slot: ring mode, fan-outs).
+    pub(crate) fn connection(node: &str, message: impl Into<String>) -> Error {
+        Error::Connection {
+            node: node.to_string(),
+            slot: None,
+            message: message.into(),
+        }
+    }
+
+    /// The deadline passed; `last` is what the last attempt saw (empty: none completed).
+    pub(crate) fn timeout(
+        deadline: Duration,
+        attempts: u32,
+        slot: Option<u16>,
+        node: Option<&str>,
+        last: &str,
+    ) -> Error {
+        Error::Timeout {
+            deadline,
+            attempts,
+            slot,
+            node: node.map(str::to_string),
+            last: if last.is_empty() {
+                "no attempt completed".into()
+            } else {
+                last.to_string()
+            },
+        }
+    }
+
+    /// One node (a ring node, by name) sent no reply within `limit`.
+    pub(crate) fn node_timeout(limit: Duration, node: &str) -> Error {
+        Error::timeout(limit, 1, None, Some(node), "no reply")
+    }
+
+    /// A reply of the wrong shape from `node`.
+    pub(crate) fn protocol(node: &str, message: impl Into<String>) -> Error {
+        Error::Protocol {
+            node: node.to_string(),
+            message: message.into(),
+        }
+    }
+
     /// A short, stable label for metrics (`errors_total{kind=...}`).
     pub fn kind_label(&self) -> &'static str {
         match self {

@@ -54,26 +54,43 @@
 //!
 //! The pure building blocks are re-exported: [`slots`] (slot math, topology parsing) and
 //! [`ring`] (consistent hashing).
+//!
+//! ## Layout
+//!
+//! - [`Client`] (`client.rs`) and [`Builder`] (`builder.rs`): the whole public surface of a
+//!   client, each in one file.
+//! - `engine/`: one routing engine for every mode: plans each command once, splits multi-key
+//!   commands, groups pipelines in order, runs transactions and fan-outs, reassembles replies.
+//! - `cluster/`: the slot-map router (redirect policy as a pure function, topology refresh).
+//! - `ring_router/`: the hash-ring router (placement, health, membership, online rebalancing).
+//! - `hot/`: the hot-key layer over the engine (copies on distinct shards, near cache).
+//! - `net/`: the node pool and shardis' own pipelined connection.
+//! - `command/`: where each command keeps its keys, built in or learned from the server.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the life of a command, file by file.
 #![deny(missing_docs)]
 
+mod builder;
 mod client;
 mod cluster;
 mod command;
-mod config;
+mod engine;
 mod error;
 mod hot;
-mod pool;
-mod ring_client;
+mod net;
+mod ring_router;
+mod settings;
 mod stats;
 
+pub use builder::Builder;
 pub use client::Client;
-pub use config::{Builder, ReadFrom, Secret};
 pub use error::{Error, Result};
 pub use hot::HotKeyOptions;
-pub use ring_client::{
+pub use ring_router::{
     HealthPolicy, MembershipChange, NodeState, RebalanceHandle, RebalanceOptions,
     RebalanceProgress, RebalanceReport, RingNode, RingNodeStatus, RingPlacement, RingStatus,
 };
+pub use settings::{ReadFrom, Secret};
 pub use shardis_hotkey::{DetectorConfig, HotKey};
 pub use stats::Stats;
 
@@ -85,19 +102,6 @@ pub use shardis_hotkey as hotkey;
 
 /// Consistent-hash ring (the `shardis-ring` crate).
 pub use shardis_ring as ring;
-
-impl Builder {
-    /// Connects and returns the client: in cluster mode, loads the slot map from the first
-    /// seeds that answer and starts the background topology refresher; in ring mode, sends
-    /// every node a `PING` (see [`HealthPolicy`] for a node that does not answer) and starts
-    /// the heartbeat.
-    ///
-    /// Fails with [`Error::NoSeedReachable`] (naming every seed and what it said) when no seed
-    /// gives a usable topology within the connect timeout.
-    pub async fn build(self) -> Result<Client> {
-        Client::from_builder(self).await
-    }
-}
 
 /// The README's Rust examples, compiled as doctests so they cannot rot.
 #[doc = include_str!("../../../README.md")]

@@ -1,10 +1,14 @@
 //! Redis Cluster mode: the slot-map router.
+//!
+//! - [`slots`]: the routing snapshot (slot map + node handles), swapped atomically;
+//! - [`redirect`]: the pure retry policy (what a reply or an I/O outcome means);
+//! - [`follow`]: the I/O shell that sends a request and carries the policy out;
+//! - [`refresh`]: loading the topology from several nodes, in the background.
 
-pub(crate) mod exec;
-pub(crate) mod pipeline;
+pub(crate) mod follow;
+pub(crate) mod redirect;
 pub(crate) mod refresh;
-pub(crate) mod routes;
-pub(crate) mod split;
+pub(crate) mod slots;
 #[cfg(test)]
 pub(crate) mod test_support;
 
@@ -12,32 +16,29 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
-use redis::{Cmd, Value};
-use shardis_slots::{Endpoint, key_slot};
+use redis::{Cmd, Pipeline, Value};
+use shardis_slots::Endpoint;
 
-use crate::command::{self, learned::Learned};
-use crate::config::Settings;
+use crate::engine::{Request, Router, Target};
 use crate::error::{Error, Result};
-use crate::pool::Pool;
+use crate::net::{Connection, Node, Pool};
+use crate::settings::Settings;
 use crate::stats::Counters;
-use exec::{Request, Target, execute};
 use refresh::Refresher;
-use routes::Routes;
+use slots::SlotRoutes;
 
 /// Everything cluster mode shares between clones of the client.
-pub(crate) struct ClusterState {
+pub(crate) struct ClusterRouter {
     pub settings: Arc<Settings>,
     pub seeds: Vec<Endpoint>,
     pub pool: Pool,
-    pub routes: ArcSwap<Routes>,
+    pub routes: ArcSwap<SlotRoutes>,
     pub refresher: Arc<Refresher>,
     pub stats: Counters,
-    /// Key specs learned from `COMMAND INFO` for commands the built-in table lacks.
-    learned: Learned,
     pub closed: AtomicBool,
 }
 
-impl Drop for ClusterState {
+impl Drop for ClusterRouter {
     fn drop(&mut self) {
         self.closed
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -45,33 +46,22 @@ impl Drop for ClusterState {
     }
 }
 
-/// How one command will be run.
-pub(crate) enum Plan {
-    /// On the owner of one slot.
-    Slot { slot: u16, read: bool },
-    /// On any primary.
-    Keyless,
-    /// Split per slot and reassembled.
-    Split { split: command::Split, name: String },
-}
-
-impl ClusterState {
-    /// A state with no topology yet.
-    pub(crate) fn new(settings: Arc<Settings>, seeds: Vec<Endpoint>) -> ClusterState {
-        ClusterState {
+impl ClusterRouter {
+    /// A router with no topology yet.
+    pub(crate) fn new(settings: Arc<Settings>, seeds: Vec<Endpoint>) -> ClusterRouter {
+        ClusterRouter {
             pool: Pool::new(settings.clone()),
+            routes: ArcSwap::from_pointee(SlotRoutes::empty(settings.read_from)),
             settings,
             seeds,
-            routes: ArcSwap::from_pointee(Routes::empty()),
             refresher: Arc::new(Refresher::new()),
             stats: Counters::default(),
-            learned: Learned::default(),
             closed: AtomicBool::new(false),
         }
     }
 
     /// Connects to the seeds, loads the first topology and starts the refresher.
-    pub async fn connect(seeds: &[String], settings: Settings) -> Result<Arc<ClusterState>> {
+    pub async fn connect(seeds: &[String], settings: Settings) -> Result<Arc<ClusterRouter>> {
         let mut endpoints = Vec::new();
         for seed in seeds {
             let endpoint = Endpoint::parse(seed)
@@ -79,98 +69,105 @@ impl ClusterState {
             endpoints.push(endpoint);
         }
         let settings = Arc::new(settings);
-        let state = ClusterState::new(settings.clone(), endpoints);
-        let refresher = state.refresher.clone();
-        let connect = refresh::load(&state, None, 0);
-        let map = match tokio::time::timeout(
-            settings.connect_timeout * 2 + settings.response_timeout,
-            connect,
-        )
-        .await
-        {
+        let router = ClusterRouter::new(settings.clone(), endpoints);
+        let refresher = router.refresher.clone();
+        let limit = settings.connect_timeout * 2 + settings.response_timeout;
+        let map = match tokio::time::timeout(limit, refresh::load(&router, None, 0)).await {
             Ok(Ok(map)) => map,
             Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(Error::NoSeedReachable {
                     seeds: seeds.to_vec(),
-                    errors: vec![format!(
-                        "no usable answer within {:?}",
-                        settings.connect_timeout * 2 + settings.response_timeout
-                    )],
+                    errors: vec![format!("no usable answer within {limit:?}")],
                 });
             }
         };
-        state.routes.store(Arc::new(Routes::new(map, &state.pool)));
-        let state = Arc::new(state);
-        tokio::spawn(refresh::run(Arc::downgrade(&state), refresher));
-        Ok(state)
+        router.install(map);
+        let router = Arc::new(router);
+        tokio::spawn(refresh::run(Arc::downgrade(&router), refresher));
+        Ok(router)
     }
 
-    /// Sends `cmd` to some primary and returns its reply (for `COMMAND INFO`).
-    async fn ask_a_primary(&self, cmd: Cmd) -> Option<Value> {
+    /// Swaps in a snapshot built from `map`.
+    pub(crate) fn install(&self, map: shardis_slots::SlotMap) {
+        self.routes.store(Arc::new(SlotRoutes::new(
+            map,
+            &self.pool,
+            self.settings.read_from,
+        )));
+    }
+
+    /// One exchange on a connection to `node`, bounded by the deadline; a broken connection
+    /// is dropped and a refresh asked for (the node may have left).
+    async fn once<T>(
+        &self,
+        node: &Node,
+        exchange: impl AsyncFnOnce(&Connection) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        let deadline = self.settings.deadline;
+        let conn = node.connection().await?;
+        match tokio::time::timeout(deadline, exchange(&conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                node.discard();
+                self.refresher.request();
+                Err(Error::connection(node.label(), e.to_string()))
+            }
+            Err(_) => Err(Error::timeout(
+                deadline,
+                1,
+                None,
+                Some(node.label()),
+                "no reply",
+            )),
+        }
+    }
+}
+
+impl Router for Arc<ClusterRouter> {
+    type View = Arc<SlotRoutes>;
+
+    fn view(&self) -> Arc<SlotRoutes> {
+        self.routes.load_full()
+    }
+
+    async fn ask_any(&self, cmd: Cmd) -> Option<Value> {
         let node = self.routes.load().primaries().first()?.clone();
         let conn = node.connection().await.ok()?;
         let reply = tokio::time::timeout(self.settings.response_timeout, conn.send(&cmd));
         reply.await.ok()?.ok()
     }
 
-    /// Decides where `cmd` runs. Cross-slot commands that cannot be split are refused here,
-    /// before anything is sent.
-    pub async fn plan(&self, cmd: &Cmd) -> Result<Plan> {
-        let args = command::args_of(cmd);
-        let name = command::name_of(&args);
-        // Unknown to us and to the server's COMMAND INFO: send it to a primary; a keyed command
-        // will be redirected to its owner.
-        let Some(spec) = self.learned.resolve(&name, |q| self.ask_a_primary(q)).await else {
-            return Ok(Plan::Keyless);
-        };
-        let keys = spec.key_indices(&args);
-        let Some(&first) = keys.first() else {
-            return Ok(Plan::Keyless);
-        };
-        let slot = key_slot(args[first]);
-        let mut other = None;
-        for &i in &keys[1..] {
-            let s = key_slot(args[i]);
-            if s != slot {
-                other = Some(s);
-                break;
-            }
-        }
-        match (other, spec.split) {
-            (None, _) => Ok(Plan::Slot {
-                slot,
-                read: spec.readonly,
-            }),
-            (Some(_), Some(split)) => Ok(Plan::Split {
-                split,
-                name: name.to_string(),
-            }),
-            (Some(other), None) => Err(Error::CrossSlot {
-                command: name.to_string(),
-                slots: vec![slot, other],
-            }),
-        }
+    async fn execute(
+        &self,
+        _: &Arc<SlotRoutes>,
+        request: Request<'_>,
+        target: Target<'_, u16>,
+    ) -> Result<Value> {
+        // Every attempt routes by the map of its time, not the caller's snapshot: a MOVED
+        // patched in by another command is used at once.
+        follow::execute(self, request, target).await
     }
 
-    /// Runs one command wherever it belongs.
-    pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
-        match self.plan(cmd).await? {
-            Plan::Slot { slot, read } => {
-                execute(self, Request::Cmd(cmd), Target::Slot { slot, read }, read).await
-            }
-            Plan::Keyless => execute(self, Request::Cmd(cmd), Target::AnyPrimary, false).await,
-            Plan::Split { split, name } => split::run(self, cmd, split, &name).await,
-        }
+    async fn execute_batch(
+        &self,
+        _: &Arc<SlotRoutes>,
+        node: &Arc<Node>,
+        pipe: &Pipeline,
+        _: &[&[u8]],
+    ) -> Result<Vec<Value>> {
+        self.once(node, async |conn| {
+            conn.send_pipeline(pipe, 0, pipe.len()).await
+        })
+        .await
     }
-}
 
-impl Routes {
-    /// A snapshot with no slots: only used until the first topology is loaded.
-    pub(crate) fn empty() -> Self {
-        Routes {
-            map: shardis_slots::SlotMap::new(shardis_slots::Topology::empty()),
-            shards: Vec::new(),
-        }
+    async fn execute_on(&self, _: &Arc<SlotRoutes>, node: &Arc<Node>, cmd: &Cmd) -> Result<Value> {
+        self.once(node, async |conn| conn.send(cmd).await).await
+    }
+
+    fn needs_rerun(&self, reply: &Value) -> bool {
+        matches!(reply, Value::ServerError(e)
+            if matches!(e.code(), "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN" | "READONLY"))
     }
 }

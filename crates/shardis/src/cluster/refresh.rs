@@ -15,8 +15,8 @@ use shardis_slots::{
 };
 use tokio::sync::{Notify, watch};
 
-use super::ClusterState;
-use super::routes::Routes;
+use super::ClusterRouter;
+use super::slots::SlotRoutes;
 use crate::error::Error;
 
 /// The handle callers use to ask for a refresh and to wait for one.
@@ -54,7 +54,7 @@ impl Refresher {
 
 /// Asks one node for its view: `CLUSTER SHARDS` first, `CLUSTER SLOTS` when the server does
 /// not know SHARDS (before 7.0).
-async fn ask_node(state: &ClusterState, endpoint: &Endpoint) -> Result<Topology, String> {
+async fn ask_node(state: &ClusterRouter, endpoint: &Endpoint) -> Result<Topology, String> {
     let node = state.pool.node(endpoint);
     let connect = tokio::time::timeout(state.settings.connect_timeout * 2, node.connection());
     let conn = match connect.await {
@@ -98,7 +98,7 @@ async fn ask_node(state: &ClusterState, endpoint: &Endpoint) -> Result<Topology,
 
 /// The nodes to ask, best first: known primaries, then replicas, then the seeds. The start is
 /// rotated per refresh so one slow node does not answer every time.
-fn candidates(state: &ClusterState, routes: Option<&Routes>, turn: usize) -> Vec<Endpoint> {
+fn candidates(state: &ClusterRouter, routes: Option<&SlotRoutes>, turn: usize) -> Vec<Endpoint> {
     let mut known: Vec<Endpoint> = Vec::new();
     if let Some(routes) = routes {
         let mut primaries: Vec<Endpoint> = routes
@@ -123,8 +123,8 @@ fn candidates(state: &ClusterState, routes: Option<&Routes>, turn: usize) -> Vec
 /// voting among the answers. Never returns a map with fewer slots than `previous` unless a
 /// majority of the answering nodes agree on it (see [`shardis_slots::choose_view`]).
 pub(crate) async fn load(
-    state: &ClusterState,
-    previous: Option<&Routes>,
+    state: &ClusterRouter,
+    previous: Option<&SlotRoutes>,
     turn: usize,
 ) -> Result<SlotMap, Error> {
     let candidates = candidates(state, previous, turn);
@@ -161,14 +161,14 @@ pub(crate) async fn load(
 }
 
 /// One refresh: load, swap in if it changed, close connections to nodes that left.
-pub(crate) async fn refresh_once(state: &ClusterState, turn: usize) {
+pub(crate) async fn refresh_once(state: &ClusterRouter, turn: usize) {
     let started = Instant::now();
     let current = state.routes.load_full();
     match load(state, Some(&current), turn).await {
         Ok(map) => {
             let changed = map.topology().fingerprint() != current.map.topology().fingerprint();
             if changed {
-                let routes = Arc::new(Routes::new(map, &state.pool));
+                let routes = Arc::new(SlotRoutes::new(map, &state.pool, state.settings.read_from));
                 let keep: std::collections::HashSet<Endpoint> = routes
                     .all_nodes()
                     .iter()
@@ -200,7 +200,7 @@ pub(crate) async fn refresh_once(state: &ClusterState, turn: usize) {
 
 /// The background task: refresh on request (rate-limited) and periodically, until the client
 /// is dropped.
-pub(crate) async fn run(state: Weak<ClusterState>, refresher: Arc<Refresher>) {
+pub(crate) async fn run(state: Weak<ClusterRouter>, refresher: Arc<Refresher>) {
     let mut turn = 0usize;
     let mut last = tokio::time::Instant::now();
     loop {
@@ -230,7 +230,7 @@ pub(crate) async fn run(state: Weak<ClusterState>, refresher: Arc<Refresher>) {
 mod tests {
     use super::*;
     use crate::cluster::test_support::fake_node;
-    use crate::config::Settings;
+    use crate::settings::Settings;
     use shardis_slots::{Health, Node, Role, Shard, SlotRange};
 
     /// Answers topology commands with a slot range no parser accepts.
@@ -259,7 +259,7 @@ mod tests {
             }
         })
         .await;
-        let state = ClusterState::new(Arc::new(Settings::default()), vec![old.clone()]);
+        let state = ClusterRouter::new(Arc::new(Settings::default()), vec![old.clone()]);
         let map = load(&state, None, 0)
             .await
             .expect("topology from CLUSTER SLOTS");
@@ -289,11 +289,8 @@ mod tests {
             slots: vec![SlotRange::new(0, 16383).unwrap()],
         }])
         .expect("valid topology");
-        let state = ClusterState::new(Arc::new(Settings::default()), vec![garbage]);
-        state.routes.store(Arc::new(Routes::new(
-            SlotMap::new(good.clone()),
-            &state.pool,
-        )));
+        let state = ClusterRouter::new(Arc::new(Settings::default()), vec![garbage]);
+        state.install(SlotMap::new(good.clone()));
 
         refresh_once(&state, 0).await;
 

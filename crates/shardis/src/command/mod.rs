@@ -210,12 +210,6 @@ impl std::fmt::Display for CommandName {
     }
 }
 
-/// Whether the built-in table knows `cmd` as read-only (unknown commands count as writes).
-pub(crate) fn is_readonly(cmd: &Cmd) -> bool {
-    let args = args_of(cmd);
-    table::lookup(&name_of(&args)).is_some_and(|spec| spec.readonly)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

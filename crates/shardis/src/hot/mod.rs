@@ -9,7 +9,6 @@ mod options;
 
 pub use options::HotKeyOptions;
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -22,10 +21,19 @@ use crate::Client;
 use crate::command::{self, table};
 use crate::error::Result;
 
-/// Where a key's copies go under the current topology: the names, and the snapshot they were
-/// computed for (kept alive, so comparing pointers is sound).
-struct Placement {
-    topology: Arc<dyn Any + Send + Sync>,
+/// Where copies of hot keys go: implemented by each router's routing snapshot (slot map,
+/// ring), so the hot-key layer places copies on distinct shards without knowing the mode.
+pub(crate) trait CopyPlacement: Send + Sync {
+    /// How many shards copies can spread over.
+    fn shards(&self) -> usize;
+    /// Up to `n` names for `key` on distinct shards, canonical first.
+    fn copy_names(&self, key: &[u8], n: usize) -> Vec<Vec<u8>>;
+}
+
+/// A key's copy names, and the snapshot they were computed for (kept alive, so comparing
+/// pointers is sound).
+struct CopyNames {
+    topology: Arc<dyn CopyPlacement>,
     names: Arc<[Vec<u8>]>,
 }
 
@@ -42,7 +50,7 @@ pub(crate) struct HotCounters {
 pub(crate) struct Hot {
     pub detector: Detector,
     options: HotKeyOptions,
-    placements: parking_lot::RwLock<HashMap<Vec<u8>, Placement>>,
+    placements: parking_lot::RwLock<HashMap<Vec<u8>, CopyNames>>,
     next: AtomicUsize,
     near: Option<moka::sync::Cache<Vec<u8>, Value>>,
     /// Striped per-key locks: a refill (read canonical, write copy) and this client's write of
@@ -231,19 +239,53 @@ impl Hot {
         }
     }
 
+    /// Runs a pipeline through the client: the hot keys its commands write are locked against
+    /// refills while it runs and their copies invalidated after it ran, as for a single write.
+    /// (Pipelined reads of hot keys read the canonical key.)
+    pub async fn run_pipeline(
+        &self,
+        client: &Client,
+        pipeline: &redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<Value>> {
+        let mut hot: Vec<Vec<u8>> = Vec::new();
+        for cmd in pipeline.cmd_iter() {
+            let args = command::args_of(cmd);
+            if let Role::Write(keys) = role_of(&args) {
+                for key in keys {
+                    if self.detector.is_hot(key_hash(key), key) && !hot.iter().any(|k| k == key) {
+                        hot.push(key.to_vec());
+                    }
+                }
+            }
+        }
+        if hot.is_empty() {
+            return client.send_pipeline_routed(pipeline, offset, count).await;
+        }
+        let keys: Vec<&[u8]> = hot.iter().map(Vec::as_slice).collect();
+        let _guards = self.lock_all(&keys).await;
+        let replies = client.send_pipeline_routed(pipeline, offset, count).await;
+        // Whatever the outcome, the writes may have run: the copies must not serve older values.
+        for key in keys {
+            self.invalidate(client, key).await;
+        }
+        replies
+    }
+
     /// The copy names of `key` under the current topology (canonical first).
     fn names(&self, client: &Client, key: &[u8]) -> Arc<[Vec<u8>]> {
-        let (topology, shards) = client.placement_view();
+        let topology = client.copy_placement();
         if let Some(p) = self.placements.read().get(key)
             && Arc::ptr_eq(&p.topology, &topology)
         {
             return p.names.clone();
         }
-        let n = self.options.copies.unwrap_or(shards).max(1);
-        let names: Arc<[Vec<u8>]> = client.copy_names(&topology, key, n).into();
+        let n = self.options.copies.unwrap_or(topology.shards()).max(1);
+        let names: Arc<[Vec<u8>]> = topology.copy_names(key, n).into();
         self.placements.write().insert(
             key.to_vec(),
-            Placement {
+            CopyNames {
                 topology,
                 names: names.clone(),
             },

@@ -10,7 +10,7 @@ use shardis_ring::{KetamaRing, KetamaServer, Ring, RingError};
 
 use super::config::{RingNode, RingPlacement};
 use crate::error::{Error, Result};
-use crate::pool::NodeConn;
+use crate::net::Node;
 
 /// Health of one node, shared by every routing table the node appears in, so that ejecting
 /// or re-admitting it never loses its failure count.
@@ -32,7 +32,7 @@ impl Health {
 /// A ring member: its configuration, its connections and its health.
 pub(crate) struct Member {
     pub node: RingNode,
-    pub conn: Arc<NodeConn>,
+    pub server: Arc<Node>,
     pub health: Arc<Health>,
 }
 
@@ -43,21 +43,21 @@ impl Member {
 }
 
 /// The two ring kinds, answering one question: which ring index owns this key.
-pub(crate) enum Placement {
+pub(crate) enum RingKind {
     /// Native ring; the hash tag is applied here (the native ring hashes whole keys).
     Native { ring: Ring, tag: Option<[u8; 2]> },
     /// Ketama ring; it applies the hash tag itself, as twemproxy does.
     Ketama(KetamaRing),
 }
 
-impl Placement {
+impl RingKind {
     fn build(kind: RingPlacement, tag: Option<[u8; 2]>, nodes: &[&RingNode]) -> Result<Self> {
         let ring_err = |e: RingError| Error::Config(format!("ring: {e}"));
         match kind {
             RingPlacement::Native => {
                 let ring = Ring::new(nodes.iter().map(|n| (n.name.clone(), n.weight)))
                     .map_err(ring_err)?;
-                Ok(Placement::Native { ring, tag })
+                Ok(RingKind::Native { ring, tag })
             }
             RingPlacement::Ketama(flavor) => {
                 let mut builder = KetamaRing::builder(flavor);
@@ -68,7 +68,7 @@ impl Placement {
                     .servers(nodes.iter().map(|n| ketama_server(n)))
                     .build()
                     .map_err(ring_err)?;
-                Ok(Placement::Ketama(ring))
+                Ok(RingKind::Ketama(ring))
             }
         }
     }
@@ -77,23 +77,23 @@ impl Placement {
     #[inline]
     fn index(&self, key: &[u8]) -> usize {
         match self {
-            Placement::Native { ring, tag } => {
+            RingKind::Native { ring, tag } => {
                 let hashed = match tag {
                     Some(tag) => hash_tag(key, *tag),
                     None => key,
                 };
                 ring.get_index(hashed)
             }
-            Placement::Ketama(ring) => ring.get_index(key),
+            RingKind::Ketama(ring) => ring.get_index(key),
         }
     }
 
     /// The ring index of node `name`.
     fn index_of(&self, name: &str, members: &[Arc<Member>]) -> Option<usize> {
         match self {
-            Placement::Native { ring, .. } => ring.index_of(name),
+            RingKind::Native { ring, .. } => ring.index_of(name),
             // Ketama keeps configuration order, which is the member order.
-            Placement::Ketama(_) => members.iter().position(|m| m.name() == name),
+            RingKind::Ketama(_) => members.iter().position(|m| m.name() == name),
         }
     }
 }
@@ -113,24 +113,24 @@ fn ketama_server(node: &RingNode) -> KetamaServer {
 }
 
 /// An immutable routing table: a ring and, for each ring index, the member it stands for.
-pub(crate) struct Routing {
-    placement: Placement,
+pub(crate) struct RingTable {
+    kind: RingKind,
     /// Aligned with the ring's indices.
     members: Vec<Arc<Member>>,
 }
 
-impl Routing {
+impl RingTable {
     /// A table over `members` (any order); fails on what the ring rejects.
     pub fn build(
         kind: RingPlacement,
         tag: Option<[u8; 2]>,
         members: Vec<Arc<Member>>,
-    ) -> Result<Routing> {
+    ) -> Result<RingTable> {
         let nodes: Vec<&RingNode> = members.iter().map(|m| &m.node).collect();
-        let placement = Placement::build(kind, tag, &nodes)?;
+        let ring = RingKind::build(kind, tag, &nodes)?;
         let mut aligned: Vec<Option<Arc<Member>>> = vec![None; members.len()];
         for member in &members {
-            if let Some(i) = placement.index_of(member.name(), &members)
+            if let Some(i) = ring.index_of(member.name(), &members)
                 && let Some(slot) = aligned.get_mut(i)
             {
                 *slot = Some(member.clone());
@@ -140,15 +140,23 @@ impl Routing {
         let members = members.ok_or_else(|| {
             Error::Config("ring: a node is missing from the ring it was built into".into())
         })?;
-        Ok(Routing { placement, members })
+        Ok(RingTable {
+            kind: ring,
+            members,
+        })
     }
 
     /// The member that owns `key`.
     #[inline]
     pub fn owner(&self, key: &[u8]) -> &Arc<Member> {
-        let i = self.placement.index(key);
+        &self.members[self.owner_index(key)]
+    }
+
+    /// The index (in [`RingTable::members`]) of the member that owns `key`.
+    #[inline]
+    pub fn owner_index(&self, key: &[u8]) -> usize {
         // The ring only returns indices of its own nodes, all of which are in `members`.
-        &self.members[i.min(self.members.len() - 1)]
+        self.kind.index(key).min(self.members.len() - 1)
     }
 
     /// Every member, in ring order.
@@ -161,21 +169,21 @@ impl Routing {
     }
 
     /// The exact fraction of the key space whose owner differs between `self` and `next`.
-    pub fn moved_fraction(&self, next: &Routing) -> f64 {
-        match (&self.placement, &next.placement) {
-            (Placement::Native { ring: a, .. }, Placement::Native { ring: b, .. }) => {
+    pub fn moved_fraction(&self, next: &RingTable) -> f64 {
+        match (&self.kind, &next.kind) {
+            (RingKind::Native { ring: a, .. }, RingKind::Native { ring: b, .. }) => {
                 shardis_ring::moved_fraction(a, b)
             }
-            (Placement::Ketama(a), Placement::Ketama(b)) => KetamaRing::moved_fraction(a, b),
+            (RingKind::Ketama(a), RingKind::Ketama(b)) => KetamaRing::moved_fraction(a, b),
             _ => 1.0,
         }
     }
 
     /// The exact share of the key space owned by `name` (0 when absent).
     pub fn share(&self, name: &str) -> f64 {
-        match &self.placement {
-            Placement::Native { ring, .. } => ring.share(name).unwrap_or(0.0),
-            Placement::Ketama(ring) => {
+        match &self.kind {
+            RingKind::Native { ring, .. } => ring.share(name).unwrap_or(0.0),
+            RingKind::Ketama(ring) => {
                 let Some(i) = self.members.iter().position(|m| m.name() == name) else {
                     return 0.0;
                 };
@@ -183,6 +191,16 @@ impl Routing {
                 arcs.get(i).map_or(0.0, |&a| a as f64 / (1u64 << 32) as f64)
             }
         }
+    }
+}
+
+impl crate::hot::CopyPlacement for RingTable {
+    fn shards(&self) -> usize {
+        self.members.len()
+    }
+
+    fn copy_names(&self, key: &[u8], n: usize) -> Vec<Vec<u8>> {
+        shardis_hotkey::copies_with(key, n, |name| Some(self.owner_index(name)))
     }
 }
 

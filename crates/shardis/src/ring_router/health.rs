@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use redis::Value;
 
-use super::placement::{Member, Routing};
-use super::{HealthPolicy, RingState, Snapshot};
+use super::placement::{Member, RingTable};
+use super::{HealthPolicy, RingRouter, Snapshot};
 
-impl RingState {
+impl RingRouter {
     /// Counts a failure of `member`; the K-th in a row marks it down.
     pub(crate) fn on_failure(&self, member: &Member) {
         let failures = member.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -92,7 +92,7 @@ impl RingState {
 
     /// `members` without ejected nodes. With every node ejected there is nothing better than
     /// the full ring: commands then fail with `NodeDown`.
-    pub(crate) fn live_routing(&self, members: &Arc<Routing>) -> Arc<Routing> {
+    pub(crate) fn live_routing(&self, members: &Arc<RingTable>) -> Arc<RingTable> {
         if !matches!(self.config.health, HealthPolicy::Eject { .. }) {
             return members.clone();
         }
@@ -105,7 +105,7 @@ impl RingState {
         if up.len() == members.members().len() || up.is_empty() {
             return members.clone();
         }
-        match Routing::build(self.config.placement, self.config.hash_tag, up) {
+        match RingTable::build(self.config.placement, self.config.hash_tag, up) {
             Ok(live) => Arc::new(live),
             Err(e) => {
                 tracing::error!(error = %e, "could not build the ring without ejected nodes");
@@ -141,13 +141,13 @@ impl RingState {
     async fn probe(&self, member: &Member) -> bool {
         let limit = self.settings.connect_timeout + self.settings.response_timeout;
         let ping = async {
-            let conn = member.conn.connection().await.ok()?;
+            let conn = member.server.connection().await.ok()?;
             conn.send(&redis::cmd("PING")).await.ok()
         };
         match tokio::time::timeout(limit, ping).await {
             Ok(Some(Value::SimpleString(_) | Value::Okay | Value::BulkString(_))) => true,
             Ok(_) | Err(_) => {
-                member.conn.discard();
+                member.server.discard();
                 false
             }
         }
@@ -155,7 +155,7 @@ impl RingState {
 }
 
 /// The heartbeat task: runs until the last client clone is dropped.
-pub(crate) async fn heartbeat(state: Weak<RingState>) {
+pub(crate) async fn heartbeat(state: Weak<RingRouter>) {
     loop {
         let interval = match state.upgrade() {
             Some(s) => s.config.heartbeat_interval,

@@ -1,52 +1,94 @@
 //! Sending to one node: the down check, timeouts, health bookkeeping, and the two ways a
 //! command bridges a membership change while keys move (read fallback, move before touch).
 
+use std::future::Future;
 use std::sync::Arc;
 
-use redis::{Cmd, Pipeline, Value};
+use redis::{Cmd, Pipeline, RedisResult, Value};
 
 use super::placement::Member;
-use super::{RingState, Snapshot, rebalance};
+use super::{RingRouter, Snapshot, rebalance};
+use crate::engine::{Request, request};
 use crate::error::{Error, Result};
+use crate::net::Connection;
 
-/// A reply that means "nothing here": nil, or an empty collection.
+/// A reply that means "nothing here": nil, an empty collection, or an array of nils (an `MGET`
+/// part or `HMGET` of a key this node does not hold).
 pub(crate) fn is_miss(value: &Value) -> bool {
     match value {
         Value::Nil => true,
-        Value::Array(items) | Value::Set(items) => items.is_empty(),
+        Value::Array(items) => items.iter().all(|v| *v == Value::Nil),
+        Value::Set(items) => items.is_empty(),
         Value::Map(items) => items.is_empty(),
         _ => false,
     }
 }
 
-impl RingState {
-    /// Sends `cmd` to `member`. A node marked down fails at once with [`Error::NodeDown`];
-    /// connection failures and timeouts count against the node's health.
-    pub(crate) async fn send(&self, member: &Member, cmd: &Cmd) -> Result<Value> {
+impl RingRouter {
+    /// Runs `send` on a connection to `member`. A node marked down fails at once with
+    /// [`Error::NodeDown`]; connection failures and timeouts count against the node's health.
+    /// With `limit`, the exchange is also bounded by a timer (one reply is already bounded by
+    /// the connection's stall watchdog, which closes a node that owes replies and sends none).
+    async fn on_member<T, F>(
+        &self,
+        member: &Member,
+        limit: Option<std::time::Duration>,
+        send: impl FnOnce(Arc<Connection>) -> F,
+    ) -> Result<T>
+    where
+        F: Future<Output = RedisResult<T>>,
+    {
         if member.health.is_down() {
             return Err(Error::NodeDown {
                 node: member.name().to_string(),
             });
         }
-        let conn = match member.conn.connection().await {
+        let conn = match member.server.connection().await {
             Ok(conn) => conn,
             Err(e) => {
                 self.on_failure(member);
                 return Err(e);
             }
         };
-        // No timer per command: the connection closes itself, failing every waiter, when
-        // the node owes replies and sends none for the response timeout.
-        match conn.send(cmd).await {
-            Ok(value) => {
+        let outcome = match limit {
+            None => Ok(send(conn).await),
+            Some(limit) => tokio::time::timeout(limit, send(conn)).await,
+        };
+        match outcome {
+            Ok(Ok(value)) => {
                 self.on_success(member);
                 Ok(value)
             }
-            Err(e) if e.is_timeout() => {
-                member.conn.discard();
+            Ok(Err(e)) if e.is_timeout() => {
+                member.server.discard();
                 Err(self.timeout_failure(member))
             }
-            Err(e) => Err(self.io_failure(member, e.to_string())),
+            Ok(Err(e)) => Err(self.io_failure(member, e.to_string())),
+            Err(_) => Err(self.timeout_failure(member)),
+        }
+    }
+
+    /// Sends `cmd` to `member`.
+    pub(crate) async fn send(&self, member: &Member, cmd: &Cmd) -> Result<Value> {
+        self.on_member(member, None, |conn| async move { conn.send(cmd).await })
+            .await
+    }
+
+    /// Sends `request` (a command or a transaction) to `member`.
+    pub(crate) async fn send_request(
+        &self,
+        member: &Member,
+        request: Request<'_>,
+    ) -> Result<Value> {
+        match request {
+            Request::Cmd(cmd) => self.send(member, cmd).await,
+            Request::Transaction(_) => {
+                let limit = Some(self.settings.deadline);
+                self.on_member(member, limit, |conn| async move {
+                    request::send(&conn, request, false).await
+                })
+                .await
+            }
         }
     }
 
@@ -58,49 +100,23 @@ impl RingState {
         offset: usize,
         count: usize,
     ) -> Result<Vec<Value>> {
-        if member.health.is_down() {
-            return Err(Error::NodeDown {
-                node: member.name().to_string(),
-            });
-        }
-        let conn = match member.conn.connection().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                self.on_failure(member);
-                return Err(e);
-            }
-        };
-        let send = conn.send_pipeline(pipeline, offset, count);
-        match tokio::time::timeout(self.settings.deadline, send).await {
-            Ok(Ok(values)) => {
-                self.on_success(member);
-                Ok(values)
-            }
-            Ok(Err(e)) => Err(self.io_failure(member, e.to_string())),
-            Err(_) => Err(self.timeout_failure(member)),
-        }
+        let limit = Some(self.settings.deadline);
+        self.on_member(member, limit, |conn| async move {
+            conn.send_pipeline(pipeline, offset, count).await
+        })
+        .await
     }
 
     fn io_failure(&self, member: &Member, message: String) -> Error {
         // A broken connection: the next caller opens a fresh one.
-        member.conn.discard();
+        member.server.discard();
         self.on_failure(member);
-        Error::Connection {
-            node: member.conn.label().to_string(),
-            slot: None,
-            message,
-        }
+        Error::connection(member.server.label(), message)
     }
 
     fn timeout_failure(&self, member: &Member) -> Error {
         self.on_failure(member);
-        Error::Timeout {
-            deadline: self.settings.response_timeout,
-            attempts: 1,
-            slot: None,
-            node: Some(member.conn.label().to_string()),
-            last: "no reply".into(),
-        }
+        Error::node_timeout(self.settings.response_timeout, member.name())
     }
 
     /// A one-key read while keys move: ask the new owner; if it has nothing, ask the old
@@ -181,11 +197,10 @@ impl RingState {
         let eject = matches!(self.config.health, super::HealthPolicy::Eject { .. });
         if !eject || down.len() == members.len() {
             let (first, _) = &down[0];
-            return Err(Error::Connection {
-                node: first.node.addr.clone(),
-                slot: None,
-                message: format!("ring node(s) unreachable at start-up: {}", describe(&down)),
-            });
+            return Err(Error::connection(
+                &first.node.addr,
+                format!("ring node(s) unreachable at start-up: {}", describe(&down)),
+            ));
         }
         for (member, failure) in &down {
             tracing::warn!(node = member.name(), %failure, "ring node unreachable at start-up; starting it ejected");

@@ -1,96 +1,17 @@
-//! Client settings and the builder that checks them.
+//! The [`Builder`]: every setting of a [`Client`](crate::Client), for both deployment modes,
+//! in one place, and the checks that refuse what cannot work before anything connects.
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-
-/// Where reads go in cluster mode. Writes always go to primaries.
-///
-/// ```
-/// use shardis::ReadFrom;
-/// assert_eq!(ReadFrom::default(), ReadFrom::Primary);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ReadFrom {
-    /// Every command goes to the slot's primary.
-    #[default]
-    Primary,
-    /// Reads go to a replica of the slot's shard (round-robin) when one is healthy, else to
-    /// the primary.
-    PreferReplica,
-    /// Reads go to a replica (round-robin); the primary serves them only when no replica of
-    /// the shard is healthy.
-    Replica,
-}
-
-/// A password: kept out of `Debug`, logs and errors.
-///
-/// ```
-/// let secret = shardis::Secret::new("hunter2");
-/// assert_eq!(format!("{secret:?}"), "Secret(***)");
-/// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// Settings shared by both deployment modes. Defaults are in [`Builder`].
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-    pub deadline: Duration,
-    pub redirect_budget: u32,
-    pub refresh_interval: Duration,
-    pub refresh_min_interval: Duration,
-    pub refresh_fanout: usize,
-    pub read_from: ReadFrom,
-    pub connections_per_node: usize,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub reconnect_backoff_max: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            connect_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_secs(1),
-            deadline: Duration::from_secs(5),
-            redirect_budget: 5,
-            refresh_interval: Duration::from_secs(30),
-            refresh_min_interval: Duration::from_millis(100),
-            refresh_fanout: 3,
-            read_from: ReadFrom::Primary,
-            connections_per_node: 1,
-            username: None,
-            password: None,
-            reconnect_backoff_max: Duration::from_millis(500),
-        }
-    }
-}
+use crate::ring_router::{HealthPolicy, RebalanceOptions, RingConfig, RingNode, RingPlacement};
+use crate::settings::{ReadFrom, Secret, Settings};
 
 /// The deployment the client talks to.
 #[derive(Clone, Debug)]
 pub(crate) enum Mode {
     Cluster { seeds: Vec<String> },
-    Ring(crate::ring_client::RingConfig),
+    Ring(RingConfig),
 }
 
 /// Builds a [`Client`](crate::Client). Start with [`Client::builder`](crate::Client::builder),
@@ -206,6 +127,94 @@ impl Builder {
         self
     }
 
+    // ---- ring mode ----
+
+    /// Ring mode: shard keys over these standalone Redis nodes with a consistent-hash ring
+    /// (no Redis Cluster needed). Defaults: native placement, no hash tag, fail-fast health
+    /// policy with a `PING` heartbeat every second and 2 failures to mark a node down, no
+    /// online rebalancing.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), shardis::Error> {
+    /// use shardis::RingNode;
+    /// let client = shardis::Client::builder()
+    ///     .ring([
+    ///         RingNode::new("cache-a", "10.0.0.1:6379", 1),
+    ///         RingNode::new("cache-b", "10.0.0.2:6379", 2),
+    ///     ])
+    ///     .ring_hash_tag(*b"{}")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn ring(mut self, nodes: impl IntoIterator<Item = RingNode>) -> Self {
+        let nodes: Vec<RingNode> = nodes.into_iter().collect();
+        if !matches!(self.mode, Some(Mode::Ring(_))) {
+            self.mode = Some(Mode::Ring(RingConfig::new(Vec::new())));
+        }
+        self.with_ring(|c| c.nodes = nodes)
+    }
+
+    /// How keys are placed (ring mode). Default [`RingPlacement::Native`].
+    pub fn ring_placement(self, placement: RingPlacement) -> Self {
+        self.with_ring(|c| c.placement = placement)
+    }
+
+    /// twemproxy's `hash_tag` (ring mode): when a key holds `tag[0]` and later `tag[1]` with
+    /// something between, only that part is hashed, so `user:{42}:a` and `user:{42}:b` share a
+    /// node.
+    pub fn ring_hash_tag(self, tag: [u8; 2]) -> Self {
+        self.with_ring(|c| c.hash_tag = Some(tag))
+    }
+
+    /// What happens when a node fails (ring mode). Default [`HealthPolicy::FailFast`].
+    pub fn ring_health(self, policy: HealthPolicy) -> Self {
+        self.with_ring(|c| c.health = policy)
+    }
+
+    /// Consecutive failures (heartbeat or traffic) that mark a node down (ring mode).
+    /// Default 2, as twemproxy's `server_failure_limit`.
+    pub fn ring_failure_limit(self, failures: u32) -> Self {
+        self.with_ring(|c| c.failure_limit = failures)
+    }
+
+    /// How often every node is sent a `PING` (ring mode). Default 1 s.
+    pub fn heartbeat_interval(self, interval: Duration) -> Self {
+        self.with_ring(|c| c.heartbeat_interval = interval)
+    }
+
+    /// Move keys online after each membership change (ring mode); see [`RebalanceOptions`].
+    /// Off by default: keys then simply miss on their new owner and refill.
+    pub fn ring_rebalance(self, options: RebalanceOptions) -> Self {
+        self.with_ring(|c| c.rebalance = Some(options))
+    }
+
+    /// Ring settings given before `.ring(nodes)` are kept: they apply to an empty ring that
+    /// `.ring(nodes)` then fills. Given in cluster mode, they are ignored by `build`.
+    fn with_ring(mut self, f: impl FnOnce(&mut RingConfig)) -> Self {
+        match &mut self.mode {
+            Some(Mode::Ring(config)) => f(config),
+            Some(Mode::Cluster { .. }) => {}
+            None => {
+                let mut config = RingConfig::new(Vec::new());
+                f(&mut config);
+                self.mode = Some(Mode::Ring(config));
+            }
+        }
+        self
+    }
+
+    /// Connects and returns the client: in cluster mode, loads the slot map from the first
+    /// seeds that answer and starts the background topology refresher; in ring mode, sends
+    /// every node a `PING` (see [`HealthPolicy`] for a node that does not answer) and starts
+    /// the heartbeat.
+    ///
+    /// Fails with [`Error::NoSeedReachable`] (naming every seed and what it said) when no seed
+    /// gives a usable topology within the connect timeout.
+    pub async fn build(self) -> Result<crate::Client> {
+        crate::Client::from_builder(self).await
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         let s = &self.settings;
         let positive = [
@@ -246,6 +255,7 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ring_router::{HealthPolicy, RebalanceOptions, RingNode};
 
     #[test]
     fn password_never_shows_in_debug() {
@@ -273,5 +283,55 @@ mod tests {
         let none = Builder::default().cluster(["a:1"]).connections_per_node(0);
         assert!(matches!(none.validate(), Err(Error::Config(_))));
         assert!(Builder::default().cluster(["a:1"]).validate().is_ok());
+    }
+
+    fn ring_config(builder: &Builder) -> &RingConfig {
+        match &builder.mode {
+            Some(Mode::Ring(config)) => config,
+            other => panic!("not ring mode: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn settings_given_before_or_after_the_nodes_are_kept() {
+        let builder = Builder::default()
+            .ring_hash_tag(*b"{}")
+            .ring([RingNode::at("127.0.0.1:7000")])
+            .ring_failure_limit(5);
+        let config = ring_config(&builder);
+        assert_eq!(config.hash_tag, Some(*b"{}"));
+        assert_eq!(config.failure_limit, 5);
+        assert_eq!(config.nodes.len(), 1);
+        assert!(builder.validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_what_cannot_work() {
+        let err = |builder: Builder| match builder.validate() {
+            Err(Error::Config(message)) => message,
+            other => panic!("expected a config error, got {other:?}"),
+        };
+        let none: [RingNode; 0] = [];
+        assert!(err(Builder::default().ring(none)).contains("at least one node"));
+        let dup = [
+            RingNode::new("a", "127.0.0.1:1", 1),
+            RingNode::new("a", "127.0.0.1:2", 1),
+        ];
+        assert!(err(Builder::default().ring(dup)).contains("duplicate"));
+        let same_addr = [
+            RingNode::new("a", "127.0.0.1:1", 1),
+            RingNode::new("b", "127.0.0.1:1", 1),
+        ];
+        assert!(err(Builder::default().ring(same_addr)).contains("used by another node"));
+        let zero = [RingNode::new("a", "127.0.0.1:1", 0)];
+        assert!(err(Builder::default().ring(zero)).contains("weight 0"));
+        let one = || Builder::default().ring([RingNode::at("127.0.0.1:1")]);
+        assert!(err(one().heartbeat_interval(Duration::ZERO)).contains("heartbeat"));
+        let eject = HealthPolicy::Eject {
+            retry_timeout: Duration::ZERO,
+        };
+        assert!(err(one().ring_health(eject)).contains("retry_timeout"));
+        let rebalance = RebalanceOptions::new().keys_per_second(0);
+        assert!(err(one().ring_rebalance(rebalance)).contains("keys_per_second"));
     }
 }

@@ -13,18 +13,17 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use shardis_slots::Endpoint;
 
-use crate::config::Settings;
+use super::conn::Connection;
 use crate::error::{Error, Result};
+use crate::settings::Settings;
 
-mod conn;
-
-pub(crate) use conn::{Connection, stall_detected_within};
-
-/// One node and its connections.
-pub(crate) struct NodeConn {
+/// One node and its connections (`connections_per_node` pipelined connections, used in
+/// turn).
+pub(crate) struct Node {
     pub endpoint: Endpoint,
     label: String,
-    slots: Box<[ArcSwapOption<Connection>]>,
+    /// The connections, each open or not (`None`: opened on next use).
+    connections: Box<[ArcSwapOption<Connection>]>,
     next: AtomicUsize,
     opening: tokio::sync::Mutex<()>,
     /// Consecutive failures to connect; 0 when healthy.
@@ -36,17 +35,17 @@ pub(crate) struct NodeConn {
     latency: metrics::Histogram,
 }
 
-impl NodeConn {
+impl Node {
     fn new(endpoint: Endpoint, settings: Arc<Settings>) -> Self {
-        let slots = (0..settings.connections_per_node)
+        let connections = (0..settings.connections_per_node)
             .map(|_| ArcSwapOption::empty())
             .collect();
         let latency =
             metrics::histogram!("shardis_node_latency_seconds", "node" => endpoint.to_string());
-        NodeConn {
+        Node {
             label: endpoint.to_string(),
             endpoint,
-            slots,
+            connections,
             next: AtomicUsize::new(0),
             opening: tokio::sync::Mutex::new(()),
             failures: AtomicU32::new(0),
@@ -72,21 +71,22 @@ impl NodeConn {
     /// must not wait behind each other on a dead node (their deadline is better spent on a
     /// topology refresh that routes them elsewhere).
     pub async fn connection(&self) -> Result<Arc<Connection>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        if let Some(conn) = self.slots[i].load_full() {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        if let Some(conn) = self.connections[i].load_full() {
             return Ok(conn);
         }
-        self.open_slot(i).await
+        self.open(i).await
     }
 
-    /// An open connection to this node, if the next one in turn is open: the common case,
-    /// without a future to poll or a timer to arm around it.
+    /// The next connection in turn if it is open (the common case, without a future to poll
+    /// or a timer to arm around it); `None` when it must be opened with [`Node::connection`].
     pub fn open_connection(&self) -> Option<Arc<Connection>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        self.slots[i].load_full()
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        self.connections[i].load_full()
     }
 
-    async fn open_slot(&self, i: usize) -> Result<Arc<Connection>> {
+    /// Opens connection `i`: one caller opens, the others wait for that attempt.
+    async fn open(&self, i: usize) -> Result<Arc<Connection>> {
         if let Some(message) = self.backoff_remaining() {
             return Err(Error::Connection {
                 node: self.label.clone(),
@@ -96,7 +96,7 @@ impl NodeConn {
         }
         // One caller opens; the others wait for that attempt (bounded by the connect timeout).
         let _opening = self.opening.lock().await;
-        if let Some(conn) = self.slots[i].load_full() {
+        if let Some(conn) = self.connections[i].load_full() {
             return Ok(conn);
         }
         if let Some(message) = self.backoff_remaining() {
@@ -106,11 +106,11 @@ impl NodeConn {
                 message,
             });
         }
-        match self.open().await {
+        match Connection::open(&self.endpoint, &self.settings, self.latency.clone()).await {
             Ok(conn) => {
                 self.failures.store(0, Ordering::Relaxed);
                 let conn = Arc::new(conn);
-                self.slots[i].store(Some(conn.clone()));
+                self.connections[i].store(Some(conn.clone()));
                 Ok(conn)
             }
             Err(message) => {
@@ -148,23 +148,33 @@ impl NodeConn {
         })
     }
 
-    async fn open(&self) -> std::result::Result<Connection, String> {
-        Connection::open(&self.endpoint, &self.settings, self.latency.clone()).await
-    }
-
     /// Forgets this node's connections after one failed, so the next caller opens a fresh
     /// one. (A broken connection usually means the node went away: its siblings
     /// are broken too.)
     pub fn discard(&self) {
-        for slot in self.slots.iter() {
-            slot.store(None);
+        for conn in self.connections.iter() {
+            conn.store(None);
         }
+    }
+}
+
+impl PartialEq for Node {
+    fn eq(&self, other: &Node) -> bool {
+        self.endpoint == other.endpoint
+    }
+}
+
+impl Eq for Node {}
+
+impl std::hash::Hash for Node {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.endpoint.hash(state);
     }
 }
 
 /// All nodes the client knows, by address.
 pub(crate) struct Pool {
-    nodes: ArcSwap<HashMap<Endpoint, Arc<NodeConn>>>,
+    nodes: ArcSwap<HashMap<Endpoint, Arc<Node>>>,
     adding: parking_lot::Mutex<()>,
     settings: Arc<Settings>,
 }
@@ -179,7 +189,7 @@ impl Pool {
     }
 
     /// The node at `endpoint`, created (without connecting) if new.
-    pub fn node(&self, endpoint: &Endpoint) -> Arc<NodeConn> {
+    pub fn node(&self, endpoint: &Endpoint) -> Arc<Node> {
         if let Some(node) = self.nodes.load().get(endpoint) {
             return node.clone();
         }
@@ -188,7 +198,7 @@ impl Pool {
         if let Some(node) = current.get(endpoint) {
             return node.clone();
         }
-        let node = Arc::new(NodeConn::new(endpoint.clone(), self.settings.clone()));
+        let node = Arc::new(Node::new(endpoint.clone(), self.settings.clone()));
         let mut next = (*current).clone();
         next.insert(endpoint.clone(), node.clone());
         self.nodes.store(Arc::new(next));
@@ -313,9 +323,9 @@ mod tests {
     }
 
     /// A fake node (no stall) and an open connection to it.
-    async fn connected() -> (Arc<NodeConn>, Arc<Connection>) {
+    async fn connected() -> (Arc<Node>, Arc<Connection>) {
         let (endpoint, _) = fake_node(false).await;
-        let node = Arc::new(NodeConn::new(endpoint, settings()));
+        let node = Arc::new(Node::new(endpoint, settings()));
         let conn = node.connection().await.unwrap();
         (node, conn)
     }
@@ -330,7 +340,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_sends_get_their_own_replies_in_order() {
         let (endpoint, most) = fake_node(false).await;
-        let node = Arc::new(NodeConn::new(endpoint, settings()));
+        let node = Arc::new(Node::new(endpoint, settings()));
         let tasks: Vec<_> = (0..200)
             .map(|t| {
                 let node = node.clone();
@@ -368,7 +378,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dead_connection_fails_every_queued_request() {
         let (endpoint, _) = fake_node(true).await;
-        let node = Arc::new(NodeConn::new(endpoint, settings()));
+        let node = Arc::new(Node::new(endpoint, settings()));
         let conn = node.connection().await.unwrap();
         let started = Instant::now();
         let tasks: Vec<_> = (0..100)
@@ -393,7 +403,7 @@ mod tests {
     async fn the_reader_exits_with_its_connection() {
         let (endpoint, _) = fake_node(false).await;
         let metrics = tokio::runtime::Handle::current().metrics();
-        let node = Arc::new(NodeConn::new(endpoint, settings()));
+        let node = Arc::new(Node::new(endpoint, settings()));
         let conn = node.connection().await.unwrap();
         let with_conn = metrics.num_alive_tasks();
         conn.send(redis::cmd("ECHO").arg("x")).await.unwrap();
@@ -470,7 +480,7 @@ mod tests {
             response_timeout: Duration::from_millis(200),
             ..Settings::default()
         });
-        let node = Arc::new(NodeConn::new(endpoint, settings));
+        let node = Arc::new(Node::new(endpoint, settings));
         let conn = node.connection().await.unwrap();
         let started = Instant::now();
         let (silent, queued) = (redis::cmd("SILENT"), echo("x"));

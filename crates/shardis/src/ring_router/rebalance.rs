@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 
-use super::RingState;
+use super::RingRouter;
 use super::config::RebalanceOptions;
 use super::placement::Member;
 use crate::error::{Error, Result};
@@ -33,7 +33,7 @@ pub(crate) enum Outcome {
 
 /// Moves `key` from `from` to `to` (see the module docs).
 pub(crate) async fn move_key(
-    state: &RingState,
+    state: &RingRouter,
     key: &[u8],
     from: &Member,
     to: &Member,
@@ -47,7 +47,7 @@ pub(crate) async fn move_key(
         [_, Value::Nil] | [Value::Int(-2), _] => return Ok(Outcome::Gone),
         other => {
             return Err(Error::Protocol {
-                node: from.conn.label().to_string(),
+                node: from.server.label().to_string(),
                 message: format!("PTTL/DUMP replied {other:?}"),
             });
         }
@@ -60,7 +60,7 @@ pub(crate) async fn move_key(
         Value::ServerError(e) if e.code() == "BUSYKEY" => Outcome::KeptNewer,
         Value::ServerError(e) => {
             return Err(Error::Protocol {
-                node: to.conn.label().to_string(),
+                node: to.server.label().to_string(),
                 message: format!("RESTORE: {e}"),
             });
         }
@@ -196,7 +196,7 @@ impl RebalanceHandle {
 
 /// Starts moving the keys of `sources` whose owner is no longer that node.
 pub(crate) fn start(
-    state: &Arc<RingState>,
+    state: &Arc<RingRouter>,
     epoch: u64,
     sources: Vec<Arc<Member>>,
     options: RebalanceOptions,
@@ -231,7 +231,7 @@ pub(crate) fn start(
 }
 
 async fn run(
-    state: Weak<RingState>,
+    state: Weak<RingRouter>,
     shared: Arc<Shared>,
     epoch: u64,
     sources: Vec<Arc<Member>>,
@@ -275,7 +275,7 @@ async fn run(
 
 /// Scans `source` and moves its keys that now belong elsewhere.
 async fn scan_node(
-    state: &Weak<RingState>,
+    state: &Weak<RingRouter>,
     shared: &Shared,
     source: &Arc<Member>,
     options: &RebalanceOptions,
@@ -293,7 +293,7 @@ async fn scan_node(
         scan.arg(&cursor).arg("COUNT").arg(options.scan_count);
         let reply = state.send(source, &scan).await?;
         let (next, keys) = parse_scan(&reply).ok_or_else(|| Error::Protocol {
-            node: source.conn.label().to_string(),
+            node: source.server.label().to_string(),
             message: format!("SCAN replied {reply:?}"),
         })?;
         shared

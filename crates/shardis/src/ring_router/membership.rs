@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use redis::Value;
 
 use super::config::{self, RingNode};
-use super::placement::{Health, Member, Routing};
+use super::placement::{Health, Member, RingTable};
 use super::rebalance::{self, RebalanceHandle};
-use super::{HealthPolicy, RingState, Snapshot};
+use super::{HealthPolicy, RingRouter, Snapshot};
 use crate::error::{Error, Result};
 
 /// The outcome of a membership change.
@@ -70,78 +70,47 @@ pub struct RingStatus {
     pub rebalancing: bool,
 }
 
-impl crate::Client {
-    fn ring_mode(&self) -> Result<&Arc<RingState>> {
-        self.ring_state()
-            .ok_or_else(|| Error::Config("ring membership changes need a ring-mode client".into()))
+impl RingRouter {
+    /// See [`Client::add_node`](crate::Client::add_node).
+    pub(crate) async fn add_node(self: &Arc<Self>, node: RingNode) -> Result<MembershipChange> {
+        self.change(|nodes| {
+            nodes.push(node);
+            Ok(())
+        })
+        .await
     }
 
-    /// Adds a node to the ring (ring mode). Keys move only to it. Under fail-fast the node
-    /// must answer `PING`; under eject an unreachable node joins ejected.
-    ///
-    /// ```no_run
-    /// # async fn run(client: shardis::Client) -> Result<(), shardis::Error> {
-    /// let change = client.add_node(shardis::RingNode::new("e", "10.0.0.5:6379", 1)).await?;
-    /// println!("{:.1}% of keys moved", change.moved_fraction * 100.0);
-    /// # Ok(()) }
-    /// ```
-    pub async fn add_node(&self, node: RingNode) -> Result<MembershipChange> {
-        self.ring_mode()?
-            .change(|nodes| {
-                nodes.push(node);
+    /// See [`Client::remove_node`](crate::Client::remove_node).
+    pub(crate) async fn remove_node(self: &Arc<Self>, name: &str) -> Result<MembershipChange> {
+        self.change(|nodes| {
+            let before = nodes.len();
+            nodes.retain(|n| n.name != name);
+            if nodes.len() == before {
+                return Err(Error::Config(format!("no ring node named {name:?}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// See [`Client::set_weight`](crate::Client::set_weight).
+    pub(crate) async fn set_weight(
+        self: &Arc<Self>,
+        name: &str,
+        weight: u32,
+    ) -> Result<MembershipChange> {
+        self.change(|nodes| match nodes.iter_mut().find(|n| n.name == name) {
+            Some(node) => {
+                node.weight = weight;
                 Ok(())
-            })
-            .await
-    }
-
-    /// Removes the node `name` from the ring (ring mode). Only its keys move.
-    pub async fn remove_node(&self, name: &str) -> Result<MembershipChange> {
-        self.ring_mode()?
-            .change(|nodes| {
-                let before = nodes.len();
-                nodes.retain(|n| n.name != name);
-                if nodes.len() == before {
-                    return Err(Error::Config(format!("no ring node named {name:?}")));
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    /// Gives node `name` a new weight (ring mode). Raising it moves keys only to that node;
-    /// lowering it, only away from it.
-    pub async fn set_weight(&self, name: &str, weight: u32) -> Result<MembershipChange> {
-        self.ring_mode()?
-            .change(|nodes| match nodes.iter_mut().find(|n| n.name == name) {
-                Some(node) => {
-                    node.weight = weight;
-                    Ok(())
-                }
-                None => Err(Error::Config(format!("no ring node named {name:?}"))),
-            })
-            .await
-    }
-
-    /// The ring's nodes, their health and ring events so far; `None` in cluster mode.
-    pub fn ring_status(&self) -> Option<RingStatus> {
-        self.ring_state().map(|state| state.status())
-    }
-
-    /// The name of the node that serves `key` now (ring mode): its owner, or the next node
-    /// clockwise while its owner is ejected.
-    ///
-    /// ```no_run
-    /// # fn run(client: shardis::Client) {
-    /// println!("user:42 lives on {:?}", client.ring_node_for(b"user:42"));
-    /// # }
-    /// ```
-    pub fn ring_node_for(&self, key: &[u8]) -> Option<String> {
-        let state = self.ring_state()?;
-        Some(state.snapshot.load().live.owner(key).name().to_string())
+            }
+            None => Err(Error::Config(format!("no ring node named {name:?}"))),
+        })
+        .await
     }
 }
 
-impl RingState {
+impl RingRouter {
     /// Applies `edit` to the node list and swaps in the new ring.
     async fn change(
         self: &Arc<Self>,
@@ -168,7 +137,7 @@ impl RingState {
             let known = current.members.member(&node.name);
             let member = match known {
                 Some(m) if m.node.addr == node.addr => Arc::new(Member {
-                    conn: m.conn.clone(),
+                    server: m.server.clone(),
                     health: m.health.clone(),
                     node,
                 }),
@@ -176,7 +145,7 @@ impl RingState {
             };
             members.push(member);
         }
-        let routing = Arc::new(Routing::build(
+        let routing = Arc::new(RingTable::build(
             self.config.placement,
             self.config.hash_tag,
             members,
@@ -243,7 +212,7 @@ impl RingState {
     async fn new_member(&self, node: RingNode) -> Result<Arc<Member>> {
         let endpoint = config::parse_addr(&node)?;
         let member = Arc::new(Member {
-            conn: self.pool.node(&endpoint),
+            server: self.pool.node(&endpoint),
             health: Arc::new(Health::default()),
             node,
         });
@@ -254,11 +223,10 @@ impl RingState {
             Err(e) => e.to_string(),
         };
         if matches!(self.config.health, HealthPolicy::FailFast) {
-            return Err(Error::Connection {
-                node: member.node.addr.clone(),
-                slot: None,
-                message: format!("new ring node {:?} unreachable: {failure}", member.name()),
-            });
+            return Err(Error::connection(
+                &member.node.addr,
+                format!("new ring node {:?} unreachable: {failure}", member.name()),
+            ));
         }
         member.health.down.store(true, Ordering::Relaxed);
         *member.health.down_since.lock() = Some(std::time::Instant::now());
@@ -290,13 +258,13 @@ impl RingState {
         let snap = self.snapshot.load_full();
         let rings = std::iter::once(&snap.members).chain(snap.previous.iter());
         let keep: Vec<String> = rings
-            .flat_map(|r| r.members().iter().map(|m| m.conn.label().to_string()))
+            .flat_map(|r| r.members().iter().map(|m| m.server.label().to_string()))
             .collect();
         self.pool
             .retain(&|endpoint| keep.iter().any(|k| *k == endpoint.to_string()));
     }
 
-    fn status(&self) -> RingStatus {
+    pub(crate) fn status(&self) -> RingStatus {
         let snap = self.snapshot.load_full();
         let eject = matches!(self.config.health, HealthPolicy::Eject { .. });
         let nodes = snap

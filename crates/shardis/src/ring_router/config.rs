@@ -1,6 +1,6 @@
 //! Ring-mode configuration: the nodes, how keys are placed, what happens when a node fails,
-//! and how keys move after a membership change. The builder methods live here too, so the
-//! whole ring surface of [`Builder`](crate::Builder) is in one place.
+//! and how keys move after a membership change. The builder methods are in
+//! [`Builder`](crate::Builder), with every other one.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,7 +8,6 @@ use std::time::Duration;
 use shardis_ring::KetamaFlavor;
 use shardis_slots::Endpoint;
 
-use crate::config::Mode;
 use crate::error::{Error, Result};
 
 /// One standalone Redis node of a ring: a unique name (what the ring hashes), the address the
@@ -184,7 +183,7 @@ pub(crate) struct RingConfig {
 }
 
 impl RingConfig {
-    fn new(nodes: Vec<RingNode>) -> Self {
+    pub(crate) fn new(nodes: Vec<RingNode>) -> Self {
         RingConfig {
             nodes,
             placement: RingPlacement::Native,
@@ -272,137 +271,4 @@ pub(crate) fn parse_addr(node: &RingNode) -> Result<Endpoint> {
             node.name, node.addr
         ))
     })
-}
-
-impl crate::Builder {
-    /// Ring mode: shard keys over these standalone Redis nodes with a consistent-hash ring
-    /// (no Redis Cluster needed). Defaults: native placement, no hash tag, fail-fast health
-    /// policy with a `PING` heartbeat every second and 2 failures to mark a node down, no
-    /// online rebalancing.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), shardis::Error> {
-    /// use shardis::RingNode;
-    /// let client = shardis::Client::builder()
-    ///     .ring([
-    ///         RingNode::new("cache-a", "10.0.0.1:6379", 1),
-    ///         RingNode::new("cache-b", "10.0.0.2:6379", 2),
-    ///     ])
-    ///     .ring_hash_tag(*b"{}")
-    ///     .build()
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn ring(mut self, nodes: impl IntoIterator<Item = RingNode>) -> Self {
-        let nodes: Vec<RingNode> = nodes.into_iter().collect();
-        if !matches!(self.mode, Some(Mode::Ring(_))) {
-            self.mode = Some(Mode::Ring(RingConfig::new(Vec::new())));
-        }
-        self.with_ring(|c| c.nodes = nodes)
-    }
-
-    /// How keys are placed (ring mode). Default [`RingPlacement::Native`].
-    pub fn ring_placement(self, placement: RingPlacement) -> Self {
-        self.with_ring(|c| c.placement = placement)
-    }
-
-    /// twemproxy's `hash_tag` (ring mode): when a key holds `tag[0]` and later `tag[1]` with
-    /// something between, only that part is hashed, so `user:{42}:a` and `user:{42}:b` share a
-    /// node.
-    pub fn ring_hash_tag(self, tag: [u8; 2]) -> Self {
-        self.with_ring(|c| c.hash_tag = Some(tag))
-    }
-
-    /// What happens when a node fails (ring mode). Default [`HealthPolicy::FailFast`].
-    pub fn ring_health(self, policy: HealthPolicy) -> Self {
-        self.with_ring(|c| c.health = policy)
-    }
-
-    /// Consecutive failures (heartbeat or traffic) that mark a node down (ring mode).
-    /// Default 2, as twemproxy's `server_failure_limit`.
-    pub fn ring_failure_limit(self, failures: u32) -> Self {
-        self.with_ring(|c| c.failure_limit = failures)
-    }
-
-    /// How often every node is sent a `PING` (ring mode). Default 1 s.
-    pub fn heartbeat_interval(self, interval: Duration) -> Self {
-        self.with_ring(|c| c.heartbeat_interval = interval)
-    }
-
-    /// Move keys online after each membership change (ring mode); see [`RebalanceOptions`].
-    /// Off by default: keys then simply miss on their new owner and refill.
-    pub fn ring_rebalance(self, options: RebalanceOptions) -> Self {
-        self.with_ring(|c| c.rebalance = Some(options))
-    }
-
-    /// Ring settings given before `.ring(nodes)` are kept: they apply to an empty ring that
-    /// `.ring(nodes)` then fills. Given in cluster mode, they are ignored by `build`.
-    fn with_ring(mut self, f: impl FnOnce(&mut RingConfig)) -> Self {
-        match &mut self.mode {
-            Some(Mode::Ring(config)) => f(config),
-            Some(Mode::Cluster { .. }) => {}
-            None => {
-                let mut config = RingConfig::new(Vec::new());
-                f(&mut config);
-                self.mode = Some(Mode::Ring(config));
-            }
-        }
-        self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Builder;
-
-    fn ring_config(builder: &Builder) -> &RingConfig {
-        match &builder.mode {
-            Some(Mode::Ring(config)) => config,
-            other => panic!("not ring mode: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn settings_given_before_or_after_the_nodes_are_kept() {
-        let builder = Builder::default()
-            .ring_hash_tag(*b"{}")
-            .ring([RingNode::at("127.0.0.1:7000")])
-            .ring_failure_limit(5);
-        let config = ring_config(&builder);
-        assert_eq!(config.hash_tag, Some(*b"{}"));
-        assert_eq!(config.failure_limit, 5);
-        assert_eq!(config.nodes.len(), 1);
-        assert!(builder.validate().is_ok());
-    }
-
-    #[test]
-    fn rejects_what_cannot_work() {
-        let err = |builder: Builder| match builder.validate() {
-            Err(Error::Config(message)) => message,
-            other => panic!("expected a config error, got {other:?}"),
-        };
-        let none: [RingNode; 0] = [];
-        assert!(err(Builder::default().ring(none)).contains("at least one node"));
-        let dup = [
-            RingNode::new("a", "127.0.0.1:1", 1),
-            RingNode::new("a", "127.0.0.1:2", 1),
-        ];
-        assert!(err(Builder::default().ring(dup)).contains("duplicate"));
-        let same_addr = [
-            RingNode::new("a", "127.0.0.1:1", 1),
-            RingNode::new("b", "127.0.0.1:1", 1),
-        ];
-        assert!(err(Builder::default().ring(same_addr)).contains("used by another node"));
-        let zero = [RingNode::new("a", "127.0.0.1:1", 0)];
-        assert!(err(Builder::default().ring(zero)).contains("weight 0"));
-        let one = || Builder::default().ring([RingNode::at("127.0.0.1:1")]);
-        assert!(err(one().heartbeat_interval(Duration::ZERO)).contains("heartbeat"));
-        let eject = HealthPolicy::Eject {
-            retry_timeout: Duration::ZERO,
-        };
-        assert!(err(one().ring_health(eject)).contains("retry_timeout"));
-        let rebalance = RebalanceOptions::new().keys_per_second(0);
-        assert!(err(one().ring_rebalance(rebalance)).contains("keys_per_second"));
-    }
 }

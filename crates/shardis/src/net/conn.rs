@@ -27,7 +27,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::config::Settings;
+use crate::settings::Settings;
 
 /// Read buffer growth step; also the free space the reader keeps before each read.
 const READ_CHUNK: usize = 64 * 1024;

@@ -1,0 +1,341 @@
+//! The thin I/O shell around [`super::redirect::decide`]: route one request, send it, ask the
+//! policy what the outcome means, and carry the decision out (patch the map, refresh, back
+//! off, count), all within the redirect budget and the command's deadline.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use redis::Value;
+use tokio::time::Instant;
+
+use super::ClusterRouter;
+use super::redirect::{self, Attempt, Decision, Failure, Next, Outcome, Step, Wait};
+use super::slots::SlotRoutes;
+use crate::engine::{Request, Target, request};
+use crate::error::Error;
+use crate::net::{Node, stall_detected_within};
+
+/// Runs `request` against the owner of `target`, following the cluster, inside a debug-level
+/// span that records the slot, the node that answered and the number of attempts.
+pub(crate) async fn execute(
+    router: &ClusterRouter,
+    request: Request<'_>,
+    target: Target<'_, u16>,
+) -> Result<Value, Error> {
+    use tracing::Instrument;
+    let span = tracing::debug_span!(
+        "shardis.command",
+        slot = target.shard(),
+        node = tracing::field::Empty,
+        attempts = tracing::field::Empty
+    );
+    if span.is_disabled() {
+        // Nobody listens: skip entering and leaving the span on every poll.
+        return follow(router, request, target, &span).await;
+    }
+    follow(router, request, target, &span)
+        .instrument(span.clone())
+        .await
+}
+
+/// What the last failed attempt said, kept for the error; nothing is allocated while all goes
+/// well.
+struct Trail {
+    last: String,
+    node: Option<Arc<Node>>,
+}
+
+async fn follow(
+    router: &ClusterRouter,
+    request: Request<'_>,
+    target: Target<'_, u16>,
+    span: &tracing::Span,
+) -> Result<Value, Error> {
+    let settings = &router.settings;
+    let started = Instant::now();
+    let deadline = started + settings.deadline;
+    let slot = target.shard();
+    let mut attempts = 0u32;
+    let mut redirects = 0u32;
+    let mut next: Option<(Arc<Node>, bool)> = None;
+    let mut trail = Trail {
+        last: String::new(),
+        node: None,
+    };
+    let timeout = |attempts, trail: &Trail| {
+        Error::timeout(
+            settings.deadline,
+            attempts,
+            slot,
+            trail.node.as_ref().map(|n| n.label()),
+            &trail.last,
+        )
+    };
+
+    loop {
+        attempts += 1;
+        let (node, asking) = match next.take() {
+            Some(redirect) => redirect,
+            None => match route(&router.routes.load(), target) {
+                Some(node) => (node, false),
+                None => {
+                    // No known owner: ask for a fresh map once, then give up with a clear error.
+                    trail.last = format!("no owner for slot {slot:?}");
+                    if attempts > 2 || Instant::now() >= deadline {
+                        return Err(match slot {
+                            Some(slot) => Error::SlotUnassigned { slot },
+                            None => timeout(attempts, &trail),
+                        });
+                    }
+                    router.refresher.request_and_wait(deadline).await;
+                    continue;
+                }
+            },
+        };
+
+        let ready = node.open_connection();
+        let was_open = ready.is_some();
+        let opened = match ready {
+            Some(conn) => Ok(Ok(conn)),
+            None => tokio::time::timeout_at(deadline, node.connection()).await,
+        };
+        let reply;
+        let outcome = match opened {
+            Err(_) => {
+                trail.node = Some(node);
+                return Err(timeout(attempts, &trail));
+            }
+            Ok(Err(e)) => {
+                trail.last = e.to_string();
+                Outcome::NotSent
+            }
+            Ok(Ok(conn)) => {
+                // Clock reads are a visible share of a command's cost: a first attempt that
+                // found its connection open reuses the start time.
+                let sent_at = if attempts == 1 && was_open {
+                    started
+                } else {
+                    Instant::now()
+                };
+                // The connection's own stall watchdog already bounds one reply: a second timer
+                // is only needed when the deadline comes first.
+                let sending = request::send(&conn, request, asking);
+                let sent = if deadline.saturating_duration_since(sent_at)
+                    > stall_detected_within(settings.response_timeout)
+                {
+                    Ok(sending.await)
+                } else {
+                    tokio::time::timeout_at(deadline, sending).await
+                };
+                match sent {
+                    Err(_) => {
+                        trail.node = Some(node);
+                        return Err(timeout(attempts, &trail));
+                    }
+                    Ok(Err(e)) => {
+                        trail.last = e.to_string();
+                        Outcome::Lost {
+                            broken: e.is_io_error()
+                                || e.is_connection_dropped()
+                                || e.is_unrecoverable_error(),
+                        }
+                    }
+                    Ok(Ok(value)) => {
+                        reply = value;
+                        Outcome::Reply(&reply)
+                    }
+                }
+            }
+        };
+
+        let attempt = Attempt {
+            number: attempts,
+            redirects,
+            budget: settings.redirect_budget,
+            retry_safe: target.retry_safe(),
+            time_left: deadline.saturating_duration_since(Instant::now()),
+        };
+        let decision = redirect::decide(outcome, attempt, &node.endpoint);
+        if let Outcome::Reply(Value::ServerError(e)) = outcome
+            && decision.step != Step::Reply
+        {
+            trail.last = format!("{} {}", e.code(), e.details().unwrap_or(""));
+        }
+        side_effects(router, &node, &decision);
+        match decision.step {
+            Step::Reply => {
+                if !span.is_disabled() {
+                    span.record("node", node.label());
+                    span.record("attempts", attempts);
+                }
+                return Ok(reply_of(outcome));
+            }
+            Step::Fail(failure) => return Err(fail(router, failure, slot, &node, attempts, trail)),
+            Step::Retry { next: to, wait } => {
+                match to {
+                    Next::Route => {}
+                    Next::Moved { slot, to } => {
+                        redirects += 1;
+                        router.stats.moved.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("shardis_redirects_total", "kind" => "moved")
+                            .increment(1);
+                        patch_moved(router, slot, &to);
+                        next = Some((router.pool.node(&to), false));
+                    }
+                    Next::Ask { to } => {
+                        redirects += 1;
+                        router.stats.ask.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("shardis_redirects_total", "kind" => "ask").increment(1);
+                        next = Some((router.pool.node(&to), true));
+                    }
+                }
+                match wait {
+                    Wait::None => {}
+                    Wait::Backoff(wait) => tokio::time::sleep(wait).await,
+                    Wait::Refresh => router.refresher.request_and_wait(deadline).await,
+                }
+                trail.node = Some(node);
+            }
+        }
+    }
+}
+
+/// The reply an outcome carries (only called for [`Outcome::Reply`]).
+fn reply_of(outcome: Outcome<'_>) -> Value {
+    match outcome {
+        Outcome::Reply(value) => value.clone(),
+        Outcome::NotSent | Outcome::Lost { .. } => Value::Nil,
+    }
+}
+
+/// What every decision may ask for, whatever comes next.
+fn side_effects(router: &ClusterRouter, node: &Node, decision: &Decision) {
+    if decision.discard {
+        node.discard();
+    }
+    if decision.refresh {
+        router.refresher.request();
+    }
+    if let Some(reason) = decision.retry_reason {
+        router.stats.retries.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("shardis_retries_total", "reason" => reason).increment(1);
+    }
+}
+
+fn fail(
+    router: &ClusterRouter,
+    failure: Failure,
+    slot: Option<u16>,
+    node: &Node,
+    attempts: u32,
+    trail: Trail,
+) -> Error {
+    let settings = &router.settings;
+    match failure {
+        Failure::TooManyRedirects => Error::TooManyRedirects {
+            budget: settings.redirect_budget,
+            slot: slot.unwrap_or_default(),
+            node: node.label().to_string(),
+            last_reply: trail.last,
+        },
+        Failure::Malformed(message) => Error::protocol(node.label(), message),
+        Failure::Lost => Error::Connection {
+            node: node.label().to_string(),
+            slot,
+            message: trail.last,
+        },
+        Failure::Deadline => Error::timeout(
+            settings.deadline,
+            attempts,
+            slot,
+            Some(node.label()),
+            &trail.last,
+        ),
+    }
+}
+
+fn route(routes: &SlotRoutes, target: Target<'_, u16>) -> Option<Arc<Node>> {
+    match target {
+        Target::Keyed { shard, read, .. } => routes.node_for(shard, read),
+        Target::Any => routes.next_primary(),
+    }
+}
+
+/// A MOVED says where one slot lives now: swap in a snapshot with just that slot patched, so
+/// the next commands for it go straight there while the full refresh runs.
+fn patch_moved(router: &ClusterRouter, slot: u16, endpoint: &shardis_slots::Endpoint) {
+    router.routes.rcu(|routes| {
+        let already = routes
+            .map
+            .shard(slot)
+            .and_then(|s| s.primary.endpoint.as_ref())
+            .is_some_and(|e| e == endpoint);
+        if already {
+            return routes.clone();
+        }
+        Arc::new(SlotRoutes::new(
+            routes.map.with_slot_moved(slot, endpoint),
+            &router.pool,
+            router.settings.read_from,
+        ))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::test_support::fake_node;
+    use crate::settings::Settings;
+    use shardis_slots::{Shard, SlotMap, SlotRange, Topology};
+
+    #[tokio::test]
+    async fn a_redirect_loop_ends_at_the_budget_with_the_last_reply() {
+        // A node that owns every slot but answers every GET with MOVED to itself.
+        let node = fake_node(|command, port| {
+            if command.contains("GET") {
+                format!("-MOVED 866 127.0.0.1:{port}\r\n")
+            } else {
+                "+OK\r\n".to_string()
+            }
+        })
+        .await;
+        let topology = Topology::new(vec![Shard {
+            primary: shardis_slots::Node::primary(node.clone()),
+            replicas: vec![],
+            slots: vec![SlotRange::new(0, 16383).unwrap()],
+        }])
+        .unwrap();
+        let state = ClusterRouter::new(Arc::new(Settings::default()), vec![node]);
+        state.install(SlotMap::new(topology));
+
+        let mut get = redis::cmd("GET");
+        get.arg("hello");
+        let err = execute(
+            &state,
+            Request::Cmd(&get),
+            Target::Keyed {
+                shard: 866,
+                read: true,
+                keys: &[b"hello"],
+            },
+        )
+        .await
+        .expect_err("the loop must end");
+        match err {
+            Error::TooManyRedirects {
+                budget,
+                slot,
+                last_reply,
+                ..
+            } => {
+                assert_eq!((budget, slot), (5, 866));
+                assert!(
+                    last_reply.starts_with("MOVED 866 127.0.0.1:"),
+                    "{last_reply}"
+                );
+            }
+            other => panic!("expected TooManyRedirects, got {other}"),
+        }
+        assert_eq!(state.stats.snapshot().moved, 5);
+    }
+}

@@ -1,0 +1,180 @@
+//! The routing engine: one implementation, for every deployment, of what happens to a command
+//! between the [`Client`](crate::Client) and a node.
+//!
+//! The engine plans each command once ([`plan`]: its keys, whether it reads, which shard), splits
+//! multi-key commands whose keys span shards ([`split`]), groups pipelines per node and keeps
+//! their order ([`pipeline`]), checks that a transaction stays on one shard ([`transaction`]),
+//! fans out to every node ([`fanout`]) and reassembles replies. What differs between
+//! deployments is behind the small [`Router`] trait:
+//!
+//! | router | shard | one request reaches its node by |
+//! |---|---|---|
+//! | [`cluster::ClusterRouter`](crate::cluster::ClusterRouter) | a slot | the slot map, following `MOVED`/`ASK` and retrying per [`cluster::redirect`](crate::cluster::redirect) |
+//! | [`ring_router::RingRouter`](crate::ring_router::RingRouter) | a ring member | the hash ring, with health accounting and the rebalance hooks |
+//!
+//! The engine never talks to a socket itself: routers do, through [`crate::net`].
+
+pub(crate) mod fanout;
+pub(crate) mod pipeline;
+pub(crate) mod plan;
+pub(crate) mod request;
+pub(crate) mod split;
+pub(crate) mod transaction;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::hash::Hash;
+
+use redis::{Cmd, Pipeline, Value};
+
+use crate::command::learned::Learned;
+use crate::error::Result;
+pub(crate) use plan::Plan;
+pub(crate) use request::{Request, Target};
+
+/// An immutable routing snapshot, loaded once per command (or pipeline) so that every part of
+/// one call is routed against the same topology.
+pub(crate) trait View: Send + Sync + 'static {
+    /// The unit one command may not span: a slot (cluster) or a ring member (ring). Keys of
+    /// one shard may share a command.
+    type Shard: Copy + Eq + Ord + Hash + Debug + Send + Sync;
+    /// A node that commands of several shards may share a pipeline to.
+    type Node: Clone + Eq + Hash + Send + Sync;
+
+    /// The shard of `key`.
+    fn shard_of(&self, key: &[u8]) -> Self::Shard;
+
+    /// The node that serves `shard` now (`read`: a replica may serve it); `None` when no node
+    /// is known.
+    fn node_of(&self, shard: Self::Shard, read: bool) -> Option<Self::Node>;
+
+    /// The nodes a fan-out reaches: every primary, or with `replicas` every node.
+    fn fan_out_nodes(&self, replicas: bool) -> Vec<Self::Node>;
+
+    /// A node's name for errors and fan-out replies.
+    fn node_label(&self, node: &Self::Node) -> String;
+
+    /// The refusal of a command whose keys span shards and which cannot be split.
+    fn spread_error(&self, command: &str, a: Self::Shard, b: Self::Shard) -> crate::Error;
+}
+
+/// The shard type of a router's view.
+pub(crate) type ShardOf<R> = <<R as Router>::View as View>::Shard;
+/// The node type of a router's view.
+pub(crate) type NodeOf<R> = <<R as Router>::View as View>::Node;
+
+/// One deployment's way of reaching nodes. Everything else is the engine's.
+pub(crate) trait Router: Send + Sync + 'static {
+    /// The routing snapshot.
+    type View: View;
+
+    /// The current snapshot.
+    fn view(&self) -> Self::View;
+
+    /// Sends `cmd` to some node and returns its reply, for `COMMAND INFO`.
+    fn ask_any(&self, cmd: Cmd) -> impl Future<Output = Option<Value>> + Send;
+
+    /// Runs one request on the node of `target`, with this deployment's redirects, retries,
+    /// health accounting and deadline.
+    fn execute(
+        &self,
+        view: &Self::View,
+        request: Request<'_>,
+        target: Target<'_, ShardOf<Self>>,
+    ) -> impl Future<Output = Result<Value>> + Send;
+
+    /// Sends `pipeline` (commands that all route to `node`; `keys` are theirs) as one write
+    /// and returns one reply per command. A reply for which [`Router::needs_rerun`] holds is
+    /// run again on its own; an `Err` fails the batch (reads are then run again on their own).
+    fn execute_batch(
+        &self,
+        view: &Self::View,
+        node: &NodeOf<Self>,
+        pipeline: &Pipeline,
+        keys: &[&[u8]],
+    ) -> impl Future<Output = Result<Vec<Value>>> + Send;
+
+    /// Sends `cmd` to `node` once (a fan-out part).
+    fn execute_on(
+        &self,
+        view: &Self::View,
+        node: &NodeOf<Self>,
+        cmd: &Cmd,
+    ) -> impl Future<Output = Result<Value>> + Send;
+
+    /// Whether a reply inside a pipeline means "this command did not run there; run it again
+    /// through [`Router::execute`]" (a redirect, a retryable cluster state).
+    fn needs_rerun(&self, reply: &Value) -> bool;
+}
+
+/// The engine over one router. Cheap to share: the client holds it in an `Arc`.
+pub(crate) struct Engine<R> {
+    pub router: R,
+    /// Key specs learned from the servers for commands the built-in table lacks.
+    learned: Learned,
+}
+
+impl<R: Router> Engine<R> {
+    pub fn new(router: R) -> Self {
+        Engine {
+            router,
+            learned: Learned::default(),
+        }
+    }
+
+    /// Runs one command wherever it belongs.
+    pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
+        let view = self.router.view();
+        let args = crate::command::args_of(cmd);
+        let plan = plan::plan(self, &view, &args).await?;
+        self.run_planned(&view, cmd, &args, plan).await
+    }
+
+    /// Runs `cmd` as `plan` says.
+    pub(crate) async fn run_planned(
+        &self,
+        view: &R::View,
+        cmd: &Cmd,
+        args: &[&[u8]],
+        plan: Plan<ShardOf<R>>,
+    ) -> Result<Value> {
+        match plan {
+            Plan::Keyless => {
+                self.router
+                    .execute(view, Request::Cmd(cmd), Target::Any)
+                    .await
+            }
+            Plan::Keyed { shard, read, keys } => {
+                let keys: crate::command::ArgList<'_> = keys.iter().map(|&i| args[i]).collect();
+                let target = Target::Keyed {
+                    shard,
+                    read,
+                    keys: &keys,
+                };
+                self.router.execute(view, Request::Cmd(cmd), target).await
+            }
+            Plan::Split(how) => split::run(&self.router, view, args, how).await,
+        }
+    }
+
+    /// Runs a pipeline and returns replies `offset .. offset + count`, as
+    /// [`redis::aio::ConnectionLike::req_packed_commands`] must.
+    pub async fn run_pipeline(
+        &self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<Value>> {
+        if pipeline.is_transaction() {
+            let reply = transaction::run(self, pipeline).await?;
+            return Ok(vec![reply]);
+        }
+        let replies = pipeline::run(self, pipeline).await?;
+        Ok(replies.into_iter().skip(offset).take(count).collect())
+    }
+
+    /// Runs `cmd` on every primary (or every node) at once; each node's label and reply.
+    pub async fn fan_out(&self, cmd: &Cmd, replicas: bool) -> Result<Vec<(String, Value)>> {
+        fanout::run(&self.router, cmd, replicas).await
+    }
+}

@@ -1,0 +1,204 @@
+//! Non-atomic pipelines, in the caller's order.
+//!
+//! A pipeline is cut into segments: a run of commands that each fit one shard is one segment,
+//! sent as one sub-pipeline per node, concurrently (each node keeps the caller's order of its
+//! commands, and a key lives on one node, so commands on a common key keep their order); a
+//! command that must be split or can go anywhere is a segment of its own. Segments run one
+//! after another. Inside a segment, a command whose reply says it did not run there (a
+//! redirect), or a read whose node failed, runs again on its own, in order, before the next
+//! segment starts.
+
+use futures::future::join_all;
+use redis::{Cmd, Pipeline, Value};
+
+use crate::command::{self, ArgList};
+use crate::error::{Error, Result};
+
+use super::plan::{self, Plan};
+use super::{Engine, NodeOf, Router, ShardOf, View};
+
+/// Runs every command of `pipeline` and returns one reply per command.
+pub(crate) async fn run<R: Router>(engine: &Engine<R>, pipeline: &Pipeline) -> Result<Vec<Value>> {
+    let router = &engine.router;
+    let view = router.view();
+    let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
+    let args: Vec<ArgList<'_>> = cmds.iter().map(|c| command::args_of(c)).collect();
+    let mut plans = Vec::with_capacity(cmds.len());
+    for a in &args {
+        plans.push(plan::plan(engine, &view, a).await?);
+    }
+    let mut replies: Vec<Option<Value>> = vec![None; cmds.len()];
+    let mut i = 0;
+    while i < cmds.len() {
+        if matches!(plans[i], Plan::Keyed { .. }) {
+            let start = i;
+            while i < cmds.len() && matches!(plans[i], Plan::Keyed { .. }) {
+                i += 1;
+            }
+            let segment = Segment {
+                cmds: &cmds[start..i],
+                args: &args[start..i],
+                plans: &plans[start..i],
+            };
+            let done = run_segment(engine, &view, segment).await?;
+            for (k, reply) in done.into_iter().enumerate() {
+                replies[start + k] = Some(reply);
+            }
+        } else {
+            let plan = std::mem::replace(&mut plans[i], Plan::Keyless);
+            replies[i] = Some(engine.run_planned(&view, cmds[i], &args[i], plan).await?);
+            i += 1;
+        }
+    }
+    Ok(replies
+        .into_iter()
+        .map(|r| r.unwrap_or(Value::Nil))
+        .collect())
+}
+
+/// A run of commands that each fit one shard.
+struct Segment<'s, 'a, S> {
+    cmds: &'s [&'a Cmd],
+    args: &'s [ArgList<'a>],
+    plans: &'s [Plan<S>],
+}
+
+/// Commands of a segment grouped by the node that serves them: `(node, indices)`.
+/// Commands per node: `(node, indices)`, in order of first appearance.
+type Groups<N> = Vec<(N, Vec<usize>)>;
+
+fn group<V: View>(view: &V, plans: &[Plan<V::Shard>]) -> (Groups<V::Node>, Vec<usize>) {
+    let mut groups: Groups<V::Node> = Vec::new();
+    let mut unrouted = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let Plan::Keyed { shard, read, .. } = plan else {
+            unrouted.push(i);
+            continue;
+        };
+        match view.node_of(*shard, *read) {
+            Some(node) => match groups.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, indices)) => indices.push(i),
+                None => groups.push((node, vec![i])),
+            },
+            None => unrouted.push(i),
+        }
+    }
+    (groups, unrouted)
+}
+
+async fn run_segment<R: Router>(
+    engine: &Engine<R>,
+    view: &R::View,
+    segment: Segment<'_, '_, ShardOf<R>>,
+) -> Result<Vec<Value>> {
+    let router = &engine.router;
+    let (groups, mut reruns) = group(view, segment.plans);
+    let sends = groups.iter().map(|(node, indices)| {
+        let mut sub = redis::pipe();
+        let mut keys: Vec<&[u8]> = Vec::new();
+        for &i in indices {
+            sub.add_command(segment.cmds[i].clone());
+            if let Plan::Keyed { keys: k, .. } = &segment.plans[i] {
+                keys.extend(k.iter().map(|&a| segment.args[i][a]));
+            }
+        }
+        async move {
+            let result = router.execute_batch(view, node, &sub, &keys).await;
+            (node, indices, result)
+        }
+    });
+    let mut replies: Vec<Option<Value>> = vec![None; segment.cmds.len()];
+    for (node, indices, result) in join_all(sends).await {
+        handle_batch::<R>(
+            router,
+            view,
+            node,
+            indices,
+            result,
+            &segment,
+            &mut replies,
+            &mut reruns,
+        )?;
+    }
+    // One at a time, in the caller's order, against a fresh view.
+    reruns.sort_unstable();
+    for i in reruns {
+        replies[i] = Some(engine.run(segment.cmds[i]).await?);
+    }
+    Ok(replies
+        .into_iter()
+        .map(|r| r.unwrap_or(Value::Nil))
+        .collect())
+}
+
+/// Files one node's batch result: replies in place, redirected commands (and, when the batch
+/// failed, its reads) to be run again.
+#[allow(clippy::too_many_arguments)]
+fn handle_batch<R: Router>(
+    router: &R,
+    view: &R::View,
+    node: &NodeOf<R>,
+    indices: &[usize],
+    result: Result<Vec<Value>>,
+    segment: &Segment<'_, '_, ShardOf<R>>,
+    replies: &mut [Option<Value>],
+    reruns: &mut Vec<usize>,
+) -> Result<()> {
+    match result {
+        Ok(values) if values.len() == indices.len() => {
+            for (&i, value) in indices.iter().zip(values) {
+                if router.needs_rerun(&value) {
+                    reruns.push(i);
+                } else {
+                    replies[i] = Some(value);
+                }
+            }
+            Ok(())
+        }
+        Ok(values) => Err(Error::Protocol {
+            node: view.node_label(node),
+            message: format!(
+                "{} replies for {} pipelined commands",
+                values.len(),
+                indices.len()
+            ),
+        }),
+        // Running again is safe only if every part only reads (the node may be gone: the
+        // reads then go where the fresh view says).
+        Err(e)
+            if indices
+                .iter()
+                .all(|&i| matches!(segment.plans[i], Plan::Keyed { read: true, .. })) =>
+        {
+            tracing::debug!(node = %view.node_label(node), error = %e, "pipeline part failed; its reads run again");
+            reruns.extend_from_slice(indices);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Split;
+    use crate::engine::split::tests::Buckets;
+
+    #[test]
+    fn commands_are_grouped_per_node_in_caller_order() {
+        let keyed = |shard: u8| Plan::Keyed {
+            shard,
+            read: true,
+            keys: crate::command::KeyIndices::from_slice(&[1]),
+        };
+        let plans = vec![
+            keyed(b'a'),
+            keyed(b'b'),
+            keyed(b'a'),
+            Plan::Split(Split::KeysToSum),
+        ];
+        let (groups, unrouted) = group(&Buckets, &plans);
+        assert_eq!(groups, vec![(b'a', vec![0, 2]), (b'b', vec![1])]);
+        assert_eq!(unrouted, vec![3]);
+    }
+}

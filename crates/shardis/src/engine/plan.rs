@@ -1,0 +1,120 @@
+//! Planning a command, once: where are its keys, does it only read, and does it fit one shard.
+
+use crate::command::{self, KeyIndices, Split};
+use crate::error::Result;
+
+use super::{Engine, Router, ShardOf, View};
+
+/// How one command will run.
+#[derive(Debug)]
+pub(crate) enum Plan<S> {
+    /// No keys (or unknown to us and to the server): any primary / any live node.
+    Keyless,
+    /// Every key in one shard; `keys` are their argument indices (first one first).
+    Keyed {
+        shard: S,
+        read: bool,
+        keys: KeyIndices,
+    },
+    /// Keys in several shards, and the command can be split per shard.
+    Split(Split),
+}
+
+/// Plans `args` (a command's arguments) against `view`. A command whose keys span shards and
+/// which cannot be split is refused here, before anything is sent.
+pub(crate) async fn plan<R: Router>(
+    engine: &Engine<R>,
+    view: &R::View,
+    args: &[&[u8]],
+) -> Result<Plan<ShardOf<R>>> {
+    let name = command::name_of(args);
+    // Unknown to the built-in table and to the server's COMMAND INFO: send it anywhere; in a
+    // cluster a keyed command is then redirected to its owner.
+    let Some(spec) = engine
+        .learned
+        .resolve(&name, |q| engine.router.ask_any(q))
+        .await
+    else {
+        return Ok(Plan::Keyless);
+    };
+    let keys = spec.key_indices(args);
+    plan_keys(view, args, keys, spec.readonly, spec.split, &name)
+}
+
+/// The pure part of [`plan`]: given the key indices of a known command.
+pub(crate) fn plan_keys<V: View>(
+    view: &V,
+    args: &[&[u8]],
+    keys: KeyIndices,
+    read: bool,
+    split: Option<Split>,
+    name: &str,
+) -> Result<Plan<V::Shard>> {
+    let Some(&first) = keys.first() else {
+        return Ok(Plan::Keyless);
+    };
+    let shard = view.shard_of(args[first]);
+    let other = keys[1..]
+        .iter()
+        .map(|&i| view.shard_of(args[i]))
+        .find(|s| *s != shard);
+    match (other, split) {
+        (None, _) => Ok(Plan::Keyed { shard, read, keys }),
+        (Some(_), Some(split)) => Ok(Plan::Split(split)),
+        (Some(other), None) => Err(view.spread_error(name, shard, other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::split::tests::Buckets;
+
+    #[test]
+    fn one_shard_is_keyed_several_split_or_refused() {
+        let view = Buckets;
+        let args: Vec<&[u8]> = vec![b"MGET", b"a1", b"a2"];
+        let plan = plan_keys(
+            &view,
+            &args,
+            KeyIndices::from_slice(&[1, 2]),
+            true,
+            Some(Split::KeysToArray),
+            "MGET",
+        );
+        assert!(matches!(
+            plan,
+            Ok(Plan::Keyed {
+                shard: b'a',
+                read: true,
+                ..
+            })
+        ));
+
+        let args: Vec<&[u8]> = vec![b"MGET", b"a1", b"b1"];
+        let plan = plan_keys(
+            &view,
+            &args,
+            KeyIndices::from_slice(&[1, 2]),
+            true,
+            Some(Split::KeysToArray),
+            "MGET",
+        );
+        assert!(matches!(plan, Ok(Plan::Split(Split::KeysToArray))));
+
+        let args: Vec<&[u8]> = vec![b"SUNION", b"a1", b"b1"];
+        let plan = plan_keys(
+            &view,
+            &args,
+            KeyIndices::from_slice(&[1, 2]),
+            true,
+            None,
+            "SUNION",
+        );
+        assert!(matches!(plan, Err(crate::Error::CrossSlot { .. })));
+
+        let args: Vec<&[u8]> = vec![b"PING"];
+        let plan = plan_keys(&view, &args, KeyIndices::new(), true, None, "PING");
+        assert!(matches!(plan, Ok(Plan::Keyless)));
+    }
+}

@@ -1,0 +1,89 @@
+//! What a router is asked to run ([`Request`]), where ([`Target`]), and how a request is
+//! written to one connection ([`send`]): the same for every router.
+
+use redis::{Cmd, Pipeline, Value};
+
+use crate::net::Connection;
+
+/// What is sent: one command, or a transaction (`MULTI` … `EXEC`) that must run on one node.
+#[derive(Clone, Copy)]
+pub(crate) enum Request<'a> {
+    Cmd(&'a Cmd),
+    Transaction(&'a Pipeline),
+}
+
+/// Where a request goes before any redirect.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target<'a, S> {
+    /// The node of `shard`; `keys` are the request's keys (for the ring's rebalance hooks).
+    /// `read`: it only reads (a replica may serve it, and it may be retried after a failure).
+    Keyed {
+        shard: S,
+        read: bool,
+        keys: &'a [&'a [u8]],
+    },
+    /// Any primary / live node (keyless commands). Never retried once sent.
+    Any,
+}
+
+impl<S: Copy> Target<'_, S> {
+    /// Whether the request may be sent again after a failure that may have left it run.
+    pub fn retry_safe(&self) -> bool {
+        matches!(self, Target::Keyed { read: true, .. })
+    }
+
+    pub fn shard(&self) -> Option<S> {
+        match self {
+            Target::Keyed { shard, .. } => Some(*shard),
+            Target::Any => None,
+        }
+    }
+}
+
+/// Cluster replies that abort a transaction when a queued command gets them: the redirect,
+/// not the `EXEC` reply, decides what happens next.
+fn aborts_transaction(value: &Value) -> bool {
+    matches!(value, Value::ServerError(e)
+        if matches!(e.code(), "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN"))
+}
+
+/// Sends `request` on `conn` (after `ASKING`, written in the same unit, when `asking`) and
+/// returns the reply that decides what happens next: the command's reply; for a transaction
+/// the `EXEC` reply, or the redirect that one of its queued commands got.
+pub(crate) async fn send(
+    conn: &Connection,
+    request: Request<'_>,
+    asking: bool,
+) -> redis::RedisResult<Value> {
+    match request {
+        Request::Cmd(cmd) if !asking => conn.send(cmd).await,
+        Request::Cmd(cmd) => {
+            // ASKING and the command as one write: nothing from another task can slip in
+            // between on this shared connection and consume the one-shot ASKING flag.
+            let mut pipe = redis::pipe();
+            pipe.cmd("ASKING").add_command(cmd.clone());
+            let mut replies = conn.send_pipeline(&pipe, 1, 1).await?;
+            Ok(replies.pop().unwrap_or(Value::Nil))
+        }
+        Request::Transaction(tx) => {
+            let mut pipe = redis::pipe();
+            if asking {
+                pipe.cmd("ASKING");
+            }
+            pipe.cmd("MULTI");
+            for cmd in tx.cmd_iter() {
+                pipe.add_command(cmd.clone());
+            }
+            pipe.cmd("EXEC");
+            let skip = usize::from(asking);
+            let mut replies = conn.send_pipeline(&pipe, 0, pipe.len()).await?;
+            let queued = replies
+                .get(skip + 1..replies.len().saturating_sub(1))
+                .unwrap_or(&[]);
+            if let Some(redirect) = queued.iter().find(|v| aborts_transaction(v)) {
+                return Ok(redirect.clone());
+            }
+            Ok(replies.pop().unwrap_or(Value::Nil))
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Ring mode: a fleet of standalone Redis nodes sharded in-process by `shardis-ring`.
+//!
+//! RingTable reads one immutable [`Snapshot`] (an `ArcSwap` load, no lock): the ring of live
+//! nodes, the ring of all members, and — while an online rebalance runs — the rings from
+//! before the membership change, so reads that miss on a key's new owner can fall back to its
+//! old one. Every change (ejection, re-admission, `add_node`, ...) builds a new snapshot under
+//! one writer lock and swaps it in.
+
+mod config;
+mod health;
+mod membership;
+mod placement;
+mod rebalance;
+mod send;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use redis::{Cmd, Pipeline, Value};
+
+use crate::engine::{Request, Router, Target, View};
+use crate::error::{Error, Result};
+use crate::net::Pool;
+use crate::settings::Settings;
+
+pub(crate) use config::RingConfig;
+pub use config::{HealthPolicy, RebalanceOptions, RingNode, RingPlacement};
+pub use membership::{MembershipChange, NodeState, RingNodeStatus, RingStatus};
+pub use rebalance::{RebalanceHandle, RebalanceProgress, RebalanceReport};
+
+pub(crate) use placement::RingTable;
+use placement::{Health, Member};
+
+/// What routing reads: immutable, replaced as a whole.
+pub(crate) struct Snapshot {
+    /// Every member, down or not: where keys belong.
+    pub members: Arc<RingTable>,
+    /// The members commands go to: `members` minus ejected nodes (eject policy).
+    pub live: Arc<RingTable>,
+    /// Rings from before membership changes whose keys are still being moved, newest first.
+    pub previous: Vec<Arc<RingTable>>,
+    /// Bumped by every membership change (not by ejections).
+    pub epoch: u64,
+}
+
+impl Snapshot {
+    /// The owners `key` had in rings still being rebalanced, other than `current`, newest
+    /// first and without repeats.
+    pub fn previous_owners(&self, key: &[u8], current: &Member) -> Vec<Arc<Member>> {
+        let mut out: Vec<Arc<Member>> = Vec::new();
+        for ring in &self.previous {
+            let owner = ring.owner(key);
+            if owner.name() != current.name() && out.iter().all(|m| m.name() != owner.name()) {
+                out.push(owner.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Counters of ring events (also sent to the `metrics` facade).
+#[derive(Debug, Default)]
+pub(crate) struct RingCounters {
+    pub ejections: AtomicU64,
+    pub readmissions: AtomicU64,
+    pub fallback_hits: AtomicU64,
+    pub keys_moved: AtomicU64,
+}
+
+/// Everything ring mode shares between clones of the client.
+pub(crate) struct RingRouter {
+    pub settings: Arc<Settings>,
+    pub config: RingConfig,
+    pub pool: Pool,
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Serialises snapshot writers (health transitions, membership changes); never held
+    /// across an await.
+    pub write: parking_lot::Mutex<()>,
+    /// Serialises membership changes, which wait for a running rebalance to stop.
+    pub membership: tokio::sync::Mutex<Option<Arc<rebalance::Shared>>>,
+    pub counters: RingCounters,
+    /// Per-key locks, striped, so a move by the rebalancer and a move-on-write of the same
+    /// key never interleave.
+    pub key_locks: Box<[tokio::sync::Mutex<()>]>,
+    /// Round-robin position for keyless commands.
+    next_keyless: AtomicUsize,
+    pub closed: AtomicBool,
+}
+
+impl Drop for RingRouter {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+impl RingRouter {
+    /// Checks every node, builds the first ring and starts the heartbeat.
+    pub async fn connect(config: RingConfig, settings: Settings) -> Result<Arc<RingRouter>> {
+        config.validate()?;
+        let settings = Arc::new(settings);
+        let pool = Pool::new(settings.clone());
+        let mut members = Vec::with_capacity(config.nodes.len());
+        for node in &config.nodes {
+            let endpoint = config::parse_addr(node)?;
+            members.push(Arc::new(Member {
+                node: node.clone(),
+                server: pool.node(&endpoint),
+                health: Arc::new(Health::default()),
+            }));
+        }
+        let all = Arc::new(RingTable::build(
+            config.placement,
+            config.hash_tag,
+            members.clone(),
+        )?);
+        let state = RingRouter {
+            settings,
+            pool,
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                members: all.clone(),
+                live: all,
+                previous: Vec::new(),
+                epoch: 0,
+            }),
+            write: parking_lot::Mutex::new(()),
+            membership: tokio::sync::Mutex::new(None),
+            counters: RingCounters::default(),
+            key_locks: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
+            next_keyless: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            config,
+        };
+        state.check_at_start(&members).await?;
+        let state = Arc::new(state);
+        tokio::spawn(health::heartbeat(Arc::downgrade(&state)));
+        Ok(state)
+    }
+
+    /// A live node for a keyless command, round-robin, skipping nodes marked down.
+    fn any_live(&self) -> Result<Arc<Member>> {
+        let snap = self.snapshot.load();
+        let members = snap.live.members();
+        let start = self.next_keyless.fetch_add(1, Ordering::Relaxed);
+        (0..members.len())
+            .map(|k| &members[(start + k) % members.len()])
+            .find(|m| !m.health.is_down())
+            .cloned()
+            .ok_or_else(|| Error::NodeDown {
+                node: members
+                    .iter()
+                    .map(|m| m.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// The lock of `key`'s stripe.
+    pub fn key_lock(&self, key: &[u8]) -> &tokio::sync::Mutex<()> {
+        let i = shardis_ring::hash::xxh3(key) as usize % self.key_locks.len();
+        &self.key_locks[i]
+    }
+}
+
+impl View for Arc<Snapshot> {
+    /// The index of the owner in the live ring.
+    type Shard = usize;
+    type Node = usize;
+
+    fn shard_of(&self, key: &[u8]) -> usize {
+        self.live.owner_index(key)
+    }
+
+    fn node_of(&self, shard: usize, _read: bool) -> Option<usize> {
+        Some(shard)
+    }
+
+    fn fan_out_nodes(&self, _replicas: bool) -> Vec<usize> {
+        (0..self.live.members().len()).collect()
+    }
+
+    fn node_label(&self, node: &usize) -> String {
+        match self.live.members().get(*node) {
+            Some(member) => member.server.label().to_string(),
+            None => format!("ring member #{node}"),
+        }
+    }
+
+    fn spread_error(&self, command: &str, _a: usize, _b: usize) -> Error {
+        tracing::debug!(command, "keys on several ring nodes");
+        let reason = if command.starts_with("MULTI") {
+            "a transaction's keys must all live on one ring node; give them one hash tag"
+        } else {
+            "its keys live on different ring nodes; give them one hash tag \
+             (e.g. {user1}) with .ring_hash_tag(*b\"{}\")"
+        };
+        Error::Unsupported {
+            command: command.split(' ').next().unwrap_or(command).to_string(),
+            reason,
+        }
+    }
+}
+
+impl RingRouter {
+    /// The live member at `index` of the snapshot's live ring.
+    fn live_member(snap: &Snapshot, index: usize) -> Result<Arc<Member>> {
+        snap.live
+            .members()
+            .get(index)
+            .cloned()
+            .ok_or_else(|| Error::protocol("ring", format!("no live member #{index}")))
+    }
+
+    /// `work` bounded by the command deadline.
+    async fn within_deadline<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        let deadline = self.settings.deadline;
+        tokio::time::timeout(deadline, work)
+            .await
+            .unwrap_or_else(|_| Err(Error::timeout(deadline, 1, None, None, "no reply")))
+    }
+}
+
+impl Router for Arc<RingRouter> {
+    type View = Arc<Snapshot>;
+
+    fn view(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    async fn ask_any(&self, cmd: Cmd) -> Option<Value> {
+        let member = self.any_live().ok()?;
+        self.send(&member, &cmd).await.ok()
+    }
+
+    async fn execute(
+        &self,
+        snap: &Arc<Snapshot>,
+        request: Request<'_>,
+        target: Target<'_, usize>,
+    ) -> Result<Value> {
+        let (shard, read, keys) = match target {
+            Target::Any => {
+                let member = self.any_live()?;
+                return self.send_request(&member, request).await;
+            }
+            Target::Keyed { shard, read, keys } => (shard, read, keys),
+        };
+        let owner = RingRouter::live_member(snap, shard)?;
+        if snap.previous.is_empty() {
+            // One request to one node: already bounded by the connection's stall watchdog.
+            return self.send_request(&owner, request).await;
+        }
+        // Keys are moving: a one-key read falls back to the key's old owners; anything else
+        // moves its keys first, so it acts on the latest value.
+        self.within_deadline(async {
+            match (request, keys) {
+                (Request::Cmd(cmd), [key]) if read => {
+                    self.read_with_fallback(snap, &owner, cmd, key).await
+                }
+                _ => {
+                    self.move_before_touch(snap, keys).await;
+                    self.send_request(&owner, request).await
+                }
+            }
+        })
+        .await
+    }
+
+    async fn execute_batch(
+        &self,
+        snap: &Arc<Snapshot>,
+        node: &usize,
+        pipeline: &Pipeline,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Value>> {
+        let member = RingRouter::live_member(snap, *node)?;
+        if !snap.previous.is_empty() {
+            // Bring this batch's moving keys over first: the batch then runs unchanged, in
+            // order, on the new owner.
+            self.move_before_touch(snap, keys).await;
+        }
+        self.send_pipeline(&member, pipeline, 0, pipeline.len())
+            .await
+    }
+
+    async fn execute_on(&self, snap: &Arc<Snapshot>, node: &usize, cmd: &Cmd) -> Result<Value> {
+        let member = RingRouter::live_member(snap, *node)?;
+        self.send(&member, cmd).await
+    }
+
+    fn needs_rerun(&self, _reply: &Value) -> bool {
+        // Standalone nodes never redirect.
+        false
+    }
+}

@@ -1,0 +1,85 @@
+//! Settings shared by both deployment modes, and the types they are made of.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Where reads go in cluster mode. Writes always go to primaries.
+///
+/// ```
+/// use shardis::ReadFrom;
+/// assert_eq!(ReadFrom::default(), ReadFrom::Primary);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// Every command goes to the slot's primary.
+    #[default]
+    Primary,
+    /// Reads go to a replica of the slot's shard (round-robin) when one is healthy, else to
+    /// the primary.
+    PreferReplica,
+    /// Reads go to a replica (round-robin); the primary serves them only when no replica of
+    /// the shard is healthy.
+    Replica,
+}
+
+/// A password: kept out of `Debug`, logs and errors.
+///
+/// ```
+/// let secret = shardis::Secret::new("hunter2");
+/// assert_eq!(format!("{secret:?}"), "Secret(***)");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Settings shared by both deployment modes. Defaults are in [`Builder`](crate::Builder).
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub deadline: Duration,
+    pub redirect_budget: u32,
+    pub refresh_interval: Duration,
+    pub refresh_min_interval: Duration,
+    pub refresh_fanout: usize,
+    pub read_from: ReadFrom,
+    pub connections_per_node: usize,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub reconnect_backoff_max: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            deadline: Duration::from_secs(5),
+            redirect_budget: 5,
+            refresh_interval: Duration::from_secs(30),
+            refresh_min_interval: Duration::from_millis(100),
+            refresh_fanout: 3,
+            read_from: ReadFrom::Primary,
+            connections_per_node: 1,
+            username: None,
+            password: None,
+            reconnect_backoff_max: Duration::from_millis(500),
+        }
+    }
+}
