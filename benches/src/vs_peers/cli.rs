@@ -50,9 +50,10 @@ pub struct Args {
     /// Skip redis-benchmark.
     #[arg(long)]
     pub skip_redis_benchmark: bool,
-    /// The twemproxy binary.
-    #[arg(long, default_value = "/usr/sbin/nutcracker")]
-    pub nutcracker: PathBuf,
+    /// The twemproxy binary [default: $SHARDIS_NUTCRACKER, else nutcracker on PATH or in
+    /// /usr/sbin].
+    #[arg(long, value_name = "PATH")]
+    pub nutcracker: Option<PathBuf>,
     /// The redis-benchmark binary.
     #[arg(long, default_value = "redis-benchmark")]
     pub redis_benchmark: PathBuf,

@@ -1,10 +1,7 @@
-//! External load generators and proxies driven as processes: `redis-benchmark --cluster`, and
-//! twemproxy (`nutcracker`) in front of standalone nodes.
+//! `redis-benchmark --cluster` driven as a process. (twemproxy is started by the testkit:
+//! [`shardis_testkit::Twemproxy`].)
 
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use super::cli::Args;
 use super::report::Cell;
@@ -125,70 +122,4 @@ fn parse_csv(text: &str, test: &str) -> Option<(f64, f64, f64)> {
         }
     }
     None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// A running twemproxy; killed on drop.
-pub(crate) struct Twemproxy {
-    child: tokio::process::Child,
-    pub(crate) addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Twemproxy {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-pub(crate) async fn start_twemproxy(bin: &PathBuf, nodes: &[String]) -> Result<Twemproxy, String> {
-    if !bin.exists() {
-        return Err(format!(
-            "{} not found: install twemproxy with `sudo apt-get install -y nutcracker` or pass --nutcracker PATH",
-            bin.display()
-        ));
-    }
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let port = free_port();
-    let stats_port = free_port();
-    let servers: String = nodes.iter().map(|n| format!("   - {n}:1\n")).collect();
-    let conf = format!(
-        "shardis_bench:\n  listen: 127.0.0.1:{port}\n  hash: fnv1a_64\n  distribution: ketama\n  \
-         redis: true\n  auto_eject_hosts: false\n  timeout: 5000\n  server_connections: 1\n  servers:\n{servers}"
-    );
-    let conf_path = dir.path().join("nutcracker.yml");
-    std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
-    let child = tokio::process::Command::new(bin)
-        .arg("-c")
-        .arg(&conf_path)
-        .args(["-s", &stats_port.to_string(), "-a", "127.0.0.1"])
-        .arg("-o")
-        .arg(dir.path().join("nutcracker.log"))
-        .arg("-p")
-        .arg(dir.path().join("nutcracker.pid"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-    let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while tokio::net::TcpStream::connect(&addr).await.is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("twemproxy did not listen on {addr} within 5 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(Twemproxy {
-        child,
-        addr,
-        _dir: dir,
-    })
 }

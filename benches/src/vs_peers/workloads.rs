@@ -1,7 +1,7 @@
 //! The two workloads and their schedule: which servers, which clients, in which order.
 
 use super::cli::Args;
-use super::external::{run_redis_benchmark, start_twemproxy};
+use super::external::run_redis_benchmark;
 use super::load::{preload, run_rust};
 use super::peers::{Peer, connect_fred, connect_plain, connect_redis_cluster};
 use super::report::Cell;
@@ -75,13 +75,23 @@ pub(crate) async fn ring_workload(args: &Args, cells: &mut Vec<Cell>) -> Result<
         .await
         .map_err(|e| format!("cannot start standalone nodes: {e}"))?;
     let addrs = nodes.addrs();
-    let twemproxy = start_twemproxy(&args.nutcracker, &addrs).await?;
+    let mut proxy = shardis_testkit::Twemproxy::builder();
+    for addr in &addrs {
+        proxy = proxy.server(addr.clone(), 1);
+    }
+    if let Some(bin) = &args.nutcracker {
+        proxy = proxy.nutcracker(bin);
+    }
+    let twemproxy = proxy
+        .start()
+        .await
+        .map_err(|e| format!("cannot start twemproxy: {e}"))?;
     let shardis = shardis::Client::builder()
         .ring(addrs.iter().map(|a| shardis::RingNode::at(a.clone())))
         .build()
         .await
         .map_err(|e| format!("shardis ring mode: {e}"))?;
-    let via_proxy = connect_plain(&twemproxy.addr).await?;
+    let via_proxy = connect_plain(&twemproxy.addr()).await?;
     let direct = connect_plain(addrs.first().ok_or("no standalone node")?).await?;
     eprintln!("preloading {} keys (through each path) ...", args.keys);
     preload(&shardis, args).await?;
