@@ -4,6 +4,7 @@
 use std::process::Stdio;
 
 use super::cli::Args;
+use super::cpu;
 use super::report::Cell;
 
 /// `redis-benchmark --cluster`: a SET run then a GET run sized from `est_rate` so that together
@@ -67,6 +68,7 @@ pub(crate) async fn run_redis_benchmark(
     } else {
         "redis-benchmark".to_string()
     };
+    let cpu_before = cpu::reaped_children();
     let result = async {
         let set = run("set", n_set).await?;
         let get = run("get", n_get).await?;
@@ -77,8 +79,10 @@ pub(crate) async fn run_redis_benchmark(
     match result {
         Ok((set, get)) => {
             let mixed = 1.0 / (args.read_ratio / get.0 + (1.0 - args.read_ratio) / set.0);
+            let cpu_used = cpu::reaped_children().saturating_sub(cpu_before);
             Cell {
                 ops_per_sec: mixed,
+                cpu_us_per_op: cpu::micros_per_op(cpu_used, n_set + n_get),
                 p50_us: Some(get.1 * 1000.0),
                 p99_us: Some(get.2 * 1000.0),
                 note: Some(format!(

@@ -8,6 +8,7 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::cli::Args;
+use super::cpu;
 use super::latency::{record_latency, take_latencies};
 use super::peers::Peer;
 use super::report::Cell;
@@ -31,10 +32,16 @@ pub(crate) fn key(i: u64, buf: &mut Vec<u8>) {
 }
 
 /// Runs one cell: `concurrency` tasks sharing `peer`, warm-up, then `duration` measured.
+///
+/// The process' CPU time is read when measuring starts and when it stops, so the cell's CPU
+/// per command covers its measured window only: the previous cell's tasks have all ended, and
+/// this cell's run on until after the second reading. With `proxy_pid`, that process' CPU
+/// over the same window is reported too.
 pub(crate) async fn run_rust(
     workload: &'static str,
     name: &str,
     peer: &Peer,
+    proxy_pid: Option<u32>,
     concurrency: usize,
     args: &Args,
 ) -> Cell {
@@ -73,10 +80,17 @@ pub(crate) async fn run_rust(
         }));
     }
     tokio::time::sleep(args.warmup).await;
+    let proxy_cpu_before = proxy_pid.and_then(cpu::of_pid);
+    let cpu_before = cpu::this_process();
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(args.duration).await;
     measuring.store(false, Ordering::Relaxed);
+    let cpu_used = cpu::this_process().saturating_sub(cpu_before);
+    let proxy_cpu_used = proxy_pid
+        .and_then(cpu::of_pid)
+        .zip(proxy_cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let secs = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -91,6 +105,8 @@ pub(crate) async fn run_rust(
         .map(|e| format!("last error: {e}"));
     Cell {
         ops_per_sec: total.len() as f64 / secs,
+        cpu_us_per_op: cpu::micros_per_op(cpu_used, total.len()),
+        proxy_cpu_us_per_op: proxy_cpu_used.and_then(|c| cpu::micros_per_op(c, total.len())),
         p50_us: q(0.5),
         p99_us: q(0.99),
         p999_us: q(0.999),

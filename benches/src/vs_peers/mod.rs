@@ -17,12 +17,21 @@
 //! cargo run --release -p shardis-benches --bin vs-peers -- --duration 5s
 //! ```
 //!
+//! Each cell also reports the CPU time (user + system) the client spent per command over its
+//! measured window, beside ops/s: the cost a service pays for its cache client. The Rust
+//! clients share this process, so the reading is this process' (`getrusage`) between the
+//! start and the end of the measured window, when only that cell's tasks run (idle clients'
+//! background timers and the load loop's own work, the same for every client, are in it);
+//! servers are separate processes and not counted. For `redis-benchmark` it is the CPU of
+//! its reaped processes; for twemproxy the proxy's own CPU per command is shown beside.
+//!
 //! Modules, one concept each: [`cli`] (arguments), `peers` (the client adapters), `load` (the
-//! load loop of one cell), `latency` (per-thread latency tables), `external`
-//! (redis-benchmark and twemproxy processes), `workloads` (servers, clients, schedule),
-//! `report` (cells, medians, ratios, the table).
+//! load loop of one cell), `latency` (per-thread latency tables), `cpu` (CPU time readings),
+//! `external` (redis-benchmark), `workloads` (servers, clients, schedule), `report` (cells,
+//! medians, ratios, the table). twemproxy is started by [`shardis_testkit::Twemproxy`].
 
 pub mod cli;
+mod cpu;
 mod external;
 mod latency;
 mod load;

@@ -10,6 +10,13 @@ pub(crate) struct Cell {
     pub(crate) client: String,
     pub(crate) concurrency: usize,
     pub(crate) ops_per_sec: f64,
+    /// CPU time (user + system) the client's process spent per command over the measured
+    /// window, in microseconds: this process for the Rust clients (every thread, the load
+    /// loop's own small share included), the reaped `redis-benchmark` processes for those.
+    pub(crate) cpu_us_per_op: Option<f64>,
+    /// CPU per command of a proxy process on the client's path (twemproxy), which a service
+    /// pays for too; not included in `cpu_us_per_op`.
+    pub(crate) proxy_cpu_us_per_op: Option<f64>,
     pub(crate) p50_us: Option<f64>,
     pub(crate) p99_us: Option<f64>,
     pub(crate) p999_us: Option<f64>,
@@ -18,6 +25,8 @@ pub(crate) struct Cell {
     pub(crate) ops_ratio_to_shardis: Option<f64>,
     /// p99 of this cell divided by shardis'.
     pub(crate) p99_ratio_to_shardis: Option<f64>,
+    /// CPU per command of this cell divided by shardis'.
+    pub(crate) cpu_ratio_to_shardis: Option<f64>,
     pub(crate) note: Option<String>,
 }
 
@@ -29,12 +38,15 @@ impl Cell {
             client,
             concurrency,
             ops_per_sec: 0.0,
+            cpu_us_per_op: None,
+            proxy_cpu_us_per_op: None,
             p50_us: None,
             p99_us: None,
             p999_us: None,
             errors: None,
             ops_ratio_to_shardis: None,
             p99_ratio_to_shardis: None,
+            cpu_ratio_to_shardis: None,
             note: None,
         }
     }
@@ -79,26 +91,37 @@ pub(crate) fn median_rounds(cells: Vec<Cell>, rounds: usize) -> Vec<Cell> {
 /// Fills the ratio columns of every cell against the shardis cell of its workload and
 /// concurrency.
 pub(crate) fn fill_ratios(cells: &mut [Cell]) {
-    let base: Vec<(&'static str, usize, f64, Option<f64>)> = cells
+    let base: Vec<Cell> = cells
         .iter()
         .filter(|c| c.client.starts_with("shardis"))
-        .map(|c| (c.workload, c.concurrency, c.ops_per_sec, c.p99_us))
+        .cloned()
         .collect();
+    let ratio = |mine: Option<f64>, theirs: Option<f64>| match (mine, theirs) {
+        (Some(mine), Some(theirs)) if theirs > 0.0 => Some(mine / theirs),
+        _ => None,
+    };
     for cell in cells.iter_mut() {
-        if let Some((_, _, ops, p99)) = base
+        if let Some(shardis) = base
             .iter()
-            .find(|b| b.0 == cell.workload && b.1 == cell.concurrency)
+            .find(|b| b.workload == cell.workload && b.concurrency == cell.concurrency)
         {
-            if *ops > 0.0 {
-                cell.ops_ratio_to_shardis = Some(cell.ops_per_sec / ops);
-            }
-            if let (Some(mine), Some(theirs)) = (cell.p99_us, p99)
-                && *theirs > 0.0
-            {
-                cell.p99_ratio_to_shardis = Some(mine / theirs);
-            }
+            cell.ops_ratio_to_shardis = ratio(Some(cell.ops_per_sec), Some(shardis.ops_per_sec));
+            cell.p99_ratio_to_shardis = ratio(cell.p99_us, shardis.p99_us);
+            cell.cpu_ratio_to_shardis = ratio(cell.cpu_us_per_op, shardis.cpu_us_per_op);
         }
     }
+}
+
+/// The note column: the proxy's CPU per command when there is a proxy, then the cell's note.
+fn note(c: &Cell) -> String {
+    let proxy = c
+        .proxy_cpu_us_per_op
+        .map(|v| format!("+ {v:.2} µs CPU/op in the proxy process"));
+    [proxy, c.note.clone()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Prints the cells as an aligned table on stdout.
@@ -112,13 +135,15 @@ pub(crate) fn print_table(cells: &[Cell]) {
                 c.client.clone(),
                 c.concurrency.to_string(),
                 format!("{:.0}", c.ops_per_sec),
+                opt(c.cpu_us_per_op, &|v| format!("{v:.2}")),
                 opt(c.p50_us, &|v| format!("{:.3}", v / 1000.0)),
                 opt(c.p99_us, &|v| format!("{:.3}", v / 1000.0)),
                 opt(c.p999_us, &|v| format!("{:.3}", v / 1000.0)),
                 c.errors.map_or("-".into(), |e| e.to_string()),
                 opt(c.ops_ratio_to_shardis, &|v| format!("{v:.2}x")),
                 opt(c.p99_ratio_to_shardis, &|v| format!("{v:.2}x")),
-                c.note.clone().unwrap_or_default(),
+                opt(c.cpu_ratio_to_shardis, &|v| format!("{v:.2}x")),
+                note(c),
             ]
         })
         .collect();
@@ -127,15 +152,17 @@ pub(crate) fn print_table(cells: &[Cell]) {
         "client",
         "conc",
         "ops/s",
+        "CPU µs/op",
         "p50 ms",
         "p99 ms",
         "p999 ms",
         "errors",
         "ops vs shardis",
         "p99 vs shardis",
+        "CPU vs shardis",
         "note",
     ];
-    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate().take(header.len() - 1) {
             width[i] = width[i].max(c.chars().count());
@@ -157,5 +184,50 @@ pub(crate) fn print_table(cells: &[Cell]) {
     line(header.iter().map(|s| s.to_string()).collect());
     for r in rows {
         line(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cell, fill_ratios, note};
+
+    fn cell(client: &str, ops: f64, cpu: Option<f64>, p99: Option<f64>) -> Cell {
+        Cell {
+            ops_per_sec: ops,
+            cpu_us_per_op: cpu,
+            p99_us: p99,
+            ..Cell::empty("cluster", client.to_string(), 64)
+        }
+    }
+
+    #[test]
+    fn ratios_are_against_shardis_at_the_same_workload_and_concurrency() {
+        let mut cells = vec![
+            cell("shardis", 100.0, Some(4.0), Some(10.0)),
+            cell("fred", 50.0, Some(6.0), Some(30.0)),
+            cell("redis-benchmark", 200.0, None, None),
+            Cell {
+                concurrency: 1,
+                ..cell("fred", 10.0, Some(1.0), Some(1.0))
+            },
+        ];
+        fill_ratios(&mut cells);
+        assert_eq!(cells[1].ops_ratio_to_shardis, Some(0.5));
+        assert_eq!(cells[1].p99_ratio_to_shardis, Some(3.0));
+        assert_eq!(cells[1].cpu_ratio_to_shardis, Some(1.5));
+        assert_eq!(cells[2].cpu_ratio_to_shardis, None);
+        assert_eq!(cells[3].ops_ratio_to_shardis, None, "no shardis at c=1");
+    }
+
+    #[test]
+    fn the_note_shows_the_proxy_cpu_first() {
+        let mut c = cell("redis-rs via twemproxy", 1.0, Some(2.0), None);
+        assert_eq!(note(&c), "");
+        c.proxy_cpu_us_per_op = Some(3.456);
+        c.note = Some("last error: x".into());
+        assert_eq!(
+            note(&c),
+            "+ 3.46 µs CPU/op in the proxy process; last error: x"
+        );
     }
 }

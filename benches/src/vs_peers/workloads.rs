@@ -40,16 +40,16 @@ pub(crate) async fn cluster_workload(args: &Args, cells: &mut Vec<Cell>) -> Resu
     eprintln!("preloading {} keys ...", args.keys);
     preload(&shardis, args).await?;
     let peers = [
-        ("shardis", Peer::Shardis(shardis)),
-        ("redis-rs cluster_async", Peer::RedisCluster(redis_rs)),
-        ("fred", Peer::Fred(fred)),
+        ("shardis", Peer::Shardis(shardis), None),
+        ("redis-rs cluster_async", Peer::RedisCluster(redis_rs), None),
+        ("fred", Peer::Fred(fred), None),
     ];
     for round in 0..args.rounds.max(1) {
         for &c in &args.concurrency {
             let mut shardis_rate = 0.0;
-            for (name, peer) in in_turn(&peers, round).filter(|p| args.wants(p.0)) {
+            for (name, peer, proxy) in in_turn(&peers, round).filter(|p| args.wants(p.0)) {
                 eprintln!("round {}: cluster c={c}: {name} ...", round + 1);
-                let cell = run_rust("cluster", name, peer, c, args).await;
+                let cell = run_rust("cluster", name, peer, *proxy, c, args).await;
                 if *name == "shardis" {
                     shardis_rate = cell.ops_per_sec;
                 }
@@ -98,15 +98,19 @@ pub(crate) async fn ring_workload(args: &Args, cells: &mut Vec<Cell>) -> Result<
     preload(&via_proxy, args).await?;
     preload(&direct, args).await?;
     let peers = [
-        ("shardis ring", Peer::Shardis(shardis)),
-        ("redis-rs via twemproxy", Peer::Multiplexed(via_proxy)),
-        ("redis-rs direct (1 node)", Peer::Multiplexed(direct)),
+        ("shardis ring", Peer::Shardis(shardis), None),
+        (
+            "redis-rs via twemproxy",
+            Peer::Multiplexed(via_proxy),
+            Some(twemproxy.pid()),
+        ),
+        ("redis-rs direct (1 node)", Peer::Multiplexed(direct), None),
     ];
     for round in 0..args.rounds.max(1) {
         for &c in &args.concurrency {
-            for (name, peer) in in_turn(&peers, round).filter(|p| args.wants(p.0)) {
+            for (name, peer, proxy) in in_turn(&peers, round).filter(|p| args.wants(p.0)) {
                 eprintln!("round {}: ring c={c}: {name} ...", round + 1);
-                cells.push(run_rust("ring", name, peer, c, args).await);
+                cells.push(run_rust("ring", name, peer, *proxy, c, args).await);
             }
         }
     }
