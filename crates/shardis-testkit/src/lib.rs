@@ -5,7 +5,8 @@
 //! `redis-cli --cluster reshard`, `CLUSTER FAILOVER` in every mode, SIGKILL / SIGSTOP /
 //! SIGCONT / restart of single nodes, and waits that poll until every node agrees.
 //! [`Standalone`] starts independent non-cluster nodes with the same process helpers.
-//! [`Twemproxy`] starts twemproxy (`nutcracker`) in front of such nodes.
+//! [`Twemproxy`] starts twemproxy (`nutcracker`) in front of such nodes. [`FakeNode`] is no
+//! server at all: a RESP peer whose every reply a test scripts, for unit tests of clients.
 //!
 //! Every process runs in the foreground on a leased 127.0.0.1 port (bus port +10000 free
 //! too, no collision with parallel tests in this or other processes), in its own temporary
@@ -36,6 +37,7 @@ mod binaries;
 mod cluster;
 mod error;
 mod failover;
+mod fake;
 mod fleet;
 mod form;
 mod info;
@@ -53,6 +55,7 @@ pub use binaries::{Binary, locate};
 pub use cluster::{Cluster, ClusterBuilder, DEFAULT_NODE_TIMEOUT_MS};
 pub use error::{Result, TestkitError};
 pub use failover::FailoverMode;
+pub use fake::{FakeCommand, FakeCtx, FakeNode, FakeReply};
 pub use migrate::Migration;
 pub use node::{Node, Role};
 pub use server::ProcessState;

@@ -326,7 +326,7 @@ impl From<TestkitError> for Launch {
 /// it SIGKILLs and reaps the process and removes its directory.
 ///
 /// ```no_run
-/// # async fn demo() -> shardis_testkit::Result<()> {
+/// # async fn demo() -> Result<()> {
 /// use shardis_testkit::{Standalone, Twemproxy, TwemproxyHash};
 /// let nodes = Standalone::start(2).await?;
 /// let proxy = Twemproxy::builder()
@@ -339,6 +339,7 @@ impl From<TestkitError> for Launch {
 /// let mut conn = proxy.connection().await?;
 /// let _: () = redis::cmd("SET").arg("{user:1}:name").arg("Ada").query_async(&mut conn).await?;
 /// # Ok(()) }
+/// # type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 /// ```
 #[derive(Debug)]
 pub struct Twemproxy {
