@@ -1,6 +1,7 @@
 //! Project tasks, so that a newcomer needs nothing but the Rust toolchain:
 //!
-//! - `cargo xtask test`: brings `redis-server` when missing, then runs the whole test suite;
+//! - `cargo xtask test`: brings `redis-server` (and `nutcracker`) when missing, then runs the
+//!   whole test suite;
 //! - `cargo xtask demo [ARGS]`: brings `redis-server`, then runs `shardis demo`;
 //! - `cargo xtask fuzz-smoke [SECONDS]`: runs every fuzz target briefly (installs cargo-fuzz).
 //!
@@ -14,6 +15,7 @@ use std::process::{Command, ExitCode};
 const PACKAGES: &[(&str, &str)] = &[
     ("redis-server", "redis-server"),
     ("redis-cli", "redis-tools"),
+    ("nutcracker", "nutcracker"),
 ];
 
 /// The fuzz targets declared in fuzz/Cargo.toml.
@@ -52,9 +54,11 @@ fn workspace_root() -> PathBuf {
 }
 
 fn on_path(binary: &str) -> bool {
-    env::var_os("PATH")
-        .map(|paths| env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
-        .unwrap_or(false)
+    // Debian puts nutcracker in /usr/sbin, which is not on every user's PATH.
+    let paths = env::var_os("PATH").unwrap_or_default();
+    env::split_paths(&paths)
+        .chain([PathBuf::from("/usr/sbin")])
+        .any(|dir| dir.join(binary).is_file())
 }
 
 /// Installs the missing Debian packages with apt-get when this user may (root, or sudo without a
@@ -71,7 +75,7 @@ fn ensure_packages() -> Result<(), String> {
     let manual = format!("sudo apt-get install -y {}", missing.join(" "));
     if !on_path("apt-get") {
         return Err(format!(
-            "missing {missing:?} and no apt-get here: install Redis 7 (redis-server, redis-cli) and put it on PATH"
+            "missing {missing:?} and no apt-get here: install Redis 7 (redis-server, redis-cli) and twemproxy (nutcracker) and put them on PATH"
         ));
     }
     let is_root = Command::new("id")

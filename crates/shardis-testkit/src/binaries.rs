@@ -1,17 +1,20 @@
-//! Finding the `redis-server` and `redis-cli` executables.
+//! Finding the `redis-server`, `redis-cli` and `nutcracker` (twemproxy) executables.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, TestkitError};
 
-/// One of the two Redis executables the testkit runs.
+/// One of the executables the testkit runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Binary {
     /// `redis-server`, overridden by `SHARDIS_REDIS_SERVER`.
     Server,
     /// `redis-cli`, overridden by `SHARDIS_REDIS_CLI`.
     Cli,
+    /// `nutcracker` (twemproxy), overridden by `SHARDIS_NUTCRACKER`. Debian installs it in
+    /// `/usr/sbin`, which is searched after `$PATH`.
+    Nutcracker,
 }
 
 impl Binary {
@@ -20,6 +23,7 @@ impl Binary {
         match self {
             Binary::Server => "redis-server",
             Binary::Cli => "redis-cli",
+            Binary::Nutcracker => "nutcracker",
         }
     }
 
@@ -28,11 +32,29 @@ impl Binary {
         match self {
             Binary::Server => "SHARDIS_REDIS_SERVER",
             Binary::Cli => "SHARDIS_REDIS_CLI",
+            Binary::Nutcracker => "SHARDIS_NUTCRACKER",
         }
     }
 
-    /// Looks the executable up from the real environment: `$SHARDIS_REDIS_SERVER` /
-    /// `$SHARDIS_REDIS_CLI` if set, else `$PATH`.
+    /// The Debian/Ubuntu packages that install it (and its companions).
+    pub fn packages(self) -> &'static str {
+        match self {
+            Binary::Server | Binary::Cli => "redis-server redis-tools",
+            Binary::Nutcracker => "nutcracker",
+        }
+    }
+
+    /// Directories searched after `$PATH`: where Debian puts it when that is not on every
+    /// user's `$PATH`.
+    fn fallback_dirs(self) -> &'static [&'static str] {
+        match self {
+            Binary::Server | Binary::Cli => &[],
+            Binary::Nutcracker => &["/usr/sbin"],
+        }
+    }
+
+    /// Looks the executable up from the real environment: its override variable
+    /// ([`env_var`](Self::env_var)) if set, else `$PATH` (then the fallback directories).
     pub fn locate(self) -> Result<PathBuf> {
         locate(
             self,
@@ -46,7 +68,8 @@ impl Binary {
 /// without mutating process-global state.
 ///
 /// `override_path` is the value of the override variable (an explicit path that must exist);
-/// otherwise every directory of `path_var` (a `$PATH`-style list) is searched.
+/// otherwise every directory of `path_var` (a `$PATH`-style list) is searched, then the
+/// binary's fallback directories (`/usr/sbin` for `nutcracker`).
 ///
 /// ```
 /// use shardis_testkit::{Binary, TestkitError, locate};
@@ -61,6 +84,7 @@ pub fn locate(
 ) -> Result<PathBuf> {
     let not_found = |detail: String| TestkitError::BinaryNotFound {
         binary: binary.name(),
+        packages: binary.packages(),
         env_var: binary.env_var(),
         detail,
     };
@@ -75,9 +99,10 @@ pub fn locate(
             )))
         };
     }
-    let dirs: Vec<PathBuf> = path_var
+    let mut dirs: Vec<PathBuf> = path_var
         .map(|p| std::env::split_paths(p).collect())
         .unwrap_or_default();
+    dirs.extend(binary.fallback_dirs().iter().map(PathBuf::from));
     dirs.iter()
         .map(|dir| dir.join(binary.name()))
         .find(|candidate| is_executable(candidate))

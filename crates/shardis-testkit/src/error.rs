@@ -11,14 +11,16 @@ pub type Result<T, E = TestkitError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TestkitError {
-    /// A Redis binary could not be found. The message says how to install it.
+    /// An executable could not be found. The message says how to install it.
     #[error(
-        "{binary} not found on PATH: install it with `sudo apt-get install -y redis-server redis-tools` \
+        "{binary} not found on PATH: install it with `sudo apt-get install -y {packages}` \
          (Debian/Ubuntu) or set {env_var}=/path/to/{binary}{detail}"
     )]
     BinaryNotFound {
-        /// `redis-server` or `redis-cli`.
+        /// `redis-server`, `redis-cli` or `nutcracker`.
         binary: &'static str,
+        /// The Debian/Ubuntu packages that install it.
+        packages: &'static str,
         /// The environment variable that overrides the lookup.
         env_var: &'static str,
         /// Extra detail, e.g. which explicitly configured path does not exist (may be empty).
@@ -54,6 +56,16 @@ pub enum TestkitError {
     #[error("redis-server on port {port} exited during startup ({status}); log tail:\n{log_tail}")]
     ServerExited {
         /// The port it was started on.
+        port: u16,
+        /// Its exit status.
+        status: ExitStatus,
+        /// The last lines of its log file and stderr.
+        log_tail: String,
+    },
+    /// twemproxy (`nutcracker`) exited while it was being started.
+    #[error("nutcracker on port {port} exited during startup ({status}); log tail:\n{log_tail}")]
+    TwemproxyExited {
+        /// The port it was to listen on.
         port: u16,
         /// Its exit status.
         status: ExitStatus,

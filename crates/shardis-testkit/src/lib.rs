@@ -5,14 +5,17 @@
 //! `redis-cli --cluster reshard`, `CLUSTER FAILOVER` in every mode, SIGKILL / SIGSTOP /
 //! SIGCONT / restart of single nodes, and waits that poll until every node agrees.
 //! [`Standalone`] starts independent non-cluster nodes with the same process helpers.
+//! [`Twemproxy`] starts twemproxy (`nutcracker`) in front of such nodes. [`FakeNode`] is no
+//! server at all: a RESP peer whose every reply a test scripts, for unit tests of clients.
 //!
 //! Every process runs in the foreground on a leased 127.0.0.1 port (bus port +10000 free
 //! too, no collision with parallel tests in this or other processes), in its own temporary
 //! directory, and is SIGKILLed and reaped when its handle is dropped, also on panic.
 //!
-//! `redis-server` (and `redis-cli` for [`Cluster::reshard`]) are looked up in
-//! `$SHARDIS_REDIS_SERVER` / `$SHARDIS_REDIS_CLI`, else on `$PATH`; if missing, starting
-//! fails with [`TestkitError::BinaryNotFound`], whose message says how to install them.
+//! `redis-server` (and `redis-cli` for [`Cluster::reshard`], `nutcracker` for [`Twemproxy`])
+//! are looked up in `$SHARDIS_REDIS_SERVER` / `$SHARDIS_REDIS_CLI` / `$SHARDIS_NUTCRACKER`,
+//! else on `$PATH`; if missing, starting fails with [`TestkitError::BinaryNotFound`], whose
+//! message names the Debian package to install.
 //!
 //! ```no_run
 //! # async fn demo() -> shardis_testkit::Result<()> {
@@ -34,6 +37,7 @@ mod binaries;
 mod cluster;
 mod error;
 mod failover;
+mod fake;
 mod fleet;
 mod form;
 mod info;
@@ -44,13 +48,16 @@ mod server;
 mod settings;
 mod standalone;
 mod topology;
+mod twemproxy;
 mod wait;
 
 pub use binaries::{Binary, locate};
 pub use cluster::{Cluster, ClusterBuilder, DEFAULT_NODE_TIMEOUT_MS};
 pub use error::{Result, TestkitError};
 pub use failover::FailoverMode;
+pub use fake::{FakeCommand, FakeCtx, FakeNode, FakeReply};
 pub use migrate::Migration;
 pub use node::{Node, Role};
 pub use server::ProcessState;
 pub use standalone::{Standalone, StandaloneBuilder};
+pub use twemproxy::{Twemproxy, TwemproxyBuilder, TwemproxyHash};

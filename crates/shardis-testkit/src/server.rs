@@ -195,21 +195,12 @@ impl Server {
     async fn launch(&self) -> std::result::Result<(), StartError> {
         let fatal = StartError::Fatal;
         let dir = self.dir();
-        let stderr = std::fs::File::create(dir.join("stderr.log"))
-            .map_err(|e| fatal(TestkitError::io("creating stderr.log", e)))?;
-        let child = Command::new(&self.spec.binary)
-            .arg(dir.join("redis.conf"))
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| {
-                fatal(TestkitError::io(
-                    format!("spawning {}", self.spec.binary.display()),
-                    e,
-                ))
-            })?;
+        let child = spawn_in(
+            dir,
+            &self.spec.binary,
+            [dir.join("redis.conf").into_os_string()],
+        )
+        .map_err(fatal)?;
         *self.lock() = Proc {
             child: Some(child),
             state: ProcessState::Running,
@@ -266,17 +257,42 @@ impl Server {
 
     /// The last lines of the server's log and stderr, for error messages.
     pub(crate) fn log_tail(&self) -> String {
-        let mut out = String::new();
-        for name in ["redis.log", "stderr.log"] {
-            let text = std::fs::read_to_string(self.dir().join(name)).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            for line in &lines[lines.len().saturating_sub(15)..] {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        out
+        log_tail(self.dir(), &["redis.log", "stderr.log"])
     }
+}
+
+/// Spawns `binary args` in the foreground in `dir`, stdin and stdout to /dev/null, stderr to
+/// `dir/stderr.log`.
+pub(crate) fn spawn_in(
+    dir: &Path,
+    binary: &Path,
+    args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+) -> Result<Child> {
+    let stderr = std::fs::File::create(dir.join("stderr.log"))
+        .map_err(|e| TestkitError::io("creating stderr.log", e))?;
+    Command::new(binary)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| TestkitError::io(format!("spawning {}", binary.display()), e))
+}
+
+/// The last 15 lines of each of the files `names` in `dir` (missing files count as empty),
+/// for error messages.
+pub(crate) fn log_tail(dir: &Path, names: &[&str]) -> String {
+    let mut out = String::new();
+    for name in names {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for line in &lines[lines.len().saturating_sub(15)..] {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 impl Drop for Server {
