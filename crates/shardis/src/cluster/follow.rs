@@ -291,7 +291,7 @@ mod tests {
     #[tokio::test]
     async fn a_redirect_loop_ends_at_the_budget_with_the_last_reply() {
         // A node that owns every slot but answers every GET with MOVED to itself.
-        let node = fake_node(|command, port| {
+        let (node, _fake) = fake_node(|command, port| {
             if command.contains("GET") {
                 format!("-MOVED 866 127.0.0.1:{port}\r\n")
             } else {

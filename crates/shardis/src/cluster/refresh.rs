@@ -234,7 +234,7 @@ mod tests {
     use shardis_slots::{Health, Node, Role, Shard, SlotRange};
 
     /// Answers topology commands with a slot range no parser accepts.
-    async fn garbage_node() -> Endpoint {
+    async fn garbage_node() -> (Endpoint, shardis_testkit::FakeNode) {
         fake_node(|command, _| {
             if command.contains("CLUSTER") {
                 "*1\r\n*2\r\n:70000\r\n:-1\r\n"
@@ -249,7 +249,7 @@ mod tests {
     #[tokio::test]
     async fn falls_back_to_cluster_slots_when_shards_is_unknown() {
         // A pre-7.0 node: no CLUSTER SHARDS, a CLUSTER SLOTS reply with a "" endpoint.
-        let old = fake_node(|command, port| {
+        let (old, _fake) = fake_node(|command, port| {
             if command.contains("SHARDS") {
                 "-ERR unknown subcommand 'SHARDS'. Try CLUSTER HELP.\r\n".to_string()
             } else if command.contains("SLOTS") {
@@ -274,7 +274,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_malformed_reply_keeps_the_last_good_map_and_is_reported() {
-        let garbage = garbage_node().await;
+        let (garbage, _fake) = garbage_node().await;
         let primary = Node {
             id: Some("a".repeat(40)),
             endpoint: Some(garbage.clone()),

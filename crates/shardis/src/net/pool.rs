@@ -227,93 +227,28 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use redis::Value;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use shardis_testkit::{FakeNode, FakeReply};
 
     use super::*;
 
-    /// Parses complete RESP arrays of bulk strings off the front of `buf`.
-    fn parse_commands(buf: &mut Vec<u8>) -> Vec<Vec<Vec<u8>>> {
-        fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
-            let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
-            Some((&buf[at..end], end + 2))
-        }
-        let mut commands = Vec::new();
-        let mut at = 0;
-        'outer: while let Some((head, mut pos)) = line(buf, at) {
-            let n: usize = std::str::from_utf8(&head[1..]).unwrap().parse().unwrap();
-            let mut args = Vec::with_capacity(n);
-            for _ in 0..n {
-                let Some((len, p)) = line(buf, pos) else {
-                    break 'outer;
-                };
-                let len: usize = std::str::from_utf8(&len[1..]).unwrap().parse().unwrap();
-                if buf.len() < p + len + 2 {
-                    break 'outer;
-                }
-                args.push(buf[p..p + len].to_vec());
-                pos = p + len + 2;
-            }
-            commands.push(args);
-            at = pos;
-        }
-        buf.drain(..at);
-        commands
-    }
-
     /// A fake node: `ECHO x` answers `x`, `BOOM` answers an error, `SILENT` nothing,
-    /// `GARBAGE` bytes that are no RESP reply, anything else `+OK`. With
-    /// `stall`, it answers nothing after the first `ECHO` and drops the connection 200 ms
-    /// later. Records the most commands it read in one go.
-    async fn fake_node(stall: bool) -> (Endpoint, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let most = Arc::new(AtomicUsize::new(0));
-        let most2 = most.clone();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let most = most2.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = vec![0u8; 64 * 1024];
-                    let mut stalled = false;
-                    loop {
-                        let n = match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        buf.extend_from_slice(&chunk[..n]);
-                        let commands = parse_commands(&mut buf);
-                        most.fetch_max(commands.len(), Ordering::Relaxed);
-                        let mut out = Vec::new();
-                        for args in commands {
-                            match args[0].to_ascii_uppercase().as_slice() {
-                                b"ECHO" if stall => stalled = true,
-                                b"ECHO" => {
-                                    out.extend_from_slice(
-                                        format!("${}\r\n", args[1].len()).as_bytes(),
-                                    );
-                                    out.extend_from_slice(&args[1]);
-                                    out.extend_from_slice(b"\r\n");
-                                }
-                                b"BOOM" => out.extend_from_slice(b"-ERR boom\r\n"),
-                                b"SILENT" => {}
-                                b"GARBAGE" => out.extend_from_slice(b"?what\r\n"),
-                                _ => out.extend_from_slice(b"+OK\r\n"),
-                            }
-                        }
-                        if socket.write_all(&out).await.is_err() {
-                            return;
-                        }
-                        if stalled {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            return; // drops the socket with everything unanswered
-                        }
-                    }
-                });
-            }
-        });
-        (Endpoint::new("127.0.0.1", port), most)
+    /// `GARBAGE` bytes that are no RESP reply, anything else `+OK`. With `stall`, it answers
+    /// no `ECHO` and drops the connection 200 ms after the first. Keep the handle: the node
+    /// stops when it is dropped.
+    async fn fake_node(stall: bool) -> (Endpoint, FakeNode) {
+        let node = FakeNode::start(
+            move |args, _| match args[0].to_ascii_uppercase().as_slice() {
+                b"ECHO" if stall => FakeReply::CloseAfter(Duration::from_millis(200)),
+                b"ECHO" => FakeReply::bulk(args.get(1).map_or(&b""[..], |a| a)),
+                b"BOOM" => FakeReply::error("ERR boom"),
+                b"SILENT" => FakeReply::Silence,
+                b"GARBAGE" => FakeReply::Raw(b"?what\r\n".to_vec()),
+                _ => FakeReply::ok(),
+            },
+        )
+        .await
+        .expect("fake node");
+        (Endpoint::new("127.0.0.1", node.port()), node)
     }
 
     fn echo(arg: impl redis::ToRedisArgs) -> redis::Cmd {
@@ -323,11 +258,11 @@ mod tests {
     }
 
     /// A fake node (no stall) and an open connection to it.
-    async fn connected() -> (Arc<Node>, Arc<Connection>) {
-        let (endpoint, _) = fake_node(false).await;
+    async fn connected() -> (Arc<Node>, Arc<Connection>, FakeNode) {
+        let (endpoint, fake) = fake_node(false).await;
         let node = Arc::new(Node::new(endpoint, settings()));
         let conn = node.connection().await.unwrap();
-        (node, conn)
+        (node, conn, fake)
     }
 
     fn settings() -> Arc<Settings> {
@@ -339,7 +274,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_sends_get_their_own_replies_in_order() {
-        let (endpoint, most) = fake_node(false).await;
+        let (endpoint, fake) = fake_node(false).await;
         let node = Arc::new(Node::new(endpoint, settings()));
         let tasks: Vec<_> = (0..200)
             .map(|t| {
@@ -370,14 +305,14 @@ mod tests {
             task.await.unwrap();
         }
         assert!(
-            most.load(Ordering::Relaxed) > 1,
+            fake.max_commands_per_read() > 1,
             "commands were never coalesced into one write"
         );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dead_connection_fails_every_queued_request() {
-        let (endpoint, _) = fake_node(true).await;
+        let (endpoint, _fake) = fake_node(true).await;
         let node = Arc::new(Node::new(endpoint, settings()));
         let conn = node.connection().await.unwrap();
         let started = Instant::now();
@@ -401,7 +336,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_reader_exits_with_its_connection() {
-        let (endpoint, _) = fake_node(false).await;
+        let (endpoint, _fake) = fake_node(false).await;
         let metrics = tokio::runtime::Handle::current().metrics();
         let node = Arc::new(Node::new(endpoint, settings()));
         let conn = node.connection().await.unwrap();
@@ -418,7 +353,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pipeline_gets_its_slice_of_replies_between_other_callers() {
-        let (_node, conn) = connected().await;
+        let (_node, conn, _fake) = connected().await;
         let mut pipe = redis::pipe();
         pipe.cmd("ECHO")
             .arg("skip")
@@ -443,7 +378,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pipeline_asking_for_fewer_replies_than_it_makes_does_not_shift_later_ones() {
-        let (_node, conn) = connected().await;
+        let (_node, conn, _fake) = connected().await;
         let mut pipe = redis::pipe();
         pipe.cmd("ECHO")
             .arg("a")
@@ -462,7 +397,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn values_larger_than_the_socket_buffer_go_through_whole() {
-        let (_node, conn) = connected().await;
+        let (_node, conn, _fake) = connected().await;
         let big: Vec<u8> = (0..16 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
         let (big_cmd, small) = (echo(&big[..]), echo("small"));
         let (a, b) = tokio::join!(conn.send(&big_cmd), conn.send(&small));
@@ -475,7 +410,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_node_that_stops_answering_fails_its_callers_after_the_response_timeout() {
-        let (endpoint, _) = fake_node(false).await;
+        let (endpoint, _fake) = fake_node(false).await;
         let settings = Arc::new(Settings {
             response_timeout: Duration::from_millis(200),
             ..Settings::default()
@@ -497,7 +432,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_malformed_reply_closes_the_connection_with_a_clear_error() {
-        let (node, conn) = connected().await;
+        let (node, conn, _fake) = connected().await;
         let error = conn.send(&redis::cmd("GARBAGE")).await.unwrap_err();
         assert!(error.to_string().contains("malformed reply"), "{error}");
         assert!(conn.send(redis::cmd("ECHO").arg("y")).await.is_err());
