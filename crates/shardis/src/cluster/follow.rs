@@ -93,7 +93,7 @@ async fn follow(
             },
         };
 
-        let ready = node.open_connection();
+        let ready = node.ready_connection();
         let was_open = ready.is_some();
         let opened = match ready {
             Some(conn) => Ok(Ok(conn)),

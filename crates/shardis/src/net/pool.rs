@@ -80,7 +80,7 @@ impl Node {
 
     /// The next connection in turn if it is open (the common case, without a future to poll
     /// or a timer to arm around it); `None` when it must be opened with [`Node::connection`].
-    pub fn open_connection(&self) -> Option<Arc<Connection>> {
+    pub fn ready_connection(&self) -> Option<Arc<Connection>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         self.connections[i].load_full()
     }
