@@ -47,15 +47,20 @@ async fn acl_user_authenticates_and_the_password_never_leaks() {
     let text = format!("{err} {err:?}");
     assert!(!text.contains(PASSWORD), "error shows the password: {text}");
     assert!(text.contains(&cluster.seeds()[0]), "{text}");
+    assert!(
+        matches!(&err, shardis::Error::Auth { user: Some(u), .. } if u == "cache-app"),
+        "a typed credentials error naming the user: {err}"
+    );
 
-    // No credentials at all: refused as well.
+    // No credentials at all: refused as well, as a credentials problem (NOAUTH), not as an
+    // unreachable node.
     let err = shardis::Client::builder()
         .cluster(cluster.seeds())
         .build()
         .await
         .expect_err("no auth");
     assert!(
-        matches!(err, shardis::Error::NoSeedReachable { .. }),
+        matches!(&err, shardis::Error::Auth { user: None, message, .. } if message.contains("NOAUTH")),
         "{err}"
     );
 }

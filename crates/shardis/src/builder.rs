@@ -247,6 +247,11 @@ impl Builder {
                 "cluster mode needs at least one seed address".into(),
             )),
             Some(Mode::Cluster { .. }) => Ok(()),
+            Some(Mode::Ring(_)) if s.read_from != ReadFrom::Primary => Err(Error::Config(
+                "read_from chooses replicas of Redis Cluster shards; a ring's nodes are \
+                 standalone primaries: leave read_from at ReadFrom::Primary in ring mode"
+                    .into(),
+            )),
             Some(Mode::Ring(config)) => config.validate(),
         }
     }

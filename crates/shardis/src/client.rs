@@ -130,6 +130,40 @@ impl Client {
         self.send_routed(cmd).await
     }
 
+    /// [`Client::send`] with a timeout of its own for this one command, instead of the
+    /// client's deadline: at `timeout` the call fails with [`Error::Timeout`] (for a blocking
+    /// command with timeout 0, this is how long it may wait). The connections are unaffected:
+    /// a late reply is dropped, and a dedicated connection left waiting is closed.
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), shardis::Error> {
+    /// use std::time::Duration;
+    /// let job = client
+    ///     .send_with_timeout(redis::cmd("BLPOP").arg("jobs").arg(0), Duration::from_secs(10))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_with_timeout(
+        &self,
+        cmd: &Cmd,
+        timeout: std::time::Duration,
+    ) -> Result<Value> {
+        match tokio::time::timeout(timeout, self.send(cmd)).await {
+            Ok(result) => result,
+            Err(_) => {
+                let result = Err(Error::timeout(
+                    timeout,
+                    1,
+                    None,
+                    None,
+                    "no reply within the command's timeout",
+                ));
+                count_error(&result);
+                result
+            }
+        }
+    }
+
     /// Sends one command to where its key lives, bypassing the hot-key layer.
     pub(crate) async fn send_routed(&self, cmd: &Cmd) -> Result<Value> {
         self.commands.increment(1);

@@ -42,6 +42,19 @@ pub enum Error {
         message: String,
     },
 
+    /// A node refused the client's credentials at the connection handshake (`NOAUTH`,
+    /// `WRONGPASS`, `NOPERM`, or a failed `AUTH`): set them on the
+    /// [`Builder`](crate::Builder) with `username` / `password`. Never contains the password.
+    #[error("node {node} refused the credentials{}: {message}", user.as_ref().map(|u| format!(" of user {u:?}")).unwrap_or_default())]
+    Auth {
+        /// The node's address.
+        node: String,
+        /// The ACL user the client authenticated as, if one was set.
+        user: Option<String>,
+        /// What the server said.
+        message: String,
+    },
+
     /// The command's deadline passed before it succeeded.
     #[error("deadline of {deadline:?} exceeded after {attempts} attempt(s){}{}; last: {last}", slot_suffix(*slot), node_suffix(node))]
     Timeout {
@@ -116,6 +129,14 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A transaction (atomic pipeline) was discarded by the server before it ran, because
+    /// some of its commands were refused when queued (`EXECABORT`); nothing of it ran.
+    #[error("Transaction aborted: {detail}")]
+    TransactionAborted {
+        /// What the server said: each refused command's index in the transaction and why.
+        detail: String,
+    },
+
     /// The server's reply had an unexpected shape.
     #[error("unexpected reply from {node}: {message}")]
     Protocol {
@@ -186,6 +207,7 @@ impl Error {
             Error::Config(_) => "config",
             Error::NoSeedReachable { .. } => "no_seed",
             Error::Connection { .. } => "connection",
+            Error::Auth { .. } => "auth",
             Error::Timeout { .. } => "timeout",
             Error::TooManyRedirects { .. } => "redirects",
             Error::CrossSlot { .. } => "cross_slot",
@@ -193,30 +215,66 @@ impl Error {
             Error::Topology { .. } => "topology",
             Error::NodeDown { .. } => "node_down",
             Error::Unsupported { .. } => "unsupported",
+            Error::TransactionAborted { .. } => "transaction_aborted",
             Error::Protocol { .. } => "protocol",
         }
     }
 }
 
 /// Carries a shardis error through the `redis` crate's error type, for callers that use
-/// [`redis::AsyncCommands`]. Connection problems and timeouts stay recognisable
-/// (`is_io_error`, `is_timeout`); the shardis error is the source and its text the message.
+/// [`redis::AsyncCommands`] or [`redis::pipe`]. Every shardis error travels as the source of an
+/// `std::io::Error` inside the `RedisError` (so [`Error::from_redis`] gets it back); its kind
+/// says what it is (`TimedOut` for a deadline, `ConnectionRefused` for an unreachable or down
+/// node, `InvalidInput` for what the client refused before sending, `InvalidData` for a reply
+/// of the wrong shape); the text is the shardis error's. An aborted transaction is the one
+/// exception: it comes back as redis-rs reports one (`ExecAbort`, "Transaction aborted" and
+/// each refused command's index).
 impl From<Error> for redis::RedisError {
     fn from(err: Error) -> Self {
         use std::io::ErrorKind as Io;
-        match &err {
-            Error::Timeout { .. } => std::io::Error::new(Io::TimedOut, err).into(),
-            Error::Connection { .. } | Error::NoSeedReachable { .. } | Error::NodeDown { .. } => {
-                std::io::Error::new(Io::ConnectionRefused, err).into()
+        let kind = match &err {
+            Error::Timeout { .. } => Io::TimedOut,
+            Error::Connection { .. }
+            | Error::NoSeedReachable { .. }
+            | Error::NodeDown { .. }
+            | Error::Auth { .. } => Io::ConnectionRefused,
+            Error::Protocol { .. } | Error::Topology { .. } => Io::InvalidData,
+            Error::TransactionAborted { detail } => {
+                return (
+                    redis::ErrorKind::Server(redis::ServerErrorKind::ExecAbort),
+                    "Transaction aborted",
+                    detail.clone(),
+                )
+                    .into();
             }
-            Error::Config(_) => (
-                redis::ErrorKind::InvalidClientConfig,
-                "shardis",
-                err.to_string(),
-            )
-                .into(),
-            _ => (redis::ErrorKind::Client, "shardis", err.to_string()).into(),
-        }
+            _ => Io::InvalidInput,
+        };
+        std::io::Error::new(kind, err).into()
+    }
+}
+
+impl Error {
+    /// The shardis error a [`redis::RedisError`] carries, when it came from shardis (through
+    /// [`redis::AsyncCommands`] or [`redis::pipe`]); `None` for errors of other origins.
+    ///
+    /// ```
+    /// let refused = shardis::Error::Unsupported { command: "MULTI".into(), reason: "use a pipeline" };
+    /// let through_redis: redis::RedisError = refused.into();
+    /// match shardis::Error::from_redis(&through_redis) {
+    ///     Some(shardis::Error::Unsupported { command, .. }) => assert_eq!(command, "MULTI"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    pub fn from_redis(err: &redis::RedisError) -> Option<&Error> {
+        use std::error::Error as _;
+        let source = err.source()?;
+        // redis-rs keeps the io::Error behind an Arc.
+        let io = match source.downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
+        {
+            Some(arc) => arc.downcast_ref::<std::io::Error>()?,
+            None => source.downcast_ref::<std::io::Error>()?,
+        };
+        io.get_ref()?.downcast_ref::<Error>()
     }
 }
 

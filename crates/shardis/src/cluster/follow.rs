@@ -13,7 +13,22 @@ use super::redirect::{self, Attempt, Decision, Failure, Next, Outcome, Step, Wai
 use super::slots::SlotRoutes;
 use crate::engine::{Request, Target, request};
 use crate::error::Error;
-use crate::net::{Node, stall_detected_within};
+use crate::net::{Connection, Dedicated, NO_STALL_WATCHDOG, Node, stall_detected_within};
+
+/// The connection one attempt uses: the node's shared one, or a dedicated one.
+enum Conn<'d> {
+    Shared(Arc<Connection>),
+    Dedicated(&'d mut Dedicated),
+}
+
+impl Conn<'_> {
+    fn get(&self) -> Option<&Connection> {
+        match self {
+            Conn::Shared(conn) => Some(conn),
+            Conn::Dedicated(dedicated) => dedicated.connection(),
+        }
+    }
+}
 
 /// Runs `request` against the owner of `target`, following the cluster, inside a debug-level
 /// span that records the slot, the node that answered and the number of attempts.
@@ -53,7 +68,8 @@ async fn follow(
 ) -> Result<Value, Error> {
     let settings = &router.settings;
     let started = Instant::now();
-    let deadline = started + settings.deadline;
+    let limit = request.deadline(settings.deadline);
+    let deadline = started + limit.unwrap_or(NO_STALL_WATCHDOG);
     let slot = target.shard();
     let mut attempts = 0u32;
     let mut redirects = 0u32;
@@ -64,7 +80,7 @@ async fn follow(
     };
     let timeout = |attempts, trail: &Trail| {
         Error::timeout(
-            settings.deadline,
+            limit.unwrap_or(NO_STALL_WATCHDOG),
             attempts,
             slot,
             trail.node.as_ref().map(|n| n.label()),
@@ -93,11 +109,27 @@ async fn follow(
             },
         };
 
-        let ready = node.ready_connection();
+        // A blocking command gets a connection of its own (no stall watchdog: the deadline
+        // below bounds it), returned clean only once it got its reply.
+        let mut dedicated = None;
+        let ready = if request.is_blocking() {
+            None
+        } else {
+            node.ready_connection()
+        };
         let was_open = ready.is_some();
         let opened = match ready {
-            Some(conn) => Ok(Ok(conn)),
-            None => tokio::time::timeout_at(deadline, node.connection()).await,
+            Some(conn) => Ok(Ok(Conn::Shared(conn))),
+            None if request.is_blocking() => {
+                match tokio::time::timeout_at(deadline, node.dedicated()).await {
+                    Ok(Ok(conn)) => Ok(Ok(Conn::Dedicated(dedicated.insert(conn)))),
+                    Ok(Err(e)) => Ok(Err(e)),
+                    Err(elapsed) => Err(elapsed),
+                }
+            }
+            None => tokio::time::timeout_at(deadline, node.connection())
+                .await
+                .map(|r| r.map(Conn::Shared)),
         };
         let reply;
         let outcome = match opened {
@@ -119,9 +151,13 @@ async fn follow(
                 };
                 // The connection's own stall watchdog already bounds one reply: a second timer
                 // is only needed when the deadline comes first.
-                let sending = request::send(&conn, request, asking);
-                let sent = if deadline.saturating_duration_since(sent_at)
-                    > stall_detected_within(settings.response_timeout)
+                let Some(conn) = conn.get() else {
+                    return Err(Error::connection(node.label(), "no connection"));
+                };
+                let sending = request::send(conn, request, asking);
+                let sent = if !request.is_blocking()
+                    && deadline.saturating_duration_since(sent_at)
+                        > stall_detected_within(settings.response_timeout)
                 {
                     Ok(sending.await)
                 } else {
@@ -141,6 +177,9 @@ async fn follow(
                         }
                     }
                     Ok(Ok(value)) => {
+                        if let Some(dedicated) = dedicated.as_mut() {
+                            dedicated.mark_clean();
+                        }
                         reply = value;
                         Outcome::Reply(&reply)
                     }

@@ -52,12 +52,19 @@ impl Refresher {
     }
 }
 
+/// Marks an answer that failed on credentials, so a load where no node answered and one refused
+/// the credentials says so ([`Error::Auth`]) instead of "unreachable".
+const AUTH_FAILED: &str = "credentials refused: ";
+
 /// Asks one node for its view: `CLUSTER SHARDS` first, `CLUSTER SLOTS` when the server does
 /// not know SHARDS (before 7.0).
 async fn ask_node(state: &ClusterRouter, endpoint: &Endpoint) -> Result<Topology, String> {
     let node = state.pool.node(endpoint);
     let connect = tokio::time::timeout(state.settings.connect_timeout * 2, node.connection());
     let conn = match connect.await {
+        Ok(Err(Error::Auth { message, .. })) => {
+            return Err(format!("{AUTH_FAILED}{endpoint} {message}"));
+        }
         Ok(conn) => conn.map_err(|e| e.to_string())?,
         Err(_) => {
             return Err(format!(
@@ -153,6 +160,16 @@ pub(crate) async fn load(
             }
             Err(e) => errors.push(format!("vote: {e}")),
         }
+    }
+    if let Some((node, message)) = errors
+        .iter()
+        .find_map(|e| e.strip_prefix(AUTH_FAILED)?.split_once(' '))
+    {
+        return Err(Error::Auth {
+            node: node.to_string(),
+            user: state.settings.username.clone(),
+            message: message.to_string(),
+        });
     }
     Err(Error::NoSeedReachable {
         seeds: candidates.iter().map(ToString::to_string).collect(),

@@ -6,6 +6,7 @@
 //! built-in table ([`table`]); the rest are learned from the server ([`info`]) once and kept in
 //! a lock-free snapshot.
 
+pub(crate) mod class;
 pub(crate) mod info;
 pub(crate) mod learned;
 pub(crate) mod table;

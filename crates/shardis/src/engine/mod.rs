@@ -27,6 +27,7 @@ use std::hash::Hash;
 
 use redis::{Cmd, Pipeline, Value};
 
+use crate::command::class::{self, Class};
 use crate::command::learned::Learned;
 use crate::error::Result;
 pub(crate) use plan::Plan;
@@ -122,12 +123,48 @@ impl<R: Router> Engine<R> {
         }
     }
 
-    /// Runs one command wherever it belongs.
+    /// Runs one command wherever it belongs; refuses, before sending anything, a command
+    /// that would leave state on a shared connection (see [`crate::command::class`]).
     pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
         let view = self.router.view();
         let args = crate::command::args_of(cmd);
-        let plan = plan::plan(self, &view, &args).await?;
-        self.run_planned(&view, cmd, &args, plan).await
+        match class::class_of(&crate::command::name_of(&args), &args) {
+            Class::Shared => {
+                let plan = plan::plan(self, &view, &args).await?;
+                self.run_planned(&view, cmd, &args, plan).await
+            }
+            Class::Blocking { wait } => self.run_blocking(&view, cmd, &args, wait).await,
+            Class::Refused { alternative } => Err(refusal(&args, alternative)),
+        }
+    }
+
+    /// A blocking command: on a dedicated connection to its keys' node, never retried once
+    /// sent, bounded by its own timeout.
+    async fn run_blocking(
+        &self,
+        view: &R::View,
+        cmd: &Cmd,
+        args: &[&[u8]],
+        wait: Option<std::time::Duration>,
+    ) -> Result<Value> {
+        let request = Request::Blocking { cmd, wait };
+        match plan::plan(self, view, args).await? {
+            Plan::Keyed { shard, keys, .. } => {
+                let keys: crate::command::ArgList<'_> = keys.iter().map(|&i| args[i]).collect();
+                let target = Target::Keyed {
+                    shard,
+                    read: false,
+                    keys: &keys,
+                };
+                self.router.execute(view, request, target).await
+            }
+            Plan::Keyless => self.router.execute(view, request, Target::Any).await,
+            Plan::Split(_) => Err(view.spread_error(
+                &crate::command::name_of(args),
+                view.shard_of(args.get(1).copied().unwrap_or_default()),
+                view.shard_of(args.get(2).copied().unwrap_or_default()),
+            )),
+        }
     }
 
     /// Runs `cmd` as `plan` says.
@@ -165,6 +202,23 @@ impl<R: Router> Engine<R> {
         offset: usize,
         count: usize,
     ) -> Result<Vec<Value>> {
+        // Nothing is sent when one command cannot be: a pipeline is not half run.
+        for cmd in pipeline.cmd_iter() {
+            let args = crate::command::args_of(cmd);
+            match class::class_of(&crate::command::name_of(&args), &args) {
+                Class::Shared => {}
+                // Inside MULTI a blocking command does not block: it answers at once.
+                Class::Blocking { .. } if pipeline.is_transaction() => {}
+                Class::Blocking { .. } => {
+                    return Err(refusal(
+                        &args,
+                        "a blocking command in a pipeline would hold every reply queued behind \
+                         it: send it on its own (it then runs on a dedicated connection)",
+                    ));
+                }
+                Class::Refused { alternative } => return Err(refusal(&args, alternative)),
+            }
+        }
         if pipeline.is_transaction() {
             let reply = transaction::run(self, pipeline).await?;
             return Ok(vec![reply]);
@@ -176,5 +230,25 @@ impl<R: Router> Engine<R> {
     /// Runs `cmd` on every primary (or every node) at once; each node's label and reply.
     pub async fn fan_out(&self, cmd: &Cmd, replicas: bool) -> Result<Vec<(String, Value)>> {
         fanout::run(&self.router, cmd, replicas).await
+    }
+}
+
+/// The refusal of a command that may not run on a shared connection.
+fn refusal(args: &[&[u8]], alternative: &'static str) -> crate::Error {
+    let name = crate::command::name_of(args);
+    let command = match class::class_of(&name, args) {
+        // Name the subcommand too: `CLIENT TRACKING`, not `CLIENT`.
+        _ if &*name == "CLIENT" => match args.get(1) {
+            Some(sub) => format!(
+                "CLIENT {}",
+                String::from_utf8_lossy(sub).to_ascii_uppercase()
+            ),
+            None => name.to_string(),
+        },
+        _ => name.to_string(),
+    };
+    crate::Error::Unsupported {
+        command,
+        reason: alternative,
     }
 }

@@ -1,15 +1,40 @@
 //! What a router is asked to run ([`Request`]), where ([`Target`]), and how a request is
 //! written to one connection ([`send`]): the same for every router.
 
+use std::time::Duration;
+
 use redis::{Cmd, Pipeline, Value};
 
 use crate::net::Connection;
 
-/// What is sent: one command, or a transaction (`MULTI` … `EXEC`) that must run on one node.
+/// What is sent: one command, a blocking command (on a dedicated connection of its own), or a
+/// transaction (`MULTI` … `EXEC`) that must run on one node.
 #[derive(Clone, Copy)]
 pub(crate) enum Request<'a> {
     Cmd(&'a Cmd),
+    /// Runs on a dedicated connection, never retried once sent, bounded by `wait` (its own
+    /// timeout plus a margin; `None`: it may wait forever) instead of the client's deadline.
+    Blocking {
+        cmd: &'a Cmd,
+        wait: Option<Duration>,
+    },
     Transaction(&'a Pipeline),
+}
+
+impl Request<'_> {
+    /// Whether it needs a connection of its own.
+    pub fn is_blocking(&self) -> bool {
+        matches!(self, Request::Blocking { .. })
+    }
+
+    /// How long it may take: the client's `deadline`, or a blocking command's own wait
+    /// (`None`: no limit).
+    pub fn deadline(&self, deadline: Duration) -> Option<Duration> {
+        match self {
+            Request::Blocking { wait, .. } => *wait,
+            Request::Cmd(_) | Request::Transaction(_) => Some(deadline),
+        }
+    }
 }
 
 /// Where a request goes before any redirect.
@@ -56,8 +81,8 @@ pub(crate) async fn send(
     asking: bool,
 ) -> redis::RedisResult<Value> {
     match request {
-        Request::Cmd(cmd) if !asking => conn.send(cmd).await,
-        Request::Cmd(cmd) => {
+        Request::Cmd(cmd) | Request::Blocking { cmd, .. } if !asking => conn.send(cmd).await,
+        Request::Cmd(cmd) | Request::Blocking { cmd, .. } => {
             // ASKING and the command as one write: nothing from another task can slip in
             // between on this shared connection and consume the one-shot ASKING flag.
             let mut pipe = redis::pipe();
@@ -76,14 +101,64 @@ pub(crate) async fn send(
             }
             pipe.cmd("EXEC");
             let skip = usize::from(asking);
-            let mut replies = conn.send_pipeline(&pipe, 0, pipe.len()).await?;
+            let replies = conn.send_pipeline(&pipe, 0, pipe.len()).await?;
             let queued = replies
                 .get(skip + 1..replies.len().saturating_sub(1))
                 .unwrap_or(&[]);
             if let Some(redirect) = queued.iter().find(|v| aborts_transaction(v)) {
                 return Ok(redirect.clone());
             }
-            Ok(replies.pop().unwrap_or(Value::Nil))
+            let exec = replies.last().cloned().unwrap_or(Value::Nil);
+            match &exec {
+                Value::ServerError(e) if e.code() == "EXECABORT" => Ok(exec_abort(queued)),
+                _ => Ok(exec),
+            }
         }
+    }
+}
+
+/// The reply of a transaction discarded at queue time: `EXECABORT`, naming each command that
+/// was refused (its index in the transaction) and why, as redis-rs reports an aborted
+/// transaction on a plain connection.
+fn exec_abort(queued: &[Value]) -> Value {
+    let failed: Vec<String> = queued
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| match v {
+            Value::ServerError(e) => Some(format!(
+                "{i}: {}{}",
+                e.code(),
+                e.details().map(|d| format!(" {d}")).unwrap_or_default()
+            )),
+            _ => None,
+        })
+        .collect();
+    let text = format!(
+        "-EXECABORT Transaction discarded because of previous errors: [{}]\r\n",
+        failed.join("; ").replace(['\r', '\n'], " ")
+    );
+    redis::parse_redis_value(text.as_bytes()).unwrap_or(Value::Nil)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_aborted_transaction_names_each_refused_command() {
+        let queued = vec![
+            Value::SimpleString("QUEUED".into()),
+            redis::parse_redis_value(b"-ERR wrong number of arguments for 'set' command\r\n")
+                .expect("error reply"),
+        ];
+        let Value::ServerError(e) = exec_abort(&queued) else {
+            panic!("an error reply")
+        };
+        assert_eq!(e.code(), "EXECABORT");
+        let details = e.details().unwrap_or_default();
+        assert!(
+            details.contains("[1: ERR wrong number of arguments"),
+            "{details}"
+        );
     }
 }

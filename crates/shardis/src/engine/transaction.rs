@@ -54,7 +54,13 @@ pub(crate) async fn run<R: Router>(engine: &Engine<R>, pipeline: &Pipeline) -> R
         },
         None => Target::Any,
     };
-    router
+    let reply = router
         .execute(&view, Request::Transaction(pipeline), target)
-        .await
+        .await?;
+    match reply {
+        Value::ServerError(e) if e.code() == "EXECABORT" => Err(crate::Error::TransactionAborted {
+            detail: e.details().unwrap_or_default().to_string(),
+        }),
+        reply => Ok(reply),
+    }
 }

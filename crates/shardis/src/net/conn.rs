@@ -27,10 +27,15 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use crate::error::Error;
 use crate::settings::Settings;
 
 /// Read buffer growth step; also the free space the reader keeps before each read.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// The stall limit of a connection whose caller bounds every wait itself (a dedicated
+/// connection running blocking commands): in effect, none.
+pub(crate) const NO_STALL_WATCHDOG: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// How far past the response timeout a stall can go unnoticed: the reader checks four times
 /// per response timeout.
@@ -141,27 +146,33 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Connects to `endpoint` and runs the handshake the settings ask for (AUTH, a client
-    /// name, READONLY for replica reads). Errors are one line, without secrets.
+    /// name, READONLY for replica reads). Errors are one line, without secrets. The stall
+    /// watchdog closes the connection when the node owes replies and sends none for
+    /// `stall_after` (the response timeout; for a dedicated connection that runs blocking
+    /// commands, [`NO_STALL_WATCHDOG`]: its caller bounds the wait).
     pub async fn open(
         endpoint: &Endpoint,
         settings: &Settings,
         latency: metrics::Histogram,
-    ) -> Result<Self, String> {
+        stall_after: Duration,
+    ) -> Result<Self, Error> {
+        let label = endpoint.to_string();
+        let fail = |message: String| Error::connection(&label, message);
         let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
         let stream = match tokio::time::timeout(settings.connect_timeout, connect).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Err(e)) => return Err(fail(e.to_string())),
             Err(_) => {
-                return Err(format!(
+                return Err(fail(format!(
                     "connect timed out after {:?}",
                     settings.connect_timeout
-                ));
+                )));
             }
         };
         // Commands are small and latency matters more than packet count; coalescing is
         // done above the socket.
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let conn = Connection::start(stream, endpoint.to_string().into(), settings, latency);
+        stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+        let conn = Connection::start(stream, label.as_str().into(), stall_after, latency);
 
         let mut hello = redis::pipe();
         if let Some(password) = &settings.password {
@@ -183,20 +194,33 @@ impl Connection {
             conn.send_pipeline(&hello, 0, hello.len()),
         )
         .await
-        .map_err(|_| "no answer to the connection handshake".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| fail("no answer to the connection handshake".into()))?
+        .map_err(|e| fail(e.to_string()))?;
         for (cmd, reply) in hello.cmd_iter().zip(&replies) {
-            if let Value::ServerError(e) = reply {
-                let name = cmd
-                    .args_iter()
-                    .next()
-                    .map(|arg| match arg {
-                        redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                        _ => String::new(),
-                    })
-                    .unwrap_or_default();
-                return Err(format!("{name} failed: {e}"));
+            let Value::ServerError(e) = reply else {
+                continue;
+            };
+            let name = cmd
+                .args_iter()
+                .next()
+                .map(|arg| match arg {
+                    redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                    _ => String::new(),
+                })
+                .unwrap_or_default();
+            if name == "AUTH" || matches!(e.code(), "NOAUTH" | "WRONGPASS" | "NOPERM") {
+                return Err(Error::Auth {
+                    node: label,
+                    user: settings.username.clone(),
+                    message: format!("{name} failed: {e}"),
+                });
             }
+            if name == "CLIENT" {
+                // A proxy or an ACL may refuse the name: the connection works without it.
+                tracing::warn!(node = %label, error = %e, "CLIENT SETNAME refused; going on unnamed");
+                continue;
+            }
+            return Err(fail(format!("{name} failed: {e}")));
         }
         Ok(conn)
     }
@@ -205,7 +229,7 @@ impl Connection {
     fn start(
         stream: TcpStream,
         label: Arc<str>,
-        settings: &Settings,
+        stall_after: Duration,
         latency: metrics::Histogram,
     ) -> Self {
         let (reader, writer) = stream.into_split();
@@ -228,16 +252,17 @@ impl Connection {
             latency,
         });
         let (stop, stopped) = oneshot::channel();
-        tokio::spawn(read_replies(
-            shared.clone(),
-            reader,
-            stopped,
-            settings.response_timeout,
-        ));
+        tokio::spawn(read_replies(shared.clone(), reader, stopped, stall_after));
         Connection {
             shared,
             _stop: stop,
         }
+    }
+
+    /// Whether the connection closed (the server closed it, it broke, or it stalled): a closed
+    /// connection fails every send at once and is replaced by the pool.
+    pub fn is_closed(&self) -> bool {
+        *self.shared.closed_tx.borrow()
     }
 
     /// Sends one command and waits for its reply. A server error is `Ok(Value::ServerError)`;

@@ -4,5 +4,5 @@
 mod conn;
 mod pool;
 
-pub(crate) use conn::{Connection, stall_detected_within};
-pub(crate) use pool::{Node, Pool};
+pub(crate) use conn::{Connection, NO_STALL_WATCHDOG, stall_detected_within};
+pub(crate) use pool::{Dedicated, Node, Pool};

@@ -33,7 +33,47 @@ pub(crate) struct Node {
     /// Time from writing a batch of commands to this node until its last reply arrived,
     /// registered once so recording is cheap.
     latency: metrics::Histogram,
+    /// Dedicated connections not in use, clean (no command outstanding, no state left).
+    idle: parking_lot::Mutex<Vec<Connection>>,
+    /// Bounds the dedicated connections open to this node at once.
+    dedicated: Arc<tokio::sync::Semaphore>,
 }
+
+/// An exclusive connection to one node (for a blocking command), returned to the node's idle
+/// list when it is dropped clean, closed otherwise: a connection whose command was cancelled
+/// mid-wait still owes a reply and is never reused.
+pub(crate) struct Dedicated {
+    conn: Option<Connection>,
+    node: Arc<Node>,
+    clean: bool,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Dedicated {
+    /// The connection.
+    pub fn connection(&self) -> Option<&Connection> {
+        self.conn.as_ref()
+    }
+
+    /// Its command got its reply: it may serve another.
+    pub fn mark_clean(&mut self) {
+        self.clean = true;
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.clean
+            && !conn.is_closed()
+        {
+            self.node.idle.lock().push(conn);
+        }
+    }
+}
+
+/// Dedicated connections one node may have open at once; past it, callers wait for one.
+const DEDICATED_PER_NODE: usize = 64;
 
 impl Node {
     fn new(endpoint: Endpoint, settings: Arc<Settings>) -> Self {
@@ -52,7 +92,43 @@ impl Node {
             last_failure: parking_lot::Mutex::new(None),
             latency,
             settings,
+            idle: parking_lot::Mutex::new(Vec::new()),
+            dedicated: Arc::new(tokio::sync::Semaphore::new(DEDICATED_PER_NODE)),
         }
+    }
+
+    /// An exclusive connection to this node, without a stall watchdog (its caller bounds the
+    /// wait): an idle clean one, or a new one.
+    pub async fn dedicated(self: &Arc<Self>) -> Result<Dedicated> {
+        let permit = self
+            .dedicated
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::connection(&self.label, "dedicated connections closed"))?;
+        let reused = {
+            let mut idle = self.idle.lock();
+            idle.retain(|c| !c.is_closed());
+            idle.pop()
+        };
+        let conn = match reused {
+            Some(conn) => conn,
+            None => {
+                Connection::open(
+                    &self.endpoint,
+                    &self.settings,
+                    self.latency.clone(),
+                    super::conn::NO_STALL_WATCHDOG,
+                )
+                .await?
+            }
+        };
+        Ok(Dedicated {
+            conn: Some(conn),
+            node: self.clone(),
+            clean: false,
+            _permit: permit,
+        })
     }
 
     /// The node's address as text, for errors, logs and metric labels.
@@ -72,7 +148,9 @@ impl Node {
     /// topology refresh that routes them elsewhere).
     pub async fn connection(&self) -> Result<Arc<Connection>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        if let Some(conn) = self.connections[i].load_full() {
+        if let Some(conn) = self.connections[i].load_full()
+            && !conn.is_closed()
+        {
             return Ok(conn);
         }
         self.open(i).await
@@ -82,7 +160,9 @@ impl Node {
     /// or a timer to arm around it); `None` when it must be opened with [`Node::connection`].
     pub fn ready_connection(&self) -> Option<Arc<Connection>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        self.connections[i].load_full()
+        // A connection the server closed (idle timeout, CLIENT KILL, restart) is noticed by its
+        // reader: it is not handed out again, so no command is written to it.
+        self.connections[i].load_full().filter(|c| !c.is_closed())
     }
 
     /// Opens connection `i`: one caller opens, the others wait for that attempt.
@@ -96,7 +176,9 @@ impl Node {
         }
         // One caller opens; the others wait for that attempt (bounded by the connect timeout).
         let _opening = self.opening.lock().await;
-        if let Some(conn) = self.connections[i].load_full() {
+        if let Some(conn) = self.connections[i].load_full()
+            && !conn.is_closed()
+        {
             return Ok(conn);
         }
         if let Some(message) = self.backoff_remaining() {
@@ -106,23 +188,27 @@ impl Node {
                 message,
             });
         }
-        match Connection::open(&self.endpoint, &self.settings, self.latency.clone()).await {
+        let stall_after = self.settings.response_timeout;
+        match Connection::open(
+            &self.endpoint,
+            &self.settings,
+            self.latency.clone(),
+            stall_after,
+        )
+        .await
+        {
             Ok(conn) => {
                 self.failures.store(0, Ordering::Relaxed);
                 let conn = Arc::new(conn);
                 self.connections[i].store(Some(conn.clone()));
                 Ok(conn)
             }
-            Err(message) => {
+            Err(error) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 *self.last_failure.lock() = Some(Instant::now());
-                tracing::debug!(node = %self.label, failures, %message, "connect failed");
+                tracing::debug!(node = %self.label, failures, %error, "connect failed");
                 metrics::counter!("shardis_connect_failures_total").increment(1);
-                Err(Error::Connection {
-                    node: self.label.clone(),
-                    slot: None,
-                    message,
-                })
+                Err(error)
             }
         }
     }

@@ -250,6 +250,11 @@ impl Router for Arc<RingRouter> {
             // One request to one node: already bounded by the connection's stall watchdog.
             return self.send_request(&owner, request).await;
         }
+        if request.is_blocking() {
+            // Bounded by its own timeout, not the client's deadline.
+            self.move_before_touch(snap, keys).await;
+            return self.send_request(&owner, request).await;
+        }
         // Keys are moving: a one-key read falls back to the key's old owners; anything else
         // moves its keys first, so it acts on the latest value.
         self.within_deadline(async {

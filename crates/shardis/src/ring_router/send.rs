@@ -82,6 +82,7 @@ impl RingRouter {
     ) -> Result<Value> {
         match request {
             Request::Cmd(cmd) => self.send(member, cmd).await,
+            Request::Blocking { cmd, wait } => self.send_blocking(member, cmd, wait).await,
             Request::Transaction(_) => {
                 let limit = Some(self.settings.deadline);
                 self.on_member(member, limit, |conn| async move {
@@ -105,6 +106,34 @@ impl RingRouter {
             conn.send_pipeline(pipeline, offset, count).await
         })
         .await
+    }
+
+    /// A blocking command on a dedicated connection of its own, bounded by its own `wait`.
+    /// It never counts against the node's health: a long wait is what it asked for.
+    async fn send_blocking(
+        &self,
+        member: &Member,
+        cmd: &Cmd,
+        wait: Option<std::time::Duration>,
+    ) -> Result<Value> {
+        if member.health.is_down() {
+            return Err(Error::NodeDown {
+                node: member.name().to_string(),
+            });
+        }
+        let mut dedicated = member.server.dedicated().await?;
+        let Some(conn) = dedicated.connection() else {
+            return Err(Error::connection(member.server.label(), "no connection"));
+        };
+        let reply = match wait {
+            Some(wait) => tokio::time::timeout(wait, conn.send(cmd))
+                .await
+                .map_err(|_| Error::node_timeout(wait, member.name()))?,
+            None => conn.send(cmd).await,
+        };
+        let reply = reply.map_err(|e| Error::connection(member.server.label(), e.to_string()))?;
+        dedicated.mark_clean();
+        Ok(reply)
     }
 
     fn io_failure(&self, member: &Member, message: String) -> Error {
@@ -175,6 +204,32 @@ impl RingRouter {
             let ping = self.send(m, &redis::cmd("PING")).await;
             (m.clone(), ping)
         });
+        // A Redis Cluster node would answer only the keys of its own slots: refuse it here
+        // rather than serve MOVED replies as values.
+        let infos = members.iter().map(|m| async move {
+            let mut info = redis::cmd("INFO");
+            info.arg("cluster");
+            match self.send(m, &info).await {
+                Ok(Value::BulkString(text)) => (
+                    m.clone(),
+                    text.windows(17).any(|w| w == b"cluster_enabled:1"),
+                ),
+                Ok(Value::VerbatimString { text, .. }) => {
+                    (m.clone(), text.contains("cluster_enabled:1"))
+                }
+                _ => (m.clone(), false),
+            }
+        });
+        for (member, clustered) in futures::future::join_all(infos).await {
+            if clustered {
+                return Err(Error::Config(format!(
+                    "ring node {:?} at {} is a Redis Cluster node: use Client::builder().cluster([...]) \
+                     for a cluster, or point the ring at standalone nodes",
+                    member.name(),
+                    member.node.addr
+                )));
+            }
+        }
         let results = futures::future::join_all(pings).await;
         let mut down = Vec::new();
         for (member, result) in results {
