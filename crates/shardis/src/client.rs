@@ -11,7 +11,8 @@ use shardis_slots::Topology;
 
 use crate::builder::{Builder, Mode};
 use crate::cluster::ClusterRouter;
-use crate::engine::Engine;
+use crate::dedicated::DedicatedConnection;
+use crate::engine::{Engine, Router, View};
 use crate::error::{Error, Result};
 use crate::hot::{CopyPlacement, Hot};
 use crate::ring_router::{MembershipChange, RingNode, RingRouter, RingStatus};
@@ -162,6 +163,122 @@ impl Client {
                 result
             }
         }
+    }
+
+    /// An exclusive connection to the node that serves `key` (its slot's primary; in ring
+    /// mode its node), for `WATCH`/`MULTI`/`EXEC`, a write followed by `WAIT`, or anything that
+    /// must see one connection's state. See [`DedicatedConnection`].
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use redis::AsyncCommands;
+    /// let mut conn = client.dedicated("{cart:1}").await?;
+    /// let _: () = conn.set("{cart:1}:total", 42).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn dedicated(&self, key: impl AsRef<[u8]>) -> Result<DedicatedConnection> {
+        let key = key.as_ref();
+        let server = with_engine!(&*self.inner, engine => {
+            let view = engine.router.view();
+            let shard = view.shard_of(key);
+            view.node_of(shard, false).and_then(|node| view.server(&node))
+        });
+        let Some(server) = server else {
+            return Err(Error::SlotUnassigned {
+                slot: shardis_slots::key_slot(key),
+            });
+        };
+        let conn = server.dedicated().await?;
+        Ok(DedicatedConnection::new(
+            conn,
+            self.clone(),
+            key,
+            server.label().to_string(),
+        ))
+    }
+
+    /// An optimistic transaction, as redis-rs' `transaction` on a single Redis: on a dedicated
+    /// connection to the keys' node, `WATCH`es `keys`, runs `body` (which reads what it needs
+    /// and returns the result of an atomic pipeline: `None` when `EXEC` found a watched key
+    /// changed), and runs it again while it returns `None` (at most 32 times, then
+    /// [`Error::TransactionConflict`]). Every key must share one slot (one ring node).
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> redis::RedisResult<()> {
+    /// use redis::AsyncCommands;
+    /// let key = "{acct:1}:balance";
+    /// let new: i64 = client
+    ///     .transaction(&[key], async |conn, mut pipe| {
+    ///         let balance: i64 = conn.get(key).await?;
+    ///         pipe.set(key, balance + 10).ignore().get(key);
+    ///         let done: Option<(i64,)> = pipe.query_async(conn).await?;
+    ///         Ok(done.map(|(v,)| v))
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<K, T>(
+        &self,
+        keys: &[K],
+        mut body: impl AsyncFnMut(&mut DedicatedConnection, Pipeline) -> redis::RedisResult<Option<T>>,
+    ) -> redis::RedisResult<T>
+    where
+        K: AsRef<[u8]>,
+    {
+        let Some(first) = keys.first() else {
+            return Err(
+                Error::Config("a transaction needs at least one key to watch".into()).into(),
+            );
+        };
+        for key in &keys[1..] {
+            if !self.same_shard(first.as_ref(), key.as_ref()) {
+                return Err(self
+                    .spread_error("WATCH", first.as_ref(), key.as_ref())
+                    .into());
+            }
+        }
+        let mut conn = self.dedicated(first).await?;
+        for attempt in 1..=crate::dedicated::TRANSACTION_ATTEMPTS {
+            let mut watch = redis::cmd("WATCH");
+            for key in keys {
+                watch.arg(key.as_ref());
+            }
+            conn.req_packed_command(&watch).await?;
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            match body(&mut conn, pipe).await {
+                Ok(Some(value)) => return Ok(value),
+                Ok(None) => {
+                    metrics::counter!("shardis_transaction_retries_total").increment(1);
+                    tokio::time::sleep(crate::dedicated::transaction_backoff(attempt)).await;
+                }
+                Err(e) => {
+                    // Leave nothing watched on a connection that may be reused.
+                    let _ = conn.req_packed_command(&redis::cmd("UNWATCH")).await;
+                    return Err(e);
+                }
+            }
+        }
+        Err(Error::TransactionConflict {
+            attempts: crate::dedicated::TRANSACTION_ATTEMPTS,
+        }
+        .into())
+    }
+
+    /// Whether `a` and `b` route to the same shard now.
+    pub(crate) fn same_shard(&self, a: &[u8], b: &[u8]) -> bool {
+        with_engine!(&*self.inner, engine => {
+            let view = engine.router.view();
+            view.shard_of(a) == view.shard_of(b)
+        })
+    }
+
+    /// The refusal of `command` over keys `a` and `b` of different shards.
+    pub(crate) fn spread_error(&self, command: &str, a: &[u8], b: &[u8]) -> Error {
+        with_engine!(&*self.inner, engine => {
+            let view = engine.router.view();
+            view.spread_error(command, view.shard_of(a), view.shard_of(b))
+        })
     }
 
     /// Sends one command to where its key lives, bypassing the hot-key layer.

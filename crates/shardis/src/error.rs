@@ -137,6 +137,27 @@ pub enum Error {
         detail: String,
     },
 
+    /// The slot of a [`DedicatedConnection`](crate::DedicatedConnection)'s key moved to
+    /// another node while the connection was in use (a reshard or a failover): its `WATCH`
+    /// no longer guards anything. Open a new dedicated connection and start again.
+    #[error(
+        "the slot moved away from {node} while its dedicated connection was in use ({reply}); open a new one and start again"
+    )]
+    SlotMoved {
+        /// The node the connection is to.
+        node: String,
+        /// The redirect the node sent.
+        reply: String,
+    },
+
+    /// [`Client::transaction`](crate::Client::transaction) found its watched keys changed on
+    /// every attempt.
+    #[error("transaction gave up after {attempts} attempts: its watched keys changed each time")]
+    TransactionConflict {
+        /// How many times the transaction ran.
+        attempts: u32,
+    },
+
     /// The server's reply had an unexpected shape.
     #[error("unexpected reply from {node}: {message}")]
     Protocol {
@@ -216,6 +237,8 @@ impl Error {
             Error::NodeDown { .. } => "node_down",
             Error::Unsupported { .. } => "unsupported",
             Error::TransactionAborted { .. } => "transaction_aborted",
+            Error::SlotMoved { .. } => "slot_moved",
+            Error::TransactionConflict { .. } => "transaction_conflict",
             Error::Protocol { .. } => "protocol",
         }
     }

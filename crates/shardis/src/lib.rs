@@ -74,6 +74,7 @@ mod builder;
 mod client;
 mod cluster;
 mod command;
+mod dedicated;
 mod engine;
 mod error;
 mod hot;
@@ -84,6 +85,7 @@ mod stats;
 
 pub use builder::Builder;
 pub use client::Client;
+pub use dedicated::DedicatedConnection;
 pub use error::{Error, Result};
 pub use hot::HotKeyOptions;
 pub use ring_router::{

@@ -13,7 +13,9 @@ use super::redirect::{self, Attempt, Decision, Failure, Next, Outcome, Step, Wai
 use super::slots::SlotRoutes;
 use crate::engine::{Request, Target, request};
 use crate::error::Error;
-use crate::net::{Connection, Dedicated, NO_STALL_WATCHDOG, Node, stall_detected_within};
+use crate::net::{
+    Connection, Dedicated, NO_STALL_WATCHDOG, Node, stall_detected_within, was_not_sent,
+};
 
 /// The connection one attempt uses: the node's shared one, or a dedicated one.
 enum Conn<'d> {
@@ -167,6 +169,10 @@ async fn follow(
                     Err(_) => {
                         trail.node = Some(node);
                         return Err(timeout(attempts, &trail));
+                    }
+                    Ok(Err(e)) if was_not_sent(&e) => {
+                        trail.last = e.to_string();
+                        Outcome::NotSent
                     }
                     Ok(Err(e)) => {
                         trail.last = e.to_string();

@@ -142,6 +142,10 @@ impl View for Arc<SlotRoutes> {
         node.label().to_string()
     }
 
+    fn server(&self, node: &Arc<Node>) -> Option<Arc<Node>> {
+        Some(node.clone())
+    }
+
     fn spread_error(&self, command: &str, a: u16, b: u16) -> Error {
         Error::CrossSlot {
             command: command.to_string(),

@@ -55,6 +55,9 @@ pub(crate) trait View: Send + Sync + 'static {
     /// A node's name for errors and fan-out replies.
     fn node_label(&self, node: &Self::Node) -> String;
 
+    /// The server behind `node`, for a dedicated connection.
+    fn server(&self, node: &Self::Node) -> Option<std::sync::Arc<crate::net::Node>>;
+
     /// The refusal of a command whose keys span shards and which cannot be split.
     fn spread_error(&self, command: &str, a: Self::Shard, b: Self::Shard) -> crate::Error;
 }

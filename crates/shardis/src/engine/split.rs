@@ -181,6 +181,9 @@ pub(crate) mod tests {
         fn node_label(&self, node: &u8) -> String {
             (*node as char).to_string()
         }
+        fn server(&self, _node: &u8) -> Option<std::sync::Arc<crate::net::Node>> {
+            None
+        }
         fn spread_error(&self, command: &str, a: u8, b: u8) -> Error {
             Error::CrossSlot {
                 command: command.to_string(),

@@ -324,8 +324,9 @@ impl Connection {
     ) -> RedisResult<()> {
         let batch = {
             let mut state = self.shared.state.lock();
-            if let Some((kind, why)) = &state.closed {
-                return Err(closed_error(*kind, why));
+            if let Some((_, why)) = &state.closed {
+                // Nothing of this command was written: the caller may send it elsewhere.
+                return Err(closed_error(io::ErrorKind::NotConnected, why));
             }
             encode(&mut state.queued);
             state.queued_replies += replies;
@@ -428,6 +429,20 @@ impl Shared {
             waiter.fail(error.clone());
         }
     }
+}
+
+/// Whether a send failed before anything of it was written (the connection had already
+/// closed): such a command may be sent again on a fresh connection, write or not.
+pub(crate) fn was_not_sent(err: &RedisError) -> bool {
+    use std::error::Error as _;
+    let Some(source) = err.source() else {
+        return false;
+    };
+    let io = match source.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>() {
+        Some(arc) => arc.downcast_ref::<io::Error>(),
+        None => source.downcast_ref::<io::Error>(),
+    };
+    io.is_some_and(|e| e.kind() == io::ErrorKind::NotConnected)
 }
 
 /// The error every send gets once the connection closed for `why`.

@@ -59,6 +59,11 @@ impl Dedicated {
     pub fn mark_clean(&mut self) {
         self.clean = true;
     }
+
+    /// A reply is outstanding or state is left on it: close it rather than reuse it.
+    pub fn mark_dirty(&mut self) {
+        self.clean = false;
+    }
 }
 
 impl Drop for Dedicated {

@@ -186,6 +186,10 @@ impl View for Arc<Snapshot> {
         }
     }
 
+    fn server(&self, node: &usize) -> Option<Arc<crate::net::Node>> {
+        self.live.members().get(*node).map(|m| m.server.clone())
+    }
+
     fn spread_error(&self, command: &str, _a: usize, _b: usize) -> Error {
         tracing::debug!(command, "keys on several ring nodes");
         let reason = if command.starts_with("MULTI") {

@@ -10,7 +10,7 @@ use super::placement::Member;
 use super::{RingRouter, Snapshot, rebalance};
 use crate::engine::{Request, request};
 use crate::error::{Error, Result};
-use crate::net::Connection;
+use crate::net::{Connection, was_not_sent};
 
 /// A reply that means "nothing here": nil, an empty collection, or an array of nils (an `MGET`
 /// part or `HMGET` of a key this node does not hold).
@@ -33,7 +33,7 @@ impl RingRouter {
         &self,
         member: &Member,
         limit: Option<std::time::Duration>,
-        send: impl FnOnce(Arc<Connection>) -> F,
+        send: impl Fn(Arc<Connection>) -> F,
     ) -> Result<T>
     where
         F: Future<Output = RedisResult<T>>,
@@ -53,6 +53,18 @@ impl RingRouter {
         let outcome = match limit {
             None => Ok(send(conn).await),
             Some(limit) => tokio::time::timeout(limit, send(conn)).await,
+        };
+        // The connection closed before the command was written (the server closed it): the
+        // node may be fine; the pool opens a fresh connection, and the command goes there once.
+        let outcome = match outcome {
+            Ok(Err(e)) if was_not_sent(&e) => {
+                let conn = member.server.connection().await?;
+                match limit {
+                    None => Ok(send(conn).await),
+                    Some(limit) => tokio::time::timeout(limit, send(conn)).await,
+                }
+            }
+            other => other,
         };
         match outcome {
             Ok(Ok(value)) => {
