@@ -12,6 +12,7 @@ use shardis_slots::Topology;
 use crate::builder::{Builder, Mode};
 use crate::cluster::ClusterRouter;
 use crate::dedicated::DedicatedConnection;
+use crate::engine::scan::ScanOptions;
 use crate::engine::{Engine, Router, View};
 use crate::error::{Error, Result};
 use crate::hot::{CopyPlacement, Hot};
@@ -263,6 +264,36 @@ impl Client {
             attempts: crate::dedicated::TRANSACTION_ATTEMPTS,
         }
         .into())
+    }
+
+    /// Every key of the keyspace (every primary, every ring node), as a stream: `SCAN` with a
+    /// cursor per node and the options' `MATCH`/`COUNT`/`TYPE`. A key present for the whole
+    /// scan is returned at least once, across a reshard, a failover or a ring rebalance (the
+    /// scan makes another pass when the topology changed under it); some keys may come twice.
+    /// `SCAN` sent as a command is refused: one node's cursor is not the keyspace's.
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), shardis::Error> {
+    /// use futures::StreamExt;
+    /// let mut keys = client.scan(shardis::ScanOptions::new().pattern("session:*"));
+    /// while let Some(key) = keys.next().await {
+    ///     println!("{}", String::from_utf8_lossy(&key?));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn scan(
+        &self,
+        options: ScanOptions,
+    ) -> futures::stream::BoxStream<'static, Result<Vec<u8>>> {
+        use futures::StreamExt;
+        match &*self.inner {
+            Inner::Cluster(engine) => {
+                crate::engine::scan::stream(Box::new(engine.router.clone()), options).boxed()
+            }
+            Inner::Ring(engine) => {
+                crate::engine::scan::stream(Box::new(engine.router.clone()), options).boxed()
+            }
+        }
     }
 
     /// Whether `a` and `b` route to the same shard now.

@@ -158,6 +158,19 @@ pub enum Error {
         attempts: u32,
     },
 
+    /// A command sent to every shard (`FLUSHALL`, `SCRIPT LOAD`, `DBSIZE`, ...) failed on some
+    /// of them: the reply would not be the whole keyspace's, so there is none. Names the nodes
+    /// that failed (and why) and those that succeeded (the command ran there).
+    #[error("{command} failed on {} node(s): {}; it succeeded on: [{}]", failed.len(), failed.join("; "), succeeded.join(", "))]
+    PartialFailure {
+        /// The command name.
+        command: String,
+        /// `node: why` for each node that failed.
+        failed: Vec<String>,
+        /// The nodes where it ran.
+        succeeded: Vec<String>,
+    },
+
     /// The server's reply had an unexpected shape.
     #[error("unexpected reply from {node}: {message}")]
     Protocol {
@@ -239,6 +252,7 @@ impl Error {
             Error::TransactionAborted { .. } => "transaction_aborted",
             Error::SlotMoved { .. } => "slot_moved",
             Error::TransactionConflict { .. } => "transaction_conflict",
+            Error::PartialFailure { .. } => "partial_failure",
             Error::Protocol { .. } => "protocol",
         }
     }

@@ -86,6 +86,7 @@ mod stats;
 pub use builder::Builder;
 pub use client::Client;
 pub use dedicated::DedicatedConnection;
+pub use engine::scan::ScanOptions;
 pub use error::{Error, Result};
 pub use hot::HotKeyOptions;
 pub use ring_router::{

@@ -166,6 +166,26 @@ impl Router for Arc<ClusterRouter> {
         self.once(node, async |conn| conn.send(cmd).await).await
     }
 
+    async fn keys_moving(&self, routes: &Arc<SlotRoutes>) -> bool {
+        // A slot being migrated shows in CLUSTER NODES as `[slot->-id]` / `[slot-<-id]`.
+        let mut nodes = redis::cmd("CLUSTER");
+        nodes.arg("NODES");
+        for primary in routes.primaries() {
+            let reply = self
+                .once(&primary, async |conn| conn.send(&nodes).await)
+                .await;
+            let text = match reply {
+                Ok(Value::BulkString(text)) => text,
+                Ok(Value::VerbatimString { text, .. }) => text.into_bytes(),
+                _ => return true,
+            };
+            if text.windows(3).any(|w| w == b"->-" || w == b"-<-") {
+                return true;
+            }
+        }
+        false
+    }
+
     fn needs_rerun(&self, reply: &Value) -> bool {
         matches!(reply, Value::ServerError(e)
             if matches!(e.code(), "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN" | "READONLY"))

@@ -146,6 +146,10 @@ impl View for Arc<SlotRoutes> {
         Some(node.clone())
     }
 
+    fn epoch(&self) -> u64 {
+        self.map.topology().fingerprint()
+    }
+
     fn spread_error(&self, command: &str, a: u16, b: u16) -> Error {
         Error::CrossSlot {
             command: command.to_string(),

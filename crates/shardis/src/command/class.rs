@@ -49,6 +49,8 @@ const QUIT: &str = "connections belong to the client: drop the client to close t
 const WAIT_REPLICAS: &str = "WAIT counts the replicas that acknowledged the writes of its own \
      connection, and blocks it: use Client::dedicated(key), send the write and then WAIT on \
      that connection";
+const SCAN: &str = "a SCAN cursor walks one node's keys: use Client::scan, a stream over \
+     every node's keys with a cursor per node";
 const CLIENT_STATE: &str = "CLIENT NO-EVICT/NO-TOUCH/SETNAME/SETINFO change the shared \
      connection for every caller";
 
@@ -88,6 +90,8 @@ pub(crate) fn class_of(name: &str, args: &[&[u8]]) -> Class {
             None => Class::Shared,
         },
         "WAIT" | "WAITAOF" => refused(WAIT_REPLICAS),
+        // Not connection state, but one node's cursor: the answer would be partial.
+        "SCAN" => refused(SCAN),
         _ => Class::Shared,
     }
 }
@@ -187,6 +191,7 @@ mod tests {
             "CLIENT CACHING yes",
             "CLIENT SETNAME x",
             "WAIT 1 0",
+            "SCAN 0 MATCH x*",
             "WAITAOF 1 0 0",
         ] {
             match class(line) {

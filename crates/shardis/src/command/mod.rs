@@ -9,6 +9,7 @@
 pub(crate) mod class;
 pub(crate) mod info;
 pub(crate) mod learned;
+pub(crate) mod policy;
 pub(crate) mod table;
 
 use redis::{Arg, Cmd};

@@ -24,3 +24,27 @@ pub(crate) async fn run<R: Router>(
     });
     futures::future::try_join_all(calls).await
 }
+
+/// Sends `cmd` to the nodes `policy` names, concurrently, and combines their replies as the
+/// policy says (see [`crate::command::policy`]).
+pub(crate) async fn run_policy<R: Router>(
+    router: &R,
+    cmd: &Cmd,
+    name: &str,
+    policy: crate::command::policy::Fanout,
+) -> Result<Value> {
+    use crate::command::policy::{Nodes, aggregate};
+    let view = router.view();
+    let nodes = view.fan_out_nodes(policy.nodes == Nodes::All);
+    let calls = nodes.iter().map(|node| {
+        let view = &view;
+        async move {
+            (
+                view.node_label(node),
+                router.execute_on(view, node, cmd).await,
+            )
+        }
+    });
+    let outcomes = futures::future::join_all(calls).await;
+    aggregate(name, policy.aggregate, outcomes)
+}

@@ -18,6 +18,7 @@ pub(crate) mod fanout;
 pub(crate) mod pipeline;
 pub(crate) mod plan;
 pub(crate) mod request;
+pub(crate) mod scan;
 pub(crate) mod split;
 pub(crate) mod transaction;
 
@@ -57,6 +58,9 @@ pub(crate) trait View: Send + Sync + 'static {
 
     /// The server behind `node`, for a dedicated connection.
     fn server(&self, node: &Self::Node) -> Option<std::sync::Arc<crate::net::Node>>;
+
+    /// A number that changes whenever the topology changes (which node owns what).
+    fn epoch(&self) -> u64;
 
     /// The refusal of a command whose keys span shards and which cannot be split.
     fn spread_error(&self, command: &str, a: Self::Shard, b: Self::Shard) -> crate::Error;
@@ -106,6 +110,10 @@ pub(crate) trait Router: Send + Sync + 'static {
         cmd: &Cmd,
     ) -> impl Future<Output = Result<Value>> + Send;
 
+    /// Whether keys are moving between nodes now (a slot migrating, a ring rebalancing): a
+    /// whole-keyspace scan then needs another pass.
+    fn keys_moving(&self, view: &Self::View) -> impl Future<Output = bool> + Send;
+
     /// Whether a reply inside a pipeline means "this command did not run there; run it again
     /// through [`Router::execute`]" (a redirect, a retryable cluster state).
     fn needs_rerun(&self, reply: &Value) -> bool;
@@ -131,7 +139,8 @@ impl<R: Router> Engine<R> {
     pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
         let view = self.router.view();
         let args = crate::command::args_of(cmd);
-        match class::class_of(&crate::command::name_of(&args), &args) {
+        let name = crate::command::name_of(&args);
+        match class::class_of(&name, &args) {
             Class::Shared => {
                 let plan = plan::plan(self, &view, &args).await?;
                 self.run_planned(&view, cmd, &args, plan).await
@@ -180,6 +189,11 @@ impl<R: Router> Engine<R> {
     ) -> Result<Value> {
         match plan {
             Plan::Keyless => {
+                let name = crate::command::name_of(args);
+                if let Some(policy) = crate::command::policy::fanout_of(&name, args) {
+                    // About the whole keyspace: every shard answers, replies combined.
+                    return fanout::run_policy(&self.router, cmd, &name, policy).await;
+                }
                 self.router
                     .execute(view, Request::Cmd(cmd), Target::Any)
                     .await

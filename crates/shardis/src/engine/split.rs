@@ -184,6 +184,9 @@ pub(crate) mod tests {
         fn server(&self, _node: &u8) -> Option<std::sync::Arc<crate::net::Node>> {
             None
         }
+        fn epoch(&self) -> u64 {
+            0
+        }
         fn spread_error(&self, command: &str, a: u8, b: u8) -> Error {
             Error::CrossSlot {
                 command: command.to_string(),

@@ -186,6 +186,14 @@ impl View for Arc<Snapshot> {
         }
     }
 
+    fn epoch(&self) -> u64 {
+        // Membership changes bump the epoch; ejections change the live ring.
+        let live = self.live.members().iter().fold(0u64, |h, m| {
+            h.rotate_left(5) ^ shardis_ring::hash::xxh3(m.name().as_bytes())
+        });
+        self.epoch ^ live
+    }
+
     fn server(&self, node: &usize) -> Option<Arc<crate::net::Node>> {
         self.live.members().get(*node).map(|m| m.server.clone())
     }
@@ -295,6 +303,10 @@ impl Router for Arc<RingRouter> {
     async fn execute_on(&self, snap: &Arc<Snapshot>, node: &usize, cmd: &Cmd) -> Result<Value> {
         let member = RingRouter::live_member(snap, *node)?;
         self.send(&member, cmd).await
+    }
+
+    async fn keys_moving(&self, snap: &Arc<Snapshot>) -> bool {
+        !snap.previous.is_empty()
     }
 
     fn needs_rerun(&self, _reply: &Value) -> bool {
