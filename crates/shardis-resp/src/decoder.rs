@@ -316,7 +316,9 @@ impl Decoder {
                 };
                 Ok(Some((Element::Value(value), end)))
             }
-            b':' => Ok(scan::int_line(buf, from)?.map(|(n, end)| (Element::Value(Value::Int(n)), end))),
+            b':' => {
+                Ok(scan::int_line(buf, from)?.map(|(n, end)| (Element::Value(Value::Int(n)), end)))
+            }
             b'$' | b'!' | b'=' => {
                 let Some((n, start)) = scan::int_line(buf, from)? else {
                     return Ok(None);

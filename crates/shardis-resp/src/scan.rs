@@ -143,7 +143,10 @@ mod tests {
 
     #[test]
     fn lines_end_at_the_first_crlf() {
-        assert_eq!(done(line(b"+a\rb\nc\r\r\nzz", 1, 0)), Some((&b"a\rb\nc\r"[..], 9)));
+        assert_eq!(
+            done(line(b"+a\rb\nc\r\r\nzz", 1, 0)),
+            Some((&b"a\rb\nc\r"[..], 9))
+        );
         assert_eq!(done(line(b"+abc\r", 1, 0)), None);
         assert_eq!(done(line(b"", 5, 0)), None);
     }
@@ -168,7 +171,10 @@ mod tests {
         assert_eq!(parse_int(b"+7"), Ok(7));
         assert_eq!(parse_int(b"9223372036854775807"), Ok(i64::MAX));
         assert_eq!(parse_int(b"-9223372036854775808"), Ok(i64::MIN));
-        assert_eq!(parse_int(b"9223372036854775808"), Err(RespError::BadInteger));
+        assert_eq!(
+            parse_int(b"9223372036854775808"),
+            Err(RespError::BadInteger)
+        );
         assert_eq!(parse_int(b""), Err(RespError::BadInteger));
         assert_eq!(parse_int(b"-"), Err(RespError::BadInteger));
         assert_eq!(parse_int(b"\xff"), Err(RespError::BadInteger));

@@ -213,7 +213,10 @@ fn completed_elements_leave_the_callers_buffer() {
     assert!(frames.is_empty());
     // A bulk string's header is read again, its body only once it is whole.
     assert_eq!(decoder.decode(b"$5\r\nhell", &mut frames), Ok(0));
-    assert_eq!(decoder.decode(b"$5\r\nhello\r\n+OK\r\n", &mut frames), Ok(16));
+    assert_eq!(
+        decoder.decode(b"$5\r\nhello\r\n+OK\r\n", &mut frames),
+        Ok(16)
+    );
     assert_eq!(
         frames,
         vec![
@@ -289,7 +292,10 @@ fn every_type_builds_the_redis_value() {
             attributes: vec![(Value::SimpleString("ttl".into()), Value::Int(5))],
         }
     );
-    assert!(matches!(reply(b"(123456789012345678901234567890\r\n"), Value::BigNumber(_)));
+    assert!(matches!(
+        reply(b"(123456789012345678901234567890\r\n"),
+        Value::BigNumber(_)
+    ));
     let Value::ServerError(e) = reply(b"!10\r\nERR blob e\r\n") else {
         panic!("not an error");
     };
@@ -298,7 +304,10 @@ fn every_type_builds_the_redis_value() {
         whole(b">3\r\n$8\r\nsmessage\r\n$2\r\nch\r\n$1\r\nx\r\n"),
         Frame::Push(Value::Push {
             kind: PushKind::SMessage,
-            data: vec![Value::BulkString(b"ch".to_vec()), Value::BulkString(b"x".to_vec())],
+            data: vec![
+                Value::BulkString(b"ch".to_vec()),
+                Value::BulkString(b"x".to_vec())
+            ],
         })
     );
 }
@@ -369,8 +378,15 @@ fn malformed_frames_are_typed_errors() {
             show(input)
         );
         // redis-rs refuses them too, unless documented as stricter here.
-        if !matches!(expected, RespError::BadLength(_) | RespError::TooLarge { .. }) {
-            assert!(redis::parse_redis_value(input).is_err(), "{:?}", show(input));
+        if !matches!(
+            expected,
+            RespError::BadLength(_) | RespError::TooLarge { .. }
+        ) {
+            assert!(
+                redis::parse_redis_value(input).is_err(),
+                "{:?}",
+                show(input)
+            );
         }
     }
     // Refused by redis-rs itself: its message, short.
@@ -411,7 +427,11 @@ fn nesting_is_limited_like_redis_rs() {
     ] {
         let mut at_limit = kind.repeat(MAX_DEPTH - 1);
         at_limit.extend_from_slice(leaf);
-        assert!(parse_frame(&at_limit).unwrap().is_some(), "{:?}", show(kind));
+        assert!(
+            parse_frame(&at_limit).unwrap().is_some(),
+            "{:?}",
+            show(kind)
+        );
         assert!(redis::parse_redis_value(&at_limit).is_ok());
         let mut over = kind.repeat(MAX_DEPTH);
         over.extend_from_slice(leaf);
