@@ -9,8 +9,9 @@
 //!   [`SlotMap::with_slot_moved`] on `MOVED`.
 //! - [`parse_redirect`]: `MOVED`/`ASK` error lines → [`Redirect`].
 //! - [`choose_view`]: picks one topology among several nodes' views.
-//! - [`parse_reply`]: incremental RESP reply parser for the connection reader
-//!   (bytes → `redis::Value`, or "need more").
+//!
+//! Replies reach these parsers as `redis::Value`s; the bytes → `Value` step
+//! (the connection's RESP decoder) is the `shardis-resp` crate.
 //!
 //! Decisions worth knowing (details on each item):
 //! - A reply that assigns no slot (`*0` from a fresh node, or SHARDS listing
@@ -47,7 +48,6 @@ mod node;
 mod parse;
 mod range;
 mod redirect;
-pub mod resp;
 mod slot;
 mod slot_map;
 mod topology;
@@ -61,7 +61,6 @@ pub use parse::{
 };
 pub use range::SlotRange;
 pub use redirect::{Redirect, RedirectKind, RedirectTarget, parse_redirect, parse_redirect_parts};
-pub use resp::{RespError, parse_reply};
 pub use slot::{MAX_SLOT, SLOT_COUNT, crc16, hash_tag, key_slot};
 pub use slot_map::SlotMap;
 pub use topology::{Shard, Topology};

@@ -479,6 +479,8 @@ async fn read_replies(
     response_timeout: Duration,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut decoder = shardis_resp::Decoder::new();
+    let mut frames: Vec<shardis_resp::Frame> = Vec::new();
     let mut values: Vec<Value> = Vec::new();
     let mut done: Vec<(Waiter, Option<Value>)> = Vec::new();
     let mut watchdog = tokio::time::interval(response_timeout / 4);
@@ -524,24 +526,29 @@ async fn read_replies(
             }
         }
 
-        let mut consumed = 0;
-        loop {
-            match shardis_slots::parse_reply(&buf[consumed..]) {
-                Ok(Some((value, n))) => {
-                    values.push(value);
-                    consumed += n;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    shared.close(
-                        io::ErrorKind::InvalidData,
-                        format!("{} sent a malformed reply: {e}", shared.label),
-                    );
-                    return;
+        // The decoder keeps the parts of a reply already received, so a large reply arriving
+        // in many reads is parsed once; `buf` keeps only what it has not consumed.
+        match decoder.decode(&buf, &mut frames) {
+            Ok(consumed) => {
+                buf.drain(..consumed);
+            }
+            Err(e) => {
+                shared.close(
+                    io::ErrorKind::InvalidData,
+                    format!("{} sent a malformed reply: {e}", shared.label),
+                );
+                return;
+            }
+        }
+        for frame in frames.drain(..) {
+            match frame {
+                shardis_resp::Frame::Reply(value) => values.push(value),
+                // A RESP3 push answers no command: never matched to a waiter.
+                shardis_resp::Frame::Push(_) => {
+                    metrics::counter!("shardis_push_frames_dropped_total").increment(1);
                 }
             }
         }
-        buf.drain(..consumed);
         if values.is_empty() {
             continue;
         }

@@ -1,13 +1,34 @@
-//! `parse_reply` against redis-rs: generated reply trees round-trip, every
-//! prefix is incomplete, arbitrary bytes never panic, and whatever it accepts
-//! redis-rs parses to the same value.
-
-mod common;
+//! The decoder against redis-rs: generated reply trees round-trip, every
+//! prefix is incomplete, arbitrary bytes never panic, whatever it accepts
+//! redis-rs parses to the same value, and feeding the same bytes in pieces
+//! gives the same answer as the whole buffer.
 
 use proptest::prelude::*;
 use redis::Value;
-use shardis_slots::resp::same_reply;
-use shardis_slots::{RespError, parse_reply};
+use shardis_resp::{Decoder, RespError, parse_frame, same_reply};
+
+/// The first frame of `buf` as a value, the way redis-rs sees it (a push is
+/// a value like any other there).
+fn parse_reply(buf: &[u8]) -> Result<Option<(Value, usize)>, RespError> {
+    Ok(parse_frame(buf)?.map(|(frame, n)| (frame.into_value(), n)))
+}
+
+/// The first frame of `data` fed to a [`Decoder`] in reads of at most
+/// `read` bytes, as a connection does; the same shape as [`parse_reply`].
+fn parse_in_reads(data: &[u8], read: usize) -> Result<Option<(Value, usize)>, RespError> {
+    let mut decoder = Decoder::new();
+    let mut consumed = 0;
+    let mut have = 0;
+    while have < data.len() {
+        have = (have + read.max(1)).min(data.len());
+        let (frame, n) = decoder.decode_frame(&data[consumed..have])?;
+        consumed += n;
+        if let Some(frame) = frame {
+            return Ok(Some((frame.into_value(), consumed)));
+        }
+    }
+    Ok(None)
+}
 
 /// A reply to encode, with the value it must parse to.
 #[derive(Debug, Clone)]
@@ -175,8 +196,19 @@ fn resp_soup() -> impl Strategy<Value = Vec<u8>> {
 /// The fuzz target's invariant: whatever is accepted, redis-rs parses from
 /// exactly the consumed bytes to the same value, and nothing redis-rs
 /// completes is reported as incomplete.
-fn check_against_redis_rs(data: &[u8]) -> Result<(), TestCaseError> {
+fn check_against_redis_rs(data: &[u8], read: usize) -> Result<(), TestCaseError> {
     let ours = parse_reply(data);
+    let in_reads = parse_in_reads(data, read);
+    match (&ours, &in_reads) {
+        (Ok(Some((a, n))), Ok(Some((b, m)))) => {
+            prop_assert!(
+                n == m && same_reply(a, b),
+                "whole {ours:?}, in reads {in_reads:?}"
+            )
+        }
+        (Err(a), Err(b)) => prop_assert_eq!(a, b),
+        _ => prop_assert_eq!(&ours, &in_reads),
+    }
     match &ours {
         Ok(Some((value, n))) => {
             prop_assert!(*n <= data.len());
@@ -232,13 +264,13 @@ proptest! {
     }
 
     #[test]
-    fn random_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..256)) {
-        check_against_redis_rs(&data)?;
+    fn random_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..256), read in 1usize..8) {
+        check_against_redis_rs(&data, read)?;
     }
 
     #[test]
-    fn resp_soup_agrees_with_redis_rs(data in resp_soup()) {
-        check_against_redis_rs(&data)?;
+    fn resp_soup_agrees_with_redis_rs(data in resp_soup(), read in 1usize..8) {
+        check_against_redis_rs(&data, read)?;
     }
 
     #[test]
@@ -246,33 +278,54 @@ proptest! {
         tree in reply(),
         at in any::<prop::sample::Index>(),
         byte in any::<u8>(),
+        read in 1usize..16,
     ) {
         let mut bytes = tree.bytes();
         let i = at.index(bytes.len());
         bytes[i] = byte;
-        check_against_redis_rs(&bytes)?;
+        check_against_redis_rs(&bytes, read)?;
     }
 }
 
+/// Captured server streams (RESP2 and RESP3), embedded so tests never read
+/// outside the crate.
+const VECTORS: &[(&str, &[u8])] = &[
+    ("fresh_get_foo", include_bytes!("vectors/fresh_get_foo.bin")),
+    (
+        "hello_plus_slots_resp3",
+        include_bytes!("vectors/hello_plus_slots_resp3.bin"),
+    ),
+    ("ipv6_moved", include_bytes!("vectors/ipv6_moved.bin")),
+    ("nodes", include_bytes!("vectors/nodes.bin")),
+    ("shards_resp2", include_bytes!("vectors/shards_resp2.bin")),
+    ("shards_resp3", include_bytes!("vectors/shards_resp3.bin")),
+    ("slots_resp2", include_bytes!("vectors/slots_resp2.bin")),
+    (
+        "slots_resp3_hostname_meta",
+        include_bytes!("vectors/slots_resp3_hostname_meta.bin"),
+    ),
+    (
+        "single_partial_info",
+        include_bytes!("vectors/single_partial_info.bin"),
+    ),
+];
+
 /// Captured server replies (RESP2 and RESP3 streams): parsing value after
-/// value matches redis-rs' streaming parser, and every prefix is incomplete.
+/// value matches redis-rs' streaming parser, every prefix is incomplete, and
+/// the stream fed one byte at a time decodes to the same values.
 #[test]
 fn live_vectors() {
-    for name in [
-        "fresh_get_foo",
-        "hello_plus_slots_resp3",
-        "ipv6_moved",
-        "nodes",
-        "shards_resp2",
-    ]
-    .into_iter()
-    .chain([
-        "shards_resp3",
-        "slots_resp2",
-        "slots_resp3_hostname_meta",
-        "single_partial_info",
-    ]) {
-        let raw = common::raw(name);
+    for &(name, raw) in VECTORS {
+        let mut decoder = Decoder::new();
+        let mut buf = Vec::new();
+        let mut frames = Vec::new();
+        for &byte in raw {
+            buf.push(byte);
+            let n = decoder.decode(&buf, &mut frames).unwrap();
+            buf.drain(..n);
+        }
+        assert!(buf.is_empty(), "{name}");
+        let mut frames = frames.into_iter();
         let mut redis_parser = redis::Parser::new();
         let mut reader = raw;
         let mut at = 0;
@@ -285,12 +338,18 @@ fn live_vectors() {
                 same_reply(&value, &expected),
                 "{name}: {value:?} vs {expected:?}"
             );
+            let bytewise = frames.next().map(|f| f.into_value());
+            assert!(
+                bytewise.is_some_and(|v| same_reply(&v, &expected)),
+                "{name}@{at}: byte at a time"
+            );
             for cut in at..at + n {
                 assert_eq!(parse_reply(&raw[at..cut]), Ok(None), "{name} cut at {cut}");
             }
             at += n;
         }
         assert!(reader.is_empty(), "{name}");
+        assert!(frames.next().is_none(), "{name}");
     }
 }
 
