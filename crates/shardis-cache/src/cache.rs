@@ -367,6 +367,16 @@ where
     async fn fetch_boxed(&self, id: &str, loader: Loader<V>) -> Result<Fetched<V>> {
         let inner = &self.inner;
         let mut loader = Some(loader);
+        // The value of this call's own fill if an invalidation rejected it: served only if no
+        // newer value can be found or loaded by someone else.
+        let mut fallback: Option<Option<V>> = None;
+        let no_loader = |fallback: &mut Option<Option<V>>, e: Error| match fallback.take() {
+            Some(value) => Ok(Fetched {
+                value,
+                source: Source::Loaded,
+            }),
+            None => Err(e),
+        };
         let attempts = inner.cfg.lease_retries + 1;
         for attempt in 1..=attempts {
             let last = attempt == attempts;
@@ -437,7 +447,10 @@ where
                         source: Source::Stale,
                     });
                 }
-                let (fut, started) = inner.flight(&keys, &mut loader, Kind::Refresh)?;
+                let (fut, started) = match inner.flight(&keys, &mut loader, Kind::Refresh) {
+                    Ok(f) => f,
+                    Err(e) => return no_loader(&mut fallback, e),
+                };
                 let waited = match inner.cfg.soft_timeout {
                     Some(t) => tokio::time::timeout(t, fut).await.ok(),
                     None => Some(fut.await),
@@ -449,14 +462,19 @@ where
                             source: if started { source } else { Source::Joined },
                         });
                     }
-                    Some(Ok(FlightEnd::Superseded(v))) if started || last => {
+                    Some(Ok(FlightEnd::Superseded(v))) if last => {
                         return Ok(Fetched {
                             value: v,
                             source: Source::Loaded,
                         });
                     }
                     // Invalidated while we waited: our stale value is older still; look again.
-                    Some(Ok(FlightEnd::Superseded(_))) => continue,
+                    Some(Ok(FlightEnd::Superseded(v))) => {
+                        if started {
+                            fallback = Some(v);
+                        }
+                        continue;
+                    }
                     // Timed out, failed, or another process is refreshing: fail-safe.
                     Some(Ok(FlightEnd::Skipped)) | Some(Err(_)) | None => {
                         inner.m.stale_served.inc();
@@ -468,7 +486,10 @@ where
                 }
             }
             inner.m.misses.inc();
-            let (fut, started) = inner.flight(&keys, &mut loader, Kind::Miss)?;
+            let (fut, started) = match inner.flight(&keys, &mut loader, Kind::Miss) {
+                Ok(f) => f,
+                Err(e) => return no_loader(&mut fallback, e),
+            };
             match fut.await? {
                 FlightEnd::Value { value, source } => {
                     return Ok(Fetched {
@@ -476,21 +497,31 @@ where
                         source: if started { source } else { Source::Joined },
                     });
                 }
-                // The call that started the fill began before the invalidation that
-                // rejected it: its read is concurrent with that write. Everyone else looks
-                // again, so no call that starts after an invalidation gets the older value.
-                FlightEnd::Superseded(value) if started || last => {
+                // Rejected by an invalidation: everyone looks again, so no call that starts
+                // after an invalidation gets the older value. Only the call that started the
+                // fill (it began before the invalidation: its read is concurrent with that
+                // write) falls back to its value, and only if nothing newer turns up.
+                FlightEnd::Superseded(value) if last => {
                     return Ok(Fetched {
                         value,
                         source: Source::Loaded,
                     });
                 }
-                FlightEnd::Superseded(_) | FlightEnd::Skipped => continue,
+                FlightEnd::Superseded(value) => {
+                    if started {
+                        fallback = Some(value);
+                    }
+                    continue;
+                }
+                FlightEnd::Skipped => continue,
             }
         }
-        Err(Error::Aborted(format!(
-            "the key was invalidated during each of {attempts} loads"
-        )))
+        no_loader(
+            &mut fallback,
+            Error::Aborted(format!(
+                "the key was invalidated during each of {attempts} loads"
+            )),
+        )
     }
 }
 
@@ -909,9 +940,10 @@ where
         }
     }
 
-    /// The value in `bytes` if it decodes and is fresh.
-    fn fresh_value(&self, keys: &Keys, bytes: &[u8]) -> Option<Option<V>> {
-        let (meta, value) = self.decode_bytes(keys, bytes)?;
+    /// The value in `bytes` if it decodes and is fresh. Not counted as a decode failure when
+    /// it does not decode: the read that sent this call here counted it already.
+    fn fresh_value(&self, _keys: &Keys, bytes: &[u8]) -> Option<Option<V>> {
+        let (meta, value) = envelope::decode::<V>(bytes).ok()?;
         (now_ms() < meta.soft_expiry_ms).then_some(value)
     }
 
