@@ -382,8 +382,11 @@ where
                 }
             };
             let values: Vec<Option<V>> = batch.iter().map(|id| found.get(id).cloned()).collect();
-            let entries: Vec<(usize, Option<&V>)> =
-                values.iter().enumerate().map(|(i, v)| (i, v.as_ref())).collect();
+            let entries: Vec<(usize, Option<&V>)> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i, v.as_ref()))
+                .collect();
             let outcome = inner.store_many(&keys, &versions, &entries).await;
             report.stored += outcome.stored;
             report.superseded += outcome.superseded;

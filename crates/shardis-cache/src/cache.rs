@@ -56,7 +56,10 @@ pub struct Fetched<V> {
 /// How a flight ended.
 #[derive(Clone)]
 pub(crate) enum FlightEnd<V> {
-    Value { value: Option<V>, source: Source },
+    Value {
+        value: Option<V>,
+        source: Source,
+    },
     /// Loaded, but not stored: the key was invalidated after the fill read its version.
     Superseded(Option<V>),
     /// A background refresh that found another process refreshing.
@@ -573,7 +576,11 @@ where
     }
 
     async fn read_ns_version(&self) -> Result<u64> {
-        match self.client.send(redis::cmd("GET").arg(&self.ns.key)).await? {
+        match self
+            .client
+            .send(redis::cmd("GET").arg(&self.ns.key))
+            .await?
+        {
             Value::Nil => Ok(0),
             Value::BulkString(b) => std::str::from_utf8(&b)
                 .ok()
@@ -585,10 +592,7 @@ where
 
     /// Reads and decodes the value key. An undecodable value is a miss (counted, logged).
     pub(crate) async fn read(&self, keys: &Keys) -> Result<Option<(Meta, Option<V>)>> {
-        let reply = self
-            .client
-            .send(redis::cmd("GET").arg(&keys.value))
-            .await?;
+        let reply = self.client.send(redis::cmd("GET").arg(&keys.value)).await?;
         Ok(self.decode_reply(keys, reply))
     }
 

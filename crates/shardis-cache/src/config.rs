@@ -266,12 +266,17 @@ where
             return Err(Error::Config("ttl must be positive".into()));
         }
         if !(0.0..1.0).contains(&c.jitter) {
-            return Err(Error::Config(format!("jitter {} is not in [0, 1)", c.jitter)));
+            return Err(Error::Config(format!(
+                "jitter {} is not in [0, 1)",
+                c.jitter
+            )));
         }
         if let Some(beta) = c.early_refresh_beta
             && !(beta.is_finite() && beta > 0.0)
         {
-            return Err(Error::Config(format!("early refresh beta {beta} must be > 0")));
+            return Err(Error::Config(format!(
+                "early refresh beta {beta} must be > 0"
+            )));
         }
         if let Some(lock) = c.fill_lock
             && lock.ttl.as_millis() == 0

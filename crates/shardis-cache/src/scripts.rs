@@ -67,7 +67,9 @@ fn eval(script: &str, keys: &Keys) -> Cmd {
 
 pub(crate) fn prepare(keys: &Keys, token: &str, lock_ms: u64, refresh: bool) -> Cmd {
     let mut cmd = eval(PREPARE, keys);
-    cmd.arg(token).arg(lock_ms).arg(if refresh { "1" } else { "0" });
+    cmd.arg(token)
+        .arg(lock_ms)
+        .arg(if refresh { "1" } else { "0" });
     cmd
 }
 

@@ -254,10 +254,25 @@ async fn a_fill_that_began_before_an_invalidation_is_never_stored_or_served_afte
     let s = slow.await.expect("task").expect("S");
     let j1 = j1.await.expect("task").expect("J1");
     let j2 = j2.await.expect("task").expect("J2");
-    assert_eq!(j2.value.as_deref(), Some("new"), "J2 began after the invalidation");
-    assert_eq!(j1.value.as_deref(), Some("new"), "J1 retried after the rejected fill");
-    assert_eq!(s, "new", "S found the newer value instead of its own rejected one");
-    assert_eq!(cache_b.stats().lease_rejections, 1, "S's store was rejected");
+    assert_eq!(
+        j2.value.as_deref(),
+        Some("new"),
+        "J2 began after the invalidation"
+    );
+    assert_eq!(
+        j1.value.as_deref(),
+        Some("new"),
+        "J1 retried after the rejected fill"
+    );
+    assert_eq!(
+        s, "new",
+        "S found the newer value instead of its own rejected one"
+    );
+    assert_eq!(
+        cache_b.stats().lease_rejections,
+        1,
+        "S's store was rejected"
+    );
 
     // What Redis holds is the new row, read raw.
     let mut raw = client_a.clone();
@@ -440,7 +455,11 @@ async fn fail_safe_serves_stale_until_the_maximum_staleness_then_the_error() {
     }
     eprintln!("phases (phase, first seen at): {phases:?}; stale served {stale_seen}");
     let order: Vec<u8> = phases.iter().map(|p| p.0).collect();
-    assert_eq!(order, vec![0, 1, 2], "stale value, then the error, then recovery");
+    assert_eq!(
+        order,
+        vec![0, 1, 2],
+        "stale value, then the error, then recovery"
+    );
     assert!(stale_seen > 0, "the stale value was served");
     // The error came only once the maximum staleness (ttl + stale_for = 3 s) had passed.
     assert!(phases[1].1 >= Duration::from_millis(2900), "{phases:?}");
@@ -469,7 +488,10 @@ async fn a_value_corrupted_behind_the_cache_is_a_miss_a_reload_and_one_decode_fa
         }
     };
     assert_eq!(
-        cache.get_or_load("x", load(loads.clone(), 1)).await.expect("fill"),
+        cache
+            .get_or_load("x", load(loads.clone(), 1))
+            .await
+            .expect("fill"),
         vec![1; 100]
     );
     // Overwrite it directly on the node, with bytes of another writer.
@@ -527,15 +549,23 @@ async fn negative_caching_namespace_invalidation_batches_write_through_and_warmi
 
     // Negative caching: one load, then cached not-found.
     assert_eq!(
-        cache.get_or_load_optional("missing", counted(&loads, None)).await.expect("none"),
+        cache
+            .get_or_load_optional("missing", counted(&loads, None))
+            .await
+            .expect("none"),
         None
     );
     assert_eq!(
-        cache.get_or_load_optional("missing", counted(&loads, Some("x"))).await.expect("none"),
+        cache
+            .get_or_load_optional("missing", counted(&loads, Some("x")))
+            .await
+            .expect("none"),
         None
     );
     let e = cache
-        .get_or_load("missing", || async { Ok::<_, std::io::Error>("y".to_string()) })
+        .get_or_load("missing", || async {
+            Ok::<_, std::io::Error>("y".to_string())
+        })
         .await
         .expect_err("cached not-found");
     assert!(matches!(e, Error::NotFound));
@@ -543,14 +573,23 @@ async fn negative_caching_namespace_invalidation_batches_write_through_and_warmi
     assert_eq!(cache.stats().negative_hits, 2);
 
     // Namespace invalidation: every key misses once.
-    cache.get_or_load_optional("a", counted(&loads, Some("a1"))).await.expect("a");
+    cache
+        .get_or_load_optional("a", counted(&loads, Some("a1")))
+        .await
+        .expect("a");
     assert_eq!(cache.invalidate_all().await.expect("invalidate_all"), 1);
     assert_eq!(
-        cache.get_or_load_optional("a", counted(&loads, Some("a2"))).await.expect("a"),
+        cache
+            .get_or_load_optional("a", counted(&loads, Some("a2")))
+            .await
+            .expect("a"),
         Some("a2".to_string())
     );
     assert_eq!(
-        cache.get_or_load_optional("missing", counted(&loads, Some("found"))).await.expect("m"),
+        cache
+            .get_or_load_optional("missing", counted(&loads, Some("found")))
+            .await
+            .expect("m"),
         Some("found".to_string())
     );
     assert_eq!(loads.load(Ordering::SeqCst), 4);
@@ -558,7 +597,9 @@ async fn negative_caching_namespace_invalidation_batches_write_through_and_warmi
     // Batch: three of ten cached; one loader call for exactly the other seven.
     for id in [0u32, 4, 9] {
         cache
-            .get_or_load(&id, move || async move { Ok::<_, std::io::Error>(format!("v{id}")) })
+            .get_or_load(&id, move || async move {
+                Ok::<_, std::io::Error>(format!("v{id}"))
+            })
             .await
             .expect("prefill");
     }
@@ -606,7 +647,10 @@ async fn negative_caching_namespace_invalidation_batches_write_through_and_warmi
         .await
         .expect("set_through");
     assert_eq!(saved.lock().as_deref(), Some("s1"));
-    assert_eq!(cache.get("session").await.expect("get").as_deref(), Some("s1"));
+    assert_eq!(
+        cache.get("session").await.expect("get").as_deref(),
+        Some("s1")
+    );
     let e = cache
         .set_through("session", "s2".to_string(), |_| async {
             Err::<(), _>(std::io::Error::other("constraint"))
@@ -614,7 +658,10 @@ async fn negative_caching_namespace_invalidation_batches_write_through_and_warmi
         .await
         .expect_err("save failed");
     assert!(matches!(e, Error::Load(_)));
-    assert_eq!(cache.get("session").await.expect("get").as_deref(), Some("s1"));
+    assert_eq!(
+        cache.get("session").await.expect("get").as_deref(),
+        Some("s1")
+    );
 
     // Warming: 250 ids in batches of 50, progress after each.
     let progress = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -623,7 +670,10 @@ async fn negative_caching_namespace_invalidation_batches_write_through_and_warmi
             (1000u32..1250).collect(),
             |batch: Vec<u32>| async move {
                 Ok::<_, std::io::Error>(
-                    batch.into_iter().map(|id| (id, format!("w{id}"))).collect::<HashMap<_, _>>(),
+                    batch
+                        .into_iter()
+                        .map(|id| (id, format!("w{id}")))
+                        .collect::<HashMap<_, _>>(),
                 )
             },
             WarmOptions {
@@ -687,7 +737,11 @@ async fn with_redis_down_the_loader_serves_once_per_key_or_the_error_when_config
     for r in join_all(calls).await {
         let f = r.expect("task").expect("degraded value");
         assert_eq!(f.value.as_deref(), Some("from db"));
-        assert!(matches!(f.source, Source::Degraded | Source::Joined), "{:?}", f.source);
+        assert!(
+            matches!(f.source, Source::Degraded | Source::Joined),
+            "{:?}",
+            f.source
+        );
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1, "one load for 50 callers");
     assert!(degrade.stats().redis_errors >= 1);
@@ -697,4 +751,3 @@ async fn with_redis_down_the_loader_serves_once_per_key_or_the_error_when_config
         .expect_err("Redis is down");
     assert!(matches!(e, Error::Redis(_)), "{e:?}");
 }
-

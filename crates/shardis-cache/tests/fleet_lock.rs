@@ -39,7 +39,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-                println!("running 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out");
+                println!(
+                    "running 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out"
+                );
                 return ExitCode::SUCCESS;
             }
             println!("running 1 test");
@@ -70,7 +72,10 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 /// One round: `PROCESSES` workers on key `round`, the lock on or off; returns the loads.
 async fn round(seeds: &[String], round: &str, lock: bool) -> Res<u64> {
     let exe = std::env::current_exe()?;
-    let client = shardis::Client::builder().cluster(seeds.to_vec()).build().await?;
+    let client = shardis::Client::builder()
+        .cluster(seeds.to_vec())
+        .build()
+        .await?;
     let mut c = client.clone();
     let mut children = Vec::new();
     for _ in 0..PROCESSES {
@@ -155,7 +160,11 @@ async fn child(spec: &str) -> Res<()> {
     let mut c = client.clone();
     let _: u64 = c.incr(format!("fleet:{round}:ready"), 1).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while c.get::<_, Option<u64>>(format!("fleet:{round}:go")).await?.is_none() {
+    while c
+        .get::<_, Option<u64>>(format!("fleet:{round}:go"))
+        .await?
+        .is_none()
+    {
         if Instant::now() > deadline {
             return Err("no go signal".into());
         }
@@ -163,7 +172,8 @@ async fn child(spec: &str) -> Res<()> {
     }
     let pid = std::process::id().to_string();
     let calls = (0..CALLERS).map(|_| {
-        let (cache, client, round, pid) = (cache.clone(), client.clone(), round.clone(), pid.clone());
+        let (cache, client, round, pid) =
+            (cache.clone(), client.clone(), round.clone(), pid.clone());
         tokio::spawn(async move {
             cache
                 .get_or_load("the-key", move || async move {
