@@ -751,3 +751,51 @@ async fn with_redis_down_the_loader_serves_once_per_key_or_the_error_when_config
         .expect_err("Redis is down");
     assert!(matches!(e, Error::Redis(_)), "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_mode_over_three_nodes_without_hash_tags_fills_and_invalidates() {
+    let nodes = Standalone::start(3).await.expect("3 standalone nodes");
+    let client = shardis::Client::builder()
+        .ring(
+            nodes
+                .nodes()
+                .iter()
+                .enumerate()
+                .map(|(i, n)| RingNode::new(format!("n{i}"), n.addr(), 1)),
+        )
+        .build()
+        .await
+        .expect("ring client");
+    let cache = Cache::<String>::builder(client)
+        .namespace("ring3")
+        .fill_lock(shardis_cache::FillLock::default())
+        .build()
+        .expect("cache");
+    let loads = Arc::new(AtomicUsize::new(0));
+    for round in 0..2 {
+        for id in 0..50u32 {
+            let loads = loads.clone();
+            let v = cache
+                .get_or_load(&id, move || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, std::io::Error>(format!("v{id}"))
+                })
+                .await
+                .expect("value");
+            assert_eq!(v, format!("v{id}"), "round {round}");
+        }
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 50, "second round all hits");
+    for id in 0..50u32 {
+        cache.invalidate(&id).await.expect("invalidate");
+        assert_eq!(cache.get(&id).await.expect("get"), None);
+    }
+    // The keys are spread over the nodes.
+    let mut holding = 0;
+    for n in nodes.nodes() {
+        if nodes.dbsize(n).await.expect("DBSIZE") > 0 {
+            holding += 1;
+        }
+    }
+    assert!(holding >= 2, "{holding} nodes hold keys");
+}
