@@ -799,3 +799,66 @@ async fn ring_mode_over_three_nodes_without_hash_tags_fills_and_invalidates() {
     }
     assert!(holding >= 2, "{holding} nodes hold keys");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_hot_key_copies_an_invalidation_still_reaches_every_reader() {
+    let (_cluster, plain) = cluster().await;
+    let client = shardis::Client::builder()
+        .cluster(_cluster.seeds())
+        .hot_keys(shardis::HotKeyOptions::default().declare_hot_prefix("{hotns:"))
+        .build()
+        .await
+        .expect("client with hot keys");
+    let cache = Cache::<String>::builder(client.clone())
+        .namespace("hotns")
+        .early_refresh(None)
+        .build()
+        .expect("cache");
+    let loads = Arc::new(AtomicUsize::new(0));
+    let load = |loads: &Arc<AtomicUsize>, v: &'static str| {
+        let loads = loads.clone();
+        move || async move {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(v.to_string())
+        }
+    };
+    assert_eq!(
+        cache
+            .get_or_load("celebrity", load(&loads, "v1"))
+            .await
+            .expect("fill"),
+        "v1"
+    );
+    for _ in 0..200 {
+        assert_eq!(
+            cache
+                .get_or_load("celebrity", load(&loads, "x"))
+                .await
+                .expect("hit"),
+            "v1"
+        );
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    let copy_reads = client.stats().hot_copy_reads;
+    assert!(copy_reads > 0, "reads were spread over copies");
+    cache.invalidate("celebrity").await.expect("invalidate");
+    for _ in 0..50 {
+        assert_eq!(
+            cache
+                .get_or_load("celebrity", load(&loads, "v2"))
+                .await
+                .expect("reload"),
+            "v2"
+        );
+    }
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        2,
+        "one reload after the invalidation"
+    );
+    // The canonical key holds v2 (read without the hot-key layer).
+    let mut plain = plain;
+    let bytes: Vec<u8> = plain.get("{hotns:0:celebrity}:v").await.expect("GET");
+    let (_, v) = shardis_cache::decode::<String>(&bytes).expect("envelope");
+    assert_eq!(v.as_deref(), Some("v2"));
+}
