@@ -26,7 +26,8 @@ use crate::workload::{self, Live, Spec, parse_duration};
     shardis demo                                   # starts 3 primaries × 1 replica, 15 s\n  \
     shardis demo --duration 30s --concurrency 64\n  \
     shardis demo --cluster 127.0.0.1:7000          # existing cluster: workload only\n  \
-    shardis demo --cluster 127.0.0.1:7000 --reshard --failover\n\n\
+    shardis demo --cluster 127.0.0.1:7000 --reshard --failover\n  \
+    shardis demo --stampede                        # cache stampede: none vs single-flight vs fill lock\n\n\
     Exits non-zero if any caller saw an error.")]
 pub struct DemoArgs {
     /// Run against this existing cluster instead of starting one. Only keys under --prefix are
@@ -64,6 +65,18 @@ pub struct DemoArgs {
     /// Key prefix (default: shardis-demo:<random>:).
     #[arg(long)]
     prefix: Option<String>,
+    /// The cache-stampede scene instead: 1,000 concurrent requests for an expired key with no
+    /// protection, shardis-cache single-flight, and its fill lock across 4 processes.
+    #[arg(long)]
+    stampede: bool,
+    /// Requests in the stampede scene.
+    #[arg(long, default_value_t = 1000, requires = "stampede")]
+    stampede_requests: usize,
+    /// Worker processes in the stampede scene.
+    #[arg(long, default_value_t = 4, requires = "stampede")]
+    stampede_processes: usize,
+    #[arg(long, hide = true)]
+    stampede_worker: Option<String>,
 }
 
 /// What the live display shows besides counters: things that happened.
@@ -86,6 +99,18 @@ enum Target {
 }
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
+    if let Some(spec) = &args.stampede_worker {
+        return crate::stampede::worker(crate::stampede::Worker::parse(spec)?).await;
+    }
+    if args.stampede {
+        return crate::stampede::run(
+            args.cluster.as_deref(),
+            args.stampede_requests,
+            args.stampede_processes,
+            50,
+        )
+        .await;
+    }
     let prefix = args
         .prefix
         .clone()

@@ -11,6 +11,7 @@ mod locate;
 mod nodes;
 mod output;
 mod ring;
+mod stampede;
 mod stats;
 mod topology;
 mod workload;

@@ -1,0 +1,976 @@
+//! The cache: lookups, single-flight fills, the fill lock, leases, early and stale refresh.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use parking_lot::Mutex;
+use redis::{Cmd, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::config::{Builder, Config, LockTimeout, RedisDown};
+use crate::envelope::{self, Meta};
+use crate::error::{BoxError, Error, Result};
+use crate::metrics::{CacheStats, Metrics};
+use crate::scripts;
+
+/// A loader as the flight runs it.
+pub(crate) type Loader<V> =
+    Box<dyn FnOnce() -> BoxFuture<'static, Result<Option<V>, BoxError>> + Send>;
+
+/// Where the value a call returned came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// A fresh value (or a fresh cached not-found) read from Redis.
+    Hit,
+    /// A stale value: served while a refresh runs, or because the refresh failed or was too
+    /// slow (fail-safe).
+    Stale,
+    /// This call ran the loader (and stored its result).
+    Loaded,
+    /// This call waited for a load started by another call in this process.
+    Joined,
+    /// This call waited while another process filled the key (fill lock).
+    Filled,
+    /// Redis failed; the value comes from the loader and was not stored.
+    Degraded,
+}
+
+/// A value (or a cached not-found) and where it came from; see [`Cache::fetch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched<V> {
+    /// The value; `None` when the loader found nothing (or a cached not-found was hit).
+    pub value: Option<V>,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// How a flight ended.
+#[derive(Clone)]
+pub(crate) enum FlightEnd<V> {
+    Value {
+        value: Option<V>,
+        source: Source,
+    },
+    /// Loaded, but not stored: the key was invalidated after the fill read its version.
+    Superseded(Option<V>),
+    /// A background refresh that found another process refreshing.
+    Skipped,
+}
+
+type FlightResult<V> = Result<FlightEnd<V>>;
+
+struct Flight<V> {
+    id: u64,
+    fut: Shared<BoxFuture<'static, FlightResult<V>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Nothing usable in Redis.
+    Miss,
+    /// A value is there (stale, or due for early refresh): reload it.
+    Refresh,
+    /// Redis failed: call the loader, store nothing.
+    Degraded,
+}
+
+/// The Redis keys of one cache entry. All share the hash tag `{ns:nsver:id}`, so scripts on
+/// them stay in one slot (and, in ring mode, the scripts run on the value key's node).
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub(crate) value: String,
+}
+
+impl Keys {
+    pub(crate) fn new(namespace: &str, ns_version: u64, id: &str) -> Keys {
+        Keys {
+            value: format!("{{{namespace}:{ns_version}:{id}}}:v"),
+        }
+    }
+
+    fn tag(&self) -> &str {
+        &self.value[..self.value.len() - 2]
+    }
+
+    pub(crate) fn version(&self) -> String {
+        format!("{}:ver", self.tag())
+    }
+
+    pub(crate) fn lock(&self) -> String {
+        format!("{}:lock", self.tag())
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct NsVersion {
+    key: String,
+    version: AtomicU64,
+    loaded: AtomicBool,
+    checked_ms: AtomicU64,
+    refreshing: AtomicBool,
+    init: tokio::sync::Mutex<()>,
+    base: Instant,
+}
+
+pub(crate) struct Inner<V> {
+    pub(crate) client: shardis::Client,
+    pub(crate) cfg: Config,
+    ns: NsVersion,
+    flights: Mutex<HashMap<String, Flight<V>>>,
+    throttled: Mutex<HashMap<String, Instant>>,
+    next_flight: AtomicU64,
+    pub(crate) m: Metrics,
+}
+
+/// A typed cache over a [`shardis::Client`] (cluster or ring mode, hot keys on or off).
+///
+/// Cheap to clone (clones share everything). Every value lives in Redis in an envelope
+/// (see [`Codec`](crate::Codec)); the process keeps no copy of values, only its in-flight
+/// loads.
+///
+/// ```no_run
+/// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct Product { name: String }
+/// # #[derive(Clone)] struct Db;
+/// # impl Db { async fn load(&self, id: u64) -> Result<Product, std::io::Error> { unimplemented!() } }
+/// # async fn run(client: shardis::Client, db: Db) -> Result<(), shardis_cache::Error> {
+/// use std::time::Duration;
+/// use shardis_cache::Cache;
+///
+/// let cache = Cache::<Product>::builder(client)
+///     .namespace("product")
+///     .ttl(Duration::from_secs(300))
+///     .build()?;
+/// let id = 42u64;
+/// let product = cache
+///     .get_or_load(&id, move || async move { db.load(id).await })
+///     .await?;
+/// // After the database row changes:
+/// cache.invalidate(&id).await?;
+/// # Ok(()) }
+/// ```
+pub struct Cache<V> {
+    pub(crate) inner: Arc<Inner<V>>,
+}
+
+impl<V> Clone for Cache<V> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<V> std::fmt::Debug for Cache<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("config", &self.inner.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn box_loader<V, F, Fut, E>(loader: F) -> Loader<V>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = std::result::Result<Option<V>, E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    Box::new(move || loader().map(|r| r.map_err(Into::into)).boxed())
+}
+
+impl<V> Cache<V>
+where
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Starts building a cache of `V` values over `client`.
+    pub fn builder(client: shardis::Client) -> Builder<V> {
+        Builder::new(client)
+    }
+
+    pub(crate) fn from_parts(client: shardis::Client, cfg: Config) -> Cache<V> {
+        let m = Metrics::new(&cfg.namespace);
+        let ns = NsVersion {
+            key: format!("shardis-cache:ns:{}:version", cfg.namespace),
+            version: AtomicU64::new(0),
+            loaded: AtomicBool::new(false),
+            checked_ms: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
+            init: tokio::sync::Mutex::new(()),
+            base: Instant::now(),
+        };
+        Cache {
+            inner: Arc::new(Inner {
+                client,
+                cfg,
+                ns,
+                flights: Mutex::new(HashMap::new()),
+                throttled: Mutex::new(HashMap::new()),
+                next_flight: AtomicU64::new(1),
+                m,
+            }),
+        }
+    }
+
+    /// The value of `id`: from Redis when it is there and fresh, else from `loader`, whose
+    /// result is stored. Concurrent misses of one key in this process share one load (the
+    /// load runs in its own task: dropping this future does not cancel it for the others);
+    /// with a [`FillLock`](crate::FillLock), one process of the fleet loads at a time.
+    ///
+    /// The loader must be `'static`: move clones of what it needs into it. A loader error
+    /// reaches every caller waiting on that load as [`Error::Load`], unless a stale value can
+    /// be served in its place; a cached not-found is [`Error::NotFound`].
+    ///
+    /// ```no_run
+    /// # async fn run(cache: shardis_cache::Cache<String>) -> Result<(), shardis_cache::Error> {
+    /// let name = cache
+    ///     .get_or_load("user:1", || async { Ok::<_, std::io::Error>("Ada".to_string()) })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_or_load<K, F, Fut, E>(&self, id: &K, loader: F) -> Result<V>
+    where
+        K: Display + ?Sized,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        let fetched = self
+            .fetch(id, move || loader().map(|r| r.map(Some)))
+            .await?;
+        fetched.value.ok_or(Error::NotFound)
+    }
+
+    /// Like [`get_or_load`](Self::get_or_load) for a loader that may find nothing: its `None`
+    /// is cached for the [negative TTL](crate::Builder::negative_ttl) when one is set.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: shardis_cache::Cache<String>) -> Result<(), shardis_cache::Error> {
+    /// let name: Option<String> = cache
+    ///     .get_or_load_optional("user:404", || async { Ok::<_, std::io::Error>(None) })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_or_load_optional<K, F, Fut, E>(&self, id: &K, loader: F) -> Result<Option<V>>
+    where
+        K: Display + ?Sized,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Option<V>, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        Ok(self.fetch(id, loader).await?.value)
+    }
+
+    /// [`get_or_load_optional`](Self::get_or_load_optional) that also says where the value
+    /// came from ([`Source`]).
+    ///
+    /// ```no_run
+    /// # async fn run(cache: shardis_cache::Cache<String>) -> Result<(), shardis_cache::Error> {
+    /// use shardis_cache::Source;
+    /// let fetched = cache.fetch("k", || async { Ok::<_, std::io::Error>(Some("v".to_string())) }).await?;
+    /// if fetched.source == Source::Stale { /* served while refreshing */ }
+    /// # Ok(()) }
+    /// ```
+    pub async fn fetch<K, F, Fut, E>(&self, id: &K, loader: F) -> Result<Fetched<V>>
+    where
+        K: Display + ?Sized,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Option<V>, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        let id = id.to_string();
+        let span = tracing::debug_span!(
+            "shardis_cache.fetch",
+            namespace = %self.inner.cfg.namespace,
+            id = %id,
+            source = tracing::field::Empty,
+        );
+        let result = self
+            .fetch_boxed(&id, box_loader(loader))
+            .instrument(span.clone())
+            .await;
+        if let Ok(f) = &result {
+            span.record("source", tracing::field::debug(f.source));
+        }
+        result
+    }
+
+    /// The value of `id` if Redis has it fresh (or stale within the maximum staleness), without
+    /// loading. A cached not-found is `Ok(None)` too.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: shardis_cache::Cache<String>) -> Result<(), shardis_cache::Error> {
+    /// let maybe: Option<String> = cache.get("user:1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get<K: Display + ?Sized>(&self, id: &K) -> Result<Option<V>> {
+        let nsver = self.inner.ns_version().await?;
+        let keys = Keys::new(&self.inner.cfg.namespace, nsver, &id.to_string());
+        Ok(self.inner.read(&keys).await?.and_then(|(_, v)| v))
+    }
+
+    /// Makes `id` a miss everywhere and every fill of it that began before this call unable
+    /// to store its (older) value: the key's version is bumped and the value and its fill lock
+    /// deleted, in one script. Call it after the database write.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: shardis_cache::Cache<String>) -> Result<(), shardis_cache::Error> {
+    /// cache.invalidate("user:1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate<K: Display + ?Sized>(&self, id: &K) -> Result<()> {
+        let nsver = self.inner.ns_version().await?;
+        let keys = Keys::new(&self.inner.cfg.namespace, nsver, &id.to_string());
+        self.inner.invalidate_keys(&keys).await
+    }
+
+    /// Invalidates every key of the namespace in O(1): the namespace version (part of every
+    /// key) is incremented; old entries are never read again and age out by their TTL. Other
+    /// processes see it within [`namespace_refresh`](crate::Builder::namespace_refresh).
+    /// Returns the new namespace version.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: shardis_cache::Cache<String>) -> Result<(), shardis_cache::Error> {
+    /// let version = cache.invalidate_all().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_all(&self) -> Result<u64> {
+        let inner = &self.inner;
+        let reply = inner
+            .client
+            .send(redis::cmd("INCR").arg(&inner.ns.key))
+            .await?;
+        let v = match reply {
+            Value::Int(v) if v >= 0 => v as u64,
+            other => return Err(Error::Reply(format!("INCR namespace version: {other:?}"))),
+        };
+        inner.ns.version.fetch_max(v, Ordering::AcqRel);
+        inner.ns.loaded.store(true, Ordering::Release);
+        Ok(inner.ns.version.load(Ordering::Acquire))
+    }
+
+    /// What this cache has done so far in this process.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.m.snapshot()
+    }
+
+    async fn fetch_boxed(&self, id: &str, loader: Loader<V>) -> Result<Fetched<V>> {
+        let inner = &self.inner;
+        let mut loader = Some(loader);
+        // The value of this call's own fill if an invalidation rejected it: served only if no
+        // newer value can be found or loaded by someone else.
+        let mut fallback: Option<Option<V>> = None;
+        let no_loader = |fallback: &mut Option<Option<V>>, e: Error| match fallback.take() {
+            Some(value) => Ok(Fetched {
+                value,
+                source: Source::Loaded,
+            }),
+            None => Err(e),
+        };
+        let attempts = inner.cfg.lease_retries + 1;
+        for attempt in 1..=attempts {
+            let last = attempt == attempts;
+            let keys = match inner.ns_version().await {
+                Ok(v) => Some(Keys::new(&inner.cfg.namespace, v, id)),
+                Err(e) => {
+                    inner.redis_failed(&e)?;
+                    None
+                }
+            };
+            let found = match &keys {
+                Some(k) => match inner.read(k).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        inner.redis_failed(&e)?;
+                        None
+                    }
+                },
+                None => None,
+            };
+            let keys = match (keys, &found) {
+                (Some(k), _) => k,
+                (None, _) => {
+                    // Redis is down: load through the local single-flight only.
+                    let keys = Keys::new(&inner.cfg.namespace, u64::MAX, id);
+                    inner.m.misses.inc();
+                    let (fut, _) = inner.flight(&keys, &mut loader, Kind::Degraded)?;
+                    return match fut.await? {
+                        FlightEnd::Value { value, .. } | FlightEnd::Superseded(value) => {
+                            Ok(Fetched {
+                                value,
+                                source: Source::Degraded,
+                            })
+                        }
+                        FlightEnd::Skipped => Err(Error::Aborted("degraded load skipped".into())),
+                    };
+                }
+            };
+            if let Some((meta, value)) = found {
+                let now = now_ms();
+                if now < meta.soft_expiry_ms {
+                    if value.is_some() {
+                        inner.m.hits.inc();
+                    } else {
+                        inner.m.negative_hits.inc();
+                    }
+                    if inner.due_for_early_refresh(&meta, now)
+                        && let Some(l) = loader.take()
+                        && inner.refresh_in_background(&keys, l)
+                    {
+                        inner.m.early_refreshes.inc();
+                    }
+                    return Ok(Fetched {
+                        value,
+                        source: Source::Hit,
+                    });
+                }
+                // Stale: within the maximum staleness, or Redis would have dropped it.
+                if inner.cfg.serve_stale {
+                    if let Some(l) = loader.take()
+                        && inner.refresh_in_background(&keys, l)
+                    {
+                        inner.m.background_refreshes.inc();
+                    }
+                    inner.m.stale_served.inc();
+                    return Ok(Fetched {
+                        value,
+                        source: Source::Stale,
+                    });
+                }
+                let (fut, started) = match inner.flight(&keys, &mut loader, Kind::Refresh) {
+                    Ok(f) => f,
+                    Err(e) => return no_loader(&mut fallback, e),
+                };
+                let waited = match inner.cfg.soft_timeout {
+                    Some(t) => tokio::time::timeout(t, fut).await.ok(),
+                    None => Some(fut.await),
+                };
+                match waited {
+                    Some(Ok(FlightEnd::Value { value, source })) => {
+                        return Ok(Fetched {
+                            value,
+                            source: if started { source } else { Source::Joined },
+                        });
+                    }
+                    Some(Ok(FlightEnd::Superseded(v))) if last => {
+                        return Ok(Fetched {
+                            value: v,
+                            source: Source::Loaded,
+                        });
+                    }
+                    // Invalidated while we waited: our stale value is older still; look again.
+                    Some(Ok(FlightEnd::Superseded(v))) => {
+                        if started {
+                            fallback = Some(v);
+                        }
+                        continue;
+                    }
+                    // Timed out, failed, or another process is refreshing: fail-safe.
+                    Some(Ok(FlightEnd::Skipped)) | Some(Err(_)) | None => {
+                        inner.m.stale_served.inc();
+                        return Ok(Fetched {
+                            value,
+                            source: Source::Stale,
+                        });
+                    }
+                }
+            }
+            inner.m.misses.inc();
+            let (fut, started) = match inner.flight(&keys, &mut loader, Kind::Miss) {
+                Ok(f) => f,
+                Err(e) => return no_loader(&mut fallback, e),
+            };
+            match fut.await? {
+                FlightEnd::Value { value, source } => {
+                    return Ok(Fetched {
+                        value,
+                        source: if started { source } else { Source::Joined },
+                    });
+                }
+                // Rejected by an invalidation: everyone looks again, so no call that starts
+                // after an invalidation gets the older value. Only the call that started the
+                // fill (it began before the invalidation: its read is concurrent with that
+                // write) falls back to its value, and only if nothing newer turns up.
+                FlightEnd::Superseded(value) if last => {
+                    return Ok(Fetched {
+                        value,
+                        source: Source::Loaded,
+                    });
+                }
+                FlightEnd::Superseded(value) => {
+                    if started {
+                        fallback = Some(value);
+                    }
+                    continue;
+                }
+                FlightEnd::Skipped => continue,
+            }
+        }
+        no_loader(
+            &mut fallback,
+            Error::Aborted(format!(
+                "the key was invalidated during each of {attempts} loads"
+            )),
+        )
+    }
+}
+
+impl<V> Inner<V>
+where
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Counts a Redis failure; `Err` when the policy is to fail.
+    pub(crate) fn redis_failed(&self, e: &Error) -> Result<()> {
+        self.m.redis_errors.inc();
+        tracing::warn!(error = %e, namespace = %self.cfg.namespace, "redis failed in the cache");
+        match self.cfg.on_redis_error {
+            RedisDown::Fail => Err(e.clone()),
+            RedisDown::Load => Ok(()),
+        }
+    }
+
+    /// The namespace version: read once, then re-read in the background every
+    /// `namespace_refresh`.
+    pub(crate) async fn ns_version(self: &Arc<Self>) -> Result<u64> {
+        let ns = &self.ns;
+        if ns.loaded.load(Ordering::Acquire) {
+            let now = ns.base.elapsed().as_millis() as u64;
+            let checked = ns.checked_ms.load(Ordering::Relaxed);
+            if now.saturating_sub(checked) >= self.cfg.namespace_refresh.as_millis() as u64
+                && !ns.refreshing.swap(true, Ordering::AcqRel)
+            {
+                let inner = self.clone();
+                tokio::spawn(async move {
+                    if let Ok(v) = inner.read_ns_version().await {
+                        inner.ns.version.fetch_max(v, Ordering::AcqRel);
+                    }
+                    let now = inner.ns.base.elapsed().as_millis() as u64;
+                    inner.ns.checked_ms.store(now, Ordering::Relaxed);
+                    inner.ns.refreshing.store(false, Ordering::Release);
+                });
+            }
+            return Ok(ns.version.load(Ordering::Acquire));
+        }
+        let _guard = ns.init.lock().await;
+        if !ns.loaded.load(Ordering::Acquire) {
+            let v = self.read_ns_version().await?;
+            ns.version.fetch_max(v, Ordering::AcqRel);
+            ns.checked_ms
+                .store(ns.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+            ns.loaded.store(true, Ordering::Release);
+        }
+        Ok(ns.version.load(Ordering::Acquire))
+    }
+
+    async fn read_ns_version(&self) -> Result<u64> {
+        match self
+            .client
+            .send(redis::cmd("GET").arg(&self.ns.key))
+            .await?
+        {
+            Value::Nil => Ok(0),
+            Value::BulkString(b) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| Error::Reply(format!("namespace version {b:?}"))),
+            other => Err(Error::Reply(format!("namespace version: {other:?}"))),
+        }
+    }
+
+    /// Reads and decodes the value key. An undecodable value is a miss (counted, logged).
+    pub(crate) async fn read(&self, keys: &Keys) -> Result<Option<(Meta, Option<V>)>> {
+        let reply = self.client.send(redis::cmd("GET").arg(&keys.value)).await?;
+        Ok(self.decode_reply(keys, reply))
+    }
+
+    pub(crate) fn decode_reply(&self, keys: &Keys, reply: Value) -> Option<(Meta, Option<V>)> {
+        match reply {
+            Value::Nil => None,
+            Value::BulkString(bytes) => self.decode_bytes(keys, &bytes),
+            other => {
+                self.m.decode_failures.inc();
+                tracing::warn!(key = %keys.value, reply = ?other, "cache key holds something else; treated as a miss");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn decode_bytes(&self, keys: &Keys, bytes: &[u8]) -> Option<(Meta, Option<V>)> {
+        match envelope::decode::<V>(bytes) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                self.m.decode_failures.inc();
+                tracing::warn!(key = %keys.value, error = %e, "cached value does not decode; treated as a miss");
+                None
+            }
+        }
+    }
+
+    fn due_for_early_refresh(&self, meta: &Meta, now: u64) -> bool {
+        let Some(beta) = self.cfg.early_refresh_beta else {
+            return false;
+        };
+        if meta.negative {
+            return false;
+        }
+        // XFetch: recompute when now - delta * beta * ln(rand) >= expiry, rand in (0, 1].
+        let r: f64 = 1.0 - rand::random::<f64>();
+        let gap = -(meta.load_ms as f64) * beta * r.ln();
+        now as f64 + gap >= meta.soft_expiry_ms as f64
+    }
+
+    /// Starts a background refresh unless one is running or the key is throttled after a
+    /// failure. Returns whether it started one.
+    fn refresh_in_background(self: &Arc<Self>, keys: &Keys, loader: Loader<V>) -> bool {
+        {
+            let mut throttled = self.throttled.lock();
+            if let Some(until) = throttled.get(&keys.value) {
+                if Instant::now() < *until {
+                    return false;
+                }
+                throttled.remove(&keys.value);
+            }
+        }
+        let mut loader = Some(loader);
+        matches!(self.flight(keys, &mut loader, Kind::Refresh), Ok((_, true)))
+    }
+
+    /// Joins the flight for `keys` or starts one (taking the loader). Returns the shared
+    /// result and whether this call started it.
+    pub(crate) fn flight(
+        self: &Arc<Self>,
+        keys: &Keys,
+        loader: &mut Option<Loader<V>>,
+        kind: Kind,
+    ) -> Result<(Shared<BoxFuture<'static, FlightResult<V>>>, bool)> {
+        let mut flights = self.flights.lock();
+        if let Some(f) = flights.get(&keys.value) {
+            return Ok((f.fut.clone(), false));
+        }
+        let Some(load) = loader.take() else {
+            return Err(Error::Aborted("no loader left for this call".into()));
+        };
+        let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
+        let inner = self.clone();
+        let task_keys = keys.clone();
+        let span = tracing::debug_span!("shardis_cache.fill", key = %keys.value, kind = ?kind);
+        let handle = tokio::spawn(
+            async move {
+                let result = inner.fill(&task_keys, load, kind).await;
+                if kind == Kind::Refresh {
+                    let mut throttled = inner.throttled.lock();
+                    if result.is_err() {
+                        throttled.insert(
+                            task_keys.value.clone(),
+                            Instant::now() + inner.cfg.failsafe_throttle,
+                        );
+                    } else {
+                        throttled.remove(&task_keys.value);
+                    }
+                }
+                let mut flights = inner.flights.lock();
+                if flights.get(&task_keys.value).is_some_and(|f| f.id == id) {
+                    flights.remove(&task_keys.value);
+                }
+                result
+            }
+            .instrument(span),
+        );
+        let fut = async move {
+            match handle.await {
+                Ok(result) => result,
+                Err(e) => Err(Error::Aborted(e.to_string())),
+            }
+        }
+        .boxed()
+        .shared();
+        flights.insert(
+            keys.value.clone(),
+            Flight {
+                id,
+                fut: fut.clone(),
+            },
+        );
+        Ok((fut, true))
+    }
+
+    /// Forgets the local flight of `keys` (new callers start a new one).
+    pub(crate) fn forget_flight(&self, keys: &Keys) {
+        self.flights.lock().remove(&keys.value);
+        self.throttled.lock().remove(&keys.value);
+    }
+
+    pub(crate) async fn invalidate_keys(&self, keys: &Keys) -> Result<()> {
+        // Forget first: callers from now on must not join a fill that began earlier.
+        self.forget_flight(keys);
+        let cmd = scripts::invalidate(keys, self.cfg.lease_ttl);
+        expect_ok(self.client.send(&cmd).await?)?;
+        self.forget_flight(keys);
+        Ok(())
+    }
+
+    pub(crate) async fn eval(&self, cmd: &Cmd) -> Result<Value> {
+        match self.client.send(cmd).await? {
+            Value::ServerError(e) => Err(Error::Server(format!("{e:?}"))),
+            v => Ok(v),
+        }
+    }
+
+    /// The TTLs of a new entry: (fresh, hard) in milliseconds, jittered.
+    pub(crate) fn ttls(&self, negative: bool) -> (u64, u64) {
+        let base = if negative {
+            self.cfg.negative_ttl.unwrap_or(self.cfg.ttl)
+        } else {
+            self.cfg.ttl
+        };
+        let mut fresh = base.as_millis() as f64;
+        if self.cfg.jitter > 0.0 {
+            fresh *= 1.0 - self.cfg.jitter * rand::random::<f64>();
+        }
+        let fresh = (fresh as u64).max(1);
+        let stale = if negative {
+            0
+        } else {
+            self.cfg.stale_for.as_millis() as u64
+        };
+        (fresh, fresh + stale)
+    }
+
+    pub(crate) fn envelope(
+        &self,
+        value: Option<&V>,
+        fresh_ms: u64,
+        load_ms: u32,
+    ) -> Result<Vec<u8>> {
+        let now = now_ms();
+        envelope::encode(
+            value,
+            self.cfg.codec,
+            self.cfg.compression,
+            now,
+            now + fresh_ms,
+            load_ms,
+        )
+        .map_err(Error::Encode)
+    }
+
+    async fn call_loader(&self, loader: Loader<V>) -> Result<(Option<V>, u32)> {
+        self.m.loads.inc();
+        let started = Instant::now();
+        let result = loader().await;
+        let took = started.elapsed();
+        self.m.load_seconds.record(took.as_secs_f64());
+        match result {
+            Ok(v) => Ok((v, took.as_millis().min(u32::MAX as u128) as u32)),
+            Err(e) => {
+                self.m.load_errors.inc();
+                tracing::warn!(error = %e, namespace = %self.cfg.namespace, "loader failed");
+                Err(Error::load(e))
+            }
+        }
+    }
+
+    /// One fill: (maybe) take the fill lock and read the key's version, load, store if the
+    /// version is unchanged.
+    async fn fill(&self, keys: &Keys, loader: Loader<V>, kind: Kind) -> FlightResult<V> {
+        if kind == Kind::Degraded {
+            self.m.degraded_loads.inc();
+            let (value, _) = self.call_loader(loader).await?;
+            return Ok(FlightEnd::Value {
+                value,
+                source: Source::Degraded,
+            });
+        }
+        let token = format!("{:032x}", rand::random::<u128>());
+        let lock = self.cfg.fill_lock;
+        let lock_ms = lock.map_or(0, |l| l.ttl.as_millis() as u64);
+        let mut refresh = kind == Kind::Refresh;
+        let prepared = loop {
+            let prep = match self.prepare(keys, &token, lock_ms, refresh).await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.redis_failed(&e)?;
+                    self.m.degraded_loads.inc();
+                    let (value, _) = self.call_loader(loader).await?;
+                    return Ok(FlightEnd::Value {
+                        value,
+                        source: Source::Degraded,
+                    });
+                }
+            };
+            if kind == Kind::Miss
+                && let Some(bytes) = &prep.value
+            {
+                // Someone filled it since our read: use theirs.
+                if let Some(value) = self.fresh_value(keys, bytes) {
+                    if prep.locked {
+                        let _ = self.eval(&scripts::release(keys, &token)).await;
+                    }
+                    return Ok(FlightEnd::Value {
+                        value,
+                        source: Source::Filled,
+                    });
+                }
+                if !refresh {
+                    // Stale or undecodable: refill, under the lock if there is one.
+                    refresh = true;
+                    continue;
+                }
+            }
+            break prep;
+        };
+        let mut version = prepared.version;
+        let mut have_lock = prepared.locked;
+        if let Some(lock) = lock
+            && !have_lock
+        {
+            if kind == Kind::Refresh {
+                // Another process is refreshing it; callers keep the current value.
+                return Ok(FlightEnd::Skipped);
+            }
+            self.m.lock_waits.inc();
+            let deadline = Instant::now() + lock.wait;
+            let mut pause = Duration::from_millis(5);
+            loop {
+                if Instant::now() >= deadline {
+                    self.m.lock_timeouts.inc();
+                    match lock.on_timeout {
+                        LockTimeout::Fail => return Err(Error::LockTimeout(lock.wait)),
+                        LockTimeout::LoadAnyway => break,
+                    }
+                }
+                tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now())))
+                    .await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+                match self.prepare(keys, &token, lock_ms, refresh).await {
+                    Ok(p) => {
+                        if let Some(bytes) = &p.value
+                            && let Some(value) = self.fresh_value(keys, bytes)
+                        {
+                            if p.locked {
+                                let _ = self.eval(&scripts::release(keys, &token)).await;
+                            }
+                            return Ok(FlightEnd::Value {
+                                value,
+                                source: Source::Filled,
+                            });
+                        }
+                        version = p.version;
+                        if p.locked {
+                            have_lock = true;
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        self.redis_failed(&e)?;
+                        break;
+                    }
+                }
+            }
+        }
+        let result = self.call_loader(loader).await;
+        let (value, load_ms) = match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                if have_lock {
+                    let _ = self.eval(&scripts::release(keys, &token)).await;
+                }
+                return Err(e);
+            }
+        };
+        if value.is_none() && self.cfg.negative_ttl.is_none() {
+            if have_lock {
+                let _ = self.eval(&scripts::release(keys, &token)).await;
+            }
+            return Ok(FlightEnd::Value {
+                value,
+                source: Source::Loaded,
+            });
+        }
+        let (fresh, hard) = self.ttls(value.is_none());
+        let bytes = match self.envelope(value.as_ref(), fresh, load_ms) {
+            Ok(b) => b,
+            Err(e) => {
+                if have_lock {
+                    let _ = self.eval(&scripts::release(keys, &token)).await;
+                }
+                return Err(e);
+            }
+        };
+        let token = if have_lock { token.as_str() } else { "" };
+        match self
+            .eval(&scripts::store(keys, &version, &bytes, hard, token))
+            .await
+        {
+            Ok(Value::Int(1)) => Ok(FlightEnd::Value {
+                value,
+                source: Source::Loaded,
+            }),
+            Ok(Value::Int(0)) => {
+                self.m.lease_rejections.inc();
+                tracing::debug!(key = %keys.value, "fill not stored: the key was invalidated while it ran");
+                Ok(FlightEnd::Superseded(value))
+            }
+            Ok(other) => {
+                self.m.store_failures.inc();
+                tracing::warn!(key = %keys.value, reply = ?other, "unexpected reply to the store script");
+                Ok(FlightEnd::Value {
+                    value,
+                    source: Source::Loaded,
+                })
+            }
+            Err(e) => {
+                self.m.store_failures.inc();
+                self.m.redis_errors.inc();
+                tracing::warn!(key = %keys.value, error = %e, "loaded value not stored");
+                Ok(FlightEnd::Value {
+                    value,
+                    source: Source::Loaded,
+                })
+            }
+        }
+    }
+
+    /// The value in `bytes` if it decodes and is fresh. Not counted as a decode failure when
+    /// it does not decode: the read that sent this call here counted it already.
+    fn fresh_value(&self, _keys: &Keys, bytes: &[u8]) -> Option<Option<V>> {
+        let (meta, value) = envelope::decode::<V>(bytes).ok()?;
+        (now_ms() < meta.soft_expiry_ms).then_some(value)
+    }
+
+    /// The miss script: the value if present (unless refreshing), the key's version, and
+    /// whether the fill lock was taken.
+    async fn prepare(
+        &self,
+        keys: &Keys,
+        token: &str,
+        lock_ms: u64,
+        refresh: bool,
+    ) -> Result<scripts::Prepared> {
+        let reply = self
+            .eval(&scripts::prepare(keys, token, lock_ms, refresh))
+            .await?;
+        scripts::Prepared::parse(reply)
+    }
+}
+
+fn expect_ok(v: Value) -> Result<()> {
+    match v {
+        Value::Int(_) | Value::Okay => Ok(()),
+        Value::ServerError(e) => Err(Error::Server(format!("{e:?}"))),
+        other => Err(Error::Reply(format!("{other:?}"))),
+    }
+}

@@ -1,0 +1,84 @@
+//! Counters and the load-time histogram: reported through the `metrics` facade (labelled with
+//! the namespace) and kept in process for [`Cache::stats`](crate::Cache::stats).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub(crate) struct Count {
+    handle: metrics::Counter,
+    local: AtomicU64,
+}
+
+impl Count {
+    fn new(name: &'static str, namespace: &str) -> Count {
+        Count {
+            handle: metrics::counter!(name, "namespace" => namespace.to_string()),
+            local: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn inc(&self) {
+        self.add(1);
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        self.handle.increment(n);
+        self.local.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.local.load(Ordering::Relaxed)
+    }
+}
+
+macro_rules! metrics_set {
+    ($($field:ident => $name:literal: $doc:literal),* $(,)?) => {
+        pub(crate) struct Metrics {
+            $(pub(crate) $field: Count,)*
+            pub(crate) load_seconds: metrics::Histogram,
+        }
+
+        impl Metrics {
+            /// Registers every handle with the recorder installed now.
+            pub(crate) fn new(namespace: &str) -> Metrics {
+                Metrics {
+                    $($field: Count::new($name, namespace),)*
+                    load_seconds: metrics::histogram!(
+                        "shardis_cache_load_seconds",
+                        "namespace" => namespace.to_string()
+                    ),
+                }
+            }
+
+            pub(crate) fn snapshot(&self) -> CacheStats {
+                CacheStats { $($field: self.$field.get(),)* }
+            }
+        }
+
+        /// What a cache has done since it was built (in this process). The same counts go to
+        /// the `metrics` facade under the names given here, labelled `namespace`, with the
+        /// load time as the histogram `shardis_cache_load_seconds`.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct CacheStats {
+            $(#[doc = concat!($doc, " (`", $name, "`).")] pub $field: u64,)*
+        }
+    };
+}
+
+metrics_set! {
+    hits => "shardis_cache_hits_total": "Fresh values served from Redis",
+    misses => "shardis_cache_misses_total": "Lookups that found no usable value",
+    stale_served => "shardis_cache_stale_served_total": "Stale values served (stale-while-revalidate or fail-safe)",
+    loads => "shardis_cache_loads_total": "Loader calls",
+    load_errors => "shardis_cache_load_errors_total": "Loader calls that failed",
+    early_refreshes => "shardis_cache_early_refreshes_total": "Background refreshes started by XFetch before expiry",
+    background_refreshes => "shardis_cache_background_refreshes_total": "Background refreshes of stale values",
+    lock_waits => "shardis_cache_lock_waits_total": "Fills that waited for another process's fill lock",
+    lock_timeouts => "shardis_cache_lock_timeouts_total": "Waits for another process's fill that ran out",
+    negative_hits => "shardis_cache_negative_hits_total": "Cached not-found entries served",
+    decode_failures => "shardis_cache_decode_failures_total": "Stored values that did not decode (treated as misses)",
+    redis_errors => "shardis_cache_redis_errors_total": "Redis failures seen by the cache",
+    degraded_loads => "shardis_cache_degraded_loads_total": "Loads served without Redis because it failed",
+    lease_rejections => "shardis_cache_lease_rejections_total": "Fills not stored because the key was invalidated while they ran",
+    store_failures => "shardis_cache_store_failures_total": "Loaded values that could not be written to Redis",
+    warmed => "shardis_cache_warmed_total": "Values stored by warm",
+}
