@@ -5,7 +5,8 @@
 //! - C `char` is signed on x86, so where twemproxy widens a key byte as `char`
 //!   (`one_at_a_time`, the FNV family, `hsieh`'s 3-byte tail), bytes >= 0x80 are
 //!   sign-extended;
-//! - `crc16` is CRC-16/ARC (reflected, polynomial 0xA001), not Redis Cluster's CRC16-XMODEM;
+//! - `crc16` runs the CRC16-XMODEM table over a 32-bit state that is never masked to 16 bits,
+//!   so its result has up to 32 bits (the low 16 are the CRC);
 //! - `crc32` is libmemcached's: 15 bits of the CRC-32 (`(crc >> 16) & 0x7fff`); `crc32a` is
 //!   the CRC-32 of the standard;
 //! - `hsieh` starts from 0 (SuperFastHash starts from the length); `murmur` is MurmurHash2
@@ -103,20 +104,44 @@ const fn reflected_table(poly: u32) -> [u32; 256] {
     table
 }
 
-/// CRC-16/ARC (reflected 0x8005).
-static CRC16_TABLE: [u32; 256] = reflected_table(0xa001);
+/// Table of the non-reflected CRC of `poly` (16 bits), 8 bits at a time.
+const fn xmodem_table(poly: u32) -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u32) << 8;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 0x8000 != 0 {
+                ((crc << 1) ^ poly) & 0xffff
+            } else {
+                (crc << 1) & 0xffff
+            };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+}
+
+/// CRC16-XMODEM (0x1021).
+static CRC16_TABLE: [u32; 256] = xmodem_table(0x1021);
 /// CRC-32/ISO-HDLC (reflected 0x04C11DB7).
 static CRC32_TABLE: [u32; 256] = reflected_table(0xedb8_8320);
 
-/// twemproxy's `hash_crc16`: CRC-16/ARC (init 0, reflected, no final xor).
+/// twemproxy's `hash_crc16`: the CRC16-XMODEM table driven over a `uint32_t` state that is
+/// shifted left without masking, so bits above 16 accumulate (and matter on the ring); the
+/// low 16 bits are the CRC16-XMODEM of the key.
 ///
 /// ```
 /// use shardis_ring::hash::twemproxy_crc16;
-/// assert_eq!(twemproxy_crc16(b"123456789"), 0xbb3d);
+/// assert_eq!(twemproxy_crc16(b"123456789") & 0xffff, 0x31c3);
+/// assert_eq!(twemproxy_crc16(b"a"), 0x7c87);
 /// ```
 pub fn twemproxy_crc16(key: &[u8]) -> u32 {
     key.iter().fold(0u32, |crc, &b| {
-        (crc >> 8) ^ CRC16_TABLE[((crc ^ u32::from(b)) & 0xff) as usize]
+        (crc << 8) ^ CRC16_TABLE[(((crc >> 8) ^ u32::from(b)) & 0xff) as usize]
     })
 }
 
@@ -322,9 +347,9 @@ mod tests {
 
     #[test]
     fn crc_tables_match_the_published_ones() {
-        // First entries of twemproxy's crc16tab and crc32tab.
-        assert_eq!(&CRC16_TABLE[..4], &[0x0000, 0xc0c1, 0xc181, 0x0140]);
-        assert_eq!(CRC16_TABLE[255], 0x4040);
+        // First and last entries of twemproxy's crc16tab (XMODEM) and crc32tab.
+        assert_eq!(&CRC16_TABLE[..4], &[0x0000, 0x1021, 0x2042, 0x3063]);
+        assert_eq!(CRC16_TABLE[255], 0x1ef0);
         assert_eq!(CRC32_TABLE[1], 0x7707_3096);
         assert_eq!(CRC32_TABLE[255], 0x2d02_ef8d);
     }
