@@ -160,6 +160,24 @@ impl Builder {
         self.with_ring(|c| c.placement = placement)
     }
 
+    /// The key hash of ketama placement (ring mode): twemproxy's `hash:` setting, e.g.
+    /// [`KeyHash::Md5`](shardis_ring::KeyHash::Md5). Default: the flavor's (`fnv1a_64` for
+    /// twemproxy, MD5 for libmemcached and spymemcached). Refused by `build` with the native
+    /// placement, which always hashes with xxh3. See [`RingPlacement::Ketama`].
+    ///
+    /// ```
+    /// use shardis::{RingNode, RingPlacement, ring::{KetamaFlavor, KeyHash}};
+    /// let hash: KeyHash = "murmur".parse()?; // as written in nutcracker.yml
+    /// let builder = shardis::Client::builder()
+    ///     .ring([RingNode::at("10.0.0.1:6379"), RingNode::at("10.0.0.2:6379")])
+    ///     .ring_placement(RingPlacement::Ketama(KetamaFlavor::Twemproxy))
+    ///     .ring_key_hash(hash);
+    /// # Ok::<(), shardis::ring::RingError>(())
+    /// ```
+    pub fn ring_key_hash(self, hash: shardis_ring::KeyHash) -> Self {
+        self.with_ring(|c| c.key_hash = Some(hash))
+    }
+
     /// twemproxy's `hash_tag` (ring mode): when a key holds `tag[0]` and later `tag[1]` with
     /// something between, only that part is hashed, so `user:{42}:a` and `user:{42}:b` share a
     /// node.
@@ -338,5 +356,11 @@ mod tests {
         assert!(err(one().ring_health(eject)).contains("retry_timeout"));
         let rebalance = RebalanceOptions::new().keys_per_second(0);
         assert!(err(one().ring_rebalance(rebalance)).contains("keys_per_second"));
+        let native = one().ring_key_hash(shardis_ring::KeyHash::Md5);
+        assert!(err(native).contains("ketama placement only"));
+        let ketama = one()
+            .ring_placement(RingPlacement::Ketama(shardis_ring::KetamaFlavor::Twemproxy))
+            .ring_key_hash(shardis_ring::KeyHash::Md5);
+        assert!(ketama.validate().is_ok());
     }
 }
