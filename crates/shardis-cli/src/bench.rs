@@ -29,9 +29,12 @@ use crate::workload::{self, Live, Spec, parse_duration};
     shardis bench --ring                                   # 3 local standalone nodes\n  \
     shardis bench --ring --nodes 10.0.0.1:6379,10.0.0.2:6379 --ketama")]
 pub struct BenchArgs {
-    /// Benchmark this existing cluster (keys under --prefix are removed afterwards).
-    #[arg(long, value_name = "HOST:PORT", conflicts_with = "ring")]
+    /// Benchmark this existing cluster (keys under --prefix are removed afterwards):
+    /// HOST:PORT or redis://[user:pass@]host:port.
+    #[arg(long, value_name = "HOST:PORT|URL", conflicts_with = "ring")]
     cluster: Option<String>,
+    #[command(flatten)]
+    auth: crate::nodes::AuthArgs,
     /// Ring mode: --nodes, or 3 local standalone nodes started for the run.
     #[arg(long)]
     ring: bool,
@@ -137,7 +140,9 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
         } else {
             RingPlacement::Native
         };
-        let client = shardis::Client::builder()
+        let client = args
+            .auth
+            .apply(shardis::Client::builder())
             .ring(
                 addrs
                     .iter()
@@ -161,16 +166,18 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             !args.nodes.is_empty(),
         )
     } else if let Some(addr) = &args.cluster {
-        spread_builder = spread_builder.cluster([parse_addr(addr)?.to_string()]);
+        spread_builder = args
+            .auth
+            .apply(spread_builder.cluster([crate::nodes::seed(addr)?]));
         (
-            connect_cluster(addr).await?,
+            connect_cluster(addr, &args.auth).await?,
             format!("cluster {addr}"),
             true,
         )
     } else {
         say("starting a local Redis Cluster: 3 primaries × 1 replica ...".into());
         let c = start_cluster(3, 1).await?;
-        let client = connect_cluster(&c.seeds()[0]).await?;
+        let client = connect_cluster(&c.seeds()[0], &Default::default()).await?;
         spread_builder = spread_builder.cluster(c.seeds());
         _cluster = Some(c);
         (

@@ -15,7 +15,7 @@ use redis::Value;
 use shardis_testkit::{Cluster, FailoverMode, Role};
 
 use crate::error::{CliError, Context, Result, bail};
-use crate::nodes::{connect_cluster, parse_addr, start_cluster};
+use crate::nodes::{connect_cluster, start_cluster};
 use crate::output::{ms, thousands};
 use crate::stats::Summary;
 use crate::workload::{self, Live, Spec, parse_duration};
@@ -33,8 +33,10 @@ pub struct DemoArgs {
     /// Run against this existing cluster instead of starting one. Only keys under --prefix are
     /// touched, and they are removed afterwards; it is never resharded or failed over unless
     /// --reshard / --failover say so.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT|URL")]
     cluster: Option<String>,
+    #[command(flatten)]
+    auth: crate::nodes::AuthArgs,
     /// How long the workload runs (e.g. 15s, 2m).
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     duration: Duration,
@@ -127,7 +129,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     let target = match &args.cluster {
         Some(addr) => {
-            parse_addr(addr)?;
+            crate::nodes::seed(addr)?;
             Target::External(addr.clone())
         }
         None => {
@@ -143,8 +145,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         }
     };
     let client = match &target {
-        Target::Local(c) => connect_cluster(&c.seeds()[0]).await?,
-        Target::External(addr) => connect_cluster(addr).await?,
+        Target::Local(c) => connect_cluster(&c.seeds()[0], &Default::default()).await?,
+        Target::External(addr) => connect_cluster(addr, &args.auth).await?,
     };
     let do_reshard = args.reshard_slots > 0 && (matches!(target, Target::Local(_)) || args.reshard);
     let do_failover = match target {

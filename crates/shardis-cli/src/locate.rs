@@ -6,9 +6,9 @@ use serde::Serialize;
 use shardis::slots::{Node, key_slot};
 
 use crate::error::{Result, bail};
-use crate::nodes::{connect_cluster, keys_from_args_or_stdin, parse_ring_nodes};
+use crate::nodes::{AuthArgs, connect_cluster, keys_from_args_or_stdin, parse_ring_nodes};
 use crate::output::Table;
-use crate::ring::SimRing;
+use crate::ring::{PlacementArgs, SimRing};
 
 /// Options of `shardis locate`.
 #[derive(clap::Args, Debug)]
@@ -16,23 +16,27 @@ use crate::ring::SimRing;
     shardis locate --cluster 127.0.0.1:7000 user:42 '{user:42}:cart'\n  \
     cat keys.txt | shardis locate --cluster 127.0.0.1:7000 --json\n  \
     shardis locate --ring --nodes cache-a:6379,cache-b:6379=2 user:42\n  \
-    shardis locate --ring --ketama --nodes 10.0.0.1:6379,10.0.0.2:6379 user:42")]
+    shardis locate --ring --ketama --nodes 10.0.0.1:6379,10.0.0.2:6379 user:42\n  \
+    shardis locate --ring --hash md5 --hash-tag '{}' --nodes cache-a,cache-b 'user:{42}:cart'\n  \
+    shardis locate --nutcracker-config /etc/nutcracker.yml --pool alpha user:42\n  \
+    REDISCLI_AUTH=secret shardis locate --cluster 10.0.0.1:7000 --user app user:42\n  \
+    shardis locate --cluster redis://app:secret@10.0.0.1:7000 user:42")]
 pub struct LocateArgs {
-    /// A node of the cluster to ask for its slot map.
-    #[arg(long, value_name = "HOST:PORT", conflicts_with = "ring")]
+    /// A node of the cluster to ask for its slot map: HOST:PORT or redis://[user:pass@]host:port.
+    #[arg(long, value_name = "HOST:PORT|URL", conflicts_with = "ring")]
     cluster: Option<String>,
-    /// Place keys on a ring of --nodes instead (computed locally; nothing is contacted).
-    #[arg(long, requires = "nodes")]
+    /// Place keys on a ring of --nodes (or a nutcracker pool) instead (computed locally;
+    /// nothing is contacted).
+    #[arg(long)]
     ring: bool,
-    /// Ring nodes: NAME[=WEIGHT], comma-separated (the name is what the ring hashes).
+    /// Ring nodes: NAME[=WEIGHT], comma-separated (the name is what the ring hashes; for
+    /// ketama, HOST:PORT is a twemproxy server without a name).
     #[arg(long, value_name = "NAME[=W],...")]
     nodes: Vec<String>,
-    /// twemproxy-compatible ketama placement (with --ring).
-    #[arg(long, requires = "ring")]
-    ketama: bool,
-    /// Points per unit of weight of the native ring (with --ring).
-    #[arg(long, default_value_t = shardis::ring::DEFAULT_POINTS_PER_WEIGHT)]
-    vnodes: u32,
+    #[command(flatten)]
+    placement: PlacementArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// Print JSON (one array) instead of a table.
     #[arg(long)]
     json: bool,
@@ -63,9 +67,13 @@ fn addr(node: &Node) -> String {
 }
 
 pub async fn run(args: LocateArgs) -> Result<ExitCode> {
-    if args.ring {
-        let entries = parse_ring_nodes(&args.nodes)?;
-        let ring = SimRing::build(&entries, args.vnodes, args.ketama)?;
+    let (placement, from_pool) = args.placement.resolve()?;
+    if args.ring || from_pool.is_some() {
+        let entries = match from_pool {
+            Some(entries) => entries,
+            None => parse_ring_nodes(&args.nodes)?,
+        };
+        let ring = SimRing::build(&entries, &placement)?;
         let keys = keys_from_args_or_stdin(&args.keys)?;
         let out: Vec<RingPlacement> = keys
             .into_iter()
@@ -92,7 +100,7 @@ pub async fn run(args: LocateArgs) -> Result<ExitCode> {
         bail!("--nodes goes with --ring; for a cluster give --cluster HOST:PORT only");
     }
     let keys = keys_from_args_or_stdin(&args.keys)?;
-    let client = connect_cluster(seed).await?;
+    let client = connect_cluster(seed, &args.auth).await?;
     let topology = client.topology();
     let out: Vec<ClusterPlacement> = keys
         .into_iter()

@@ -9,6 +9,7 @@ mod demo;
 mod error;
 mod locate;
 mod nodes;
+mod nutcracker;
 mod output;
 mod ring;
 mod stampede;

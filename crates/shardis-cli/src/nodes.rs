@@ -15,20 +15,128 @@ pub fn parse_addr(s: &str) -> Result<Endpoint> {
     }
 }
 
-/// A shardis client for the cluster that `addr` belongs to.
-pub async fn connect_cluster(addr: &str) -> Result<shardis::Client> {
-    let endpoint = parse_addr(addr)?;
-    shardis::Client::builder()
-        .cluster([endpoint.to_string()])
+/// A password from the command line or the environment; never shown by `Debug`.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Credentials, as redis-cli takes them, for every subcommand that connects.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct AuthArgs {
+    /// Password for AUTH (default: $REDISCLI_AUTH, as redis-cli). A URL may carry it too.
+    #[arg(short = 'a', long = "pass", value_name = "PASSWORD", value_parser = |s: &str| Ok::<_, std::convert::Infallible>(Password(s.to_string())))]
+    pass: Option<Password>,
+    /// ACL user name (give its password with -a/--pass or REDISCLI_AUTH).
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+}
+
+impl AuthArgs {
+    /// Credentials from flags only (tests).
+    #[cfg(test)]
+    pub fn new(user: Option<&str>, pass: Option<&str>) -> Self {
+        AuthArgs {
+            pass: pass.map(|p| Password(p.into())),
+            user: user.map(Into::into),
+        }
+    }
+
+    /// The password: `-a/--pass`, else a non-empty `$REDISCLI_AUTH`.
+    pub fn password(&self) -> Option<String> {
+        self.pass.as_ref().map(|p| p.0.clone()).or_else(|| {
+            std::env::var("REDISCLI_AUTH")
+                .ok()
+                .filter(|p| !p.is_empty())
+        })
+    }
+
+    /// `builder` with these credentials (they take precedence over a URL's).
+    pub fn apply(&self, mut builder: shardis::Builder) -> shardis::Builder {
+        if let Some(user) = &self.user {
+            builder = builder.username(user.clone());
+        }
+        if let Some(password) = self.password() {
+            builder = builder.password(password);
+        }
+        builder
+    }
+
+    /// What to try when connecting failed with `message`: the hint points at credentials
+    /// when the server asked for them or refused them, at the address otherwise.
+    pub fn hint(&self, message: &str) -> &'static str {
+        let given = self.password().is_some();
+        if message.contains("NOAUTH") || (message.contains("Authentication required") && !given) {
+            "the server requires a password: pass -a PASSWORD (or set REDISCLI_AUTH), and \
+             --user NAME for an ACL user"
+        } else if message.contains("WRONGPASS") || message.contains("invalid password") {
+            "the server refused these credentials: check --user and -a/--pass (or REDISCLI_AUTH)"
+        } else if message.contains("invalid configuration") {
+            ""
+        } else {
+            "is a cluster node listening there? `shardis demo` starts a local one"
+        }
+    }
+}
+
+/// `HOST:PORT` as given, or a `redis://` URL (which may carry credentials).
+pub fn seed(addr: &str) -> Result<String> {
+    if addr.contains("://") {
+        return Ok(addr.trim().to_string());
+    }
+    Ok(parse_addr(addr)?.to_string())
+}
+
+/// The node `addr` (`HOST:PORT` or a URL) names, and the user and password to log in with:
+/// the flags' (or `$REDISCLI_AUTH`), else the URL's.
+pub fn endpoint_and_credentials(
+    addr: &str,
+    auth: &AuthArgs,
+) -> Result<(Endpoint, Option<String>, Option<String>)> {
+    if !addr.contains("://") {
+        return Ok((parse_addr(addr)?, auth.user.clone(), auth.password()));
+    }
+    let url =
+        shardis::ConnectionUrl::parse(addr.trim()).map_err(|e| CliError::new(e.to_string()))?;
+    if url.tls() {
+        bail!("{url}: TLS (rediss://) is not supported yet: use redis://");
+    }
+    let user = auth
+        .user
+        .clone()
+        .or_else(|| url.username().map(str::to_string));
+    let password = auth
+        .password()
+        .or_else(|| url.password().map(|p| p.expose().to_string()));
+    if let (Some(user), None) = (&user, &password) {
+        bail!("user {user:?} was given without a password: add -a PASSWORD (or REDISCLI_AUTH)");
+    }
+    Ok((parse_addr(&url.addr())?, user, password))
+}
+
+/// A shardis client for the cluster that `addr` (`HOST:PORT` or a URL) belongs to.
+pub async fn connect_cluster(addr: &str, auth: &AuthArgs) -> Result<shardis::Client> {
+    let seed = seed(addr)?;
+    let shown = shardis::ConnectionUrl::parse(&seed).map_or_else(|_| seed.clone(), |u| u.addr());
+    auth.apply(shardis::Client::builder().cluster([seed]))
         .connect_timeout(Duration::from_secs(2))
         .response_timeout(Duration::from_secs(2))
         .build()
         .await
         .map_err(|e| {
-            CliError::new(format!(
-                "cannot use the Redis Cluster at {endpoint}: {e} (is a cluster node listening there? \
-                 `shardis demo` starts a local one)"
-            ))
+            let message = e.to_string();
+            match auth.hint(&message) {
+                "" => CliError::new(format!(
+                    "cannot use the Redis Cluster at {shown}: {message}"
+                )),
+                hint => CliError::new(format!(
+                    "cannot use the Redis Cluster at {shown}: {message} ({hint})"
+                )),
+            }
         })
 }
 
@@ -143,6 +251,26 @@ mod tests {
         assert!(parse_ring_nodes(&["a=0".into()]).is_err());
         assert!(parse_ring_nodes(&["a,a".into()]).is_err());
         assert!(parse_ring_nodes(&[]).is_err());
+    }
+
+    #[test]
+    fn the_hint_points_at_credentials_when_the_server_asks_for_them() {
+        let none = AuthArgs::new(None, None);
+        // What a password-protected cluster answers a client without credentials.
+        let noauth = "no seed answered: CLIENT failed: NOAUTH Authentication required.";
+        assert!(none.hint(noauth).contains("-a PASSWORD"));
+        assert!(!none.hint(noauth).contains("listening"));
+        let wrong = "AUTH failed: WRONGPASS invalid username-password pair or user is disabled.";
+        let given = AuthArgs::new(Some("app"), Some("nope"));
+        assert!(given.hint(wrong).contains("refused these credentials"));
+        assert!(
+            none.hint("Connection refused (os error 111)")
+                .contains("listening")
+        );
+        assert!(format!("{given:?}").contains("Password(***)"));
+        assert!(!format!("{given:?}").contains("nope"));
+        assert_eq!(seed("redis://:pw@h:1").unwrap(), "redis://:pw@h:1");
+        assert_eq!(seed("127.0.0.1:7000").unwrap(), "127.0.0.1:7000");
     }
 
     #[test]

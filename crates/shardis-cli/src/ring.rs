@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use serde::Serialize;
-use shardis::ring::{KetamaFlavor, KetamaRing, KetamaServer, Ring, moved_fraction};
+use shardis::ring::{KetamaFlavor, KetamaRing, KetamaServer, KeyHash, Ring, moved_fraction};
 use shardis::slots::Endpoint;
 
 use crate::error::{CliError, Result, bail};
@@ -17,21 +17,22 @@ use crate::output::Table;
 #[command(after_help = "Examples:\n  \
     shardis ring --nodes 5                            # node-1 .. node-5, weight 1\n  \
     shardis ring --nodes 4 --vnodes 40 --weights 1,1,2,4\n  \
-    shardis ring --nodes cache-a:6379,cache-b:6379=2 --ketama\n  \
+    shardis ring --nodes cache-a:6379,cache-b:6379=2 --ketama --hash md5\n  \
+    shardis ring --nutcracker-config /etc/nutcracker.yml --pool alpha\n  \
     shardis ring --nodes 8 --plot shares.svg --json")]
 pub struct RingArgs {
     /// A node count (named node-1..node-N) or a list of names with optional =WEIGHT.
-    #[arg(long, value_name = "N|NAME[=W],...", required = true)]
+    #[arg(
+        long,
+        value_name = "N|NAME[=W],...",
+        required_unless_present = "nutcracker_config"
+    )]
     nodes: Vec<String>,
-    /// Points per unit of weight (native ring; ketama always uses 160).
-    #[arg(long, default_value_t = shardis::ring::DEFAULT_POINTS_PER_WEIGHT)]
-    vnodes: u32,
     /// Weights in node order, e.g. 1,1,2 (overrides =WEIGHT).
     #[arg(long, value_delimiter = ',')]
     weights: Vec<u32>,
-    /// twemproxy-compatible MD5 ketama instead of the native xxh3 ring.
-    #[arg(long)]
-    ketama: bool,
+    #[command(flatten)]
+    placement: PlacementArgs,
     /// The node added to measure what an addition moves (default: node-<N+1>).
     #[arg(long, value_name = "NAME")]
     add: Option<String>,
@@ -43,25 +44,106 @@ pub struct RingArgs {
     json: bool,
 }
 
+/// How a ring places keys, from the command line or a nutcracker pool (shared by `ring` and
+/// `locate --ring`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PlacementArgs {
+    /// twemproxy-compatible ketama (MD5 points) instead of the native xxh3 ring.
+    #[arg(long)]
+    ketama: bool,
+    /// ketama's key hash, as twemproxy's `hash:` (implies --ketama): one_at_a_time, md5,
+    /// crc16, crc32, crc32a, fnv1_64, fnv1a_64 (default), fnv1_32, fnv1a_32, hsieh, murmur,
+    /// jenkins.
+    #[arg(long, value_name = "NAME", value_parser = |s: &str| s.parse::<KeyHash>().map_err(|e| e.to_string()))]
+    hash: Option<KeyHash>,
+    /// Hash only the part of a key between these two characters, as twemproxy's `hash_tag`
+    /// (e.g. '{}').
+    #[arg(long, value_name = "XY", value_parser = parse_tag)]
+    hash_tag: Option<[u8; 2]>,
+    /// Take the nodes, hash and hash tag from this nutcracker configuration (with --pool).
+    #[arg(long, value_name = "FILE", requires = "pool", conflicts_with_all = ["nodes", "hash", "hash_tag"])]
+    nutcracker_config: Option<std::path::PathBuf>,
+    /// The pool of --nutcracker-config.
+    #[arg(long, value_name = "NAME", requires = "nutcracker_config")]
+    pool: Option<String>,
+    /// Points per unit of weight (native ring; ketama always uses 160).
+    #[arg(long, default_value_t = shardis::ring::DEFAULT_POINTS_PER_WEIGHT)]
+    vnodes: u32,
+}
+
+fn parse_tag(s: &str) -> std::result::Result<[u8; 2], String> {
+    s.as_bytes()
+        .try_into()
+        .map_err(|_| format!("{s:?}: a hash tag is two characters, e.g. '{{}}'"))
+}
+
+/// A resolved placement: what [`SimRing::build`] needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Points per unit of weight of the native ring.
+    pub vnodes: u32,
+    /// ketama with this key hash, or the native ring.
+    pub ketama: Option<KeyHash>,
+    /// The hash tag, if any.
+    pub hash_tag: Option<[u8; 2]>,
+}
+
+impl PlacementArgs {
+    /// The placement and, from a nutcracker pool, its servers (`None`: take --nodes).
+    pub fn resolve(&self) -> Result<(Placement, Option<Vec<RingEntry>>)> {
+        if let (Some(path), Some(pool)) = (&self.nutcracker_config, &self.pool) {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+            let pool = crate::nutcracker::parse_pool(&text, pool)
+                .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+            let placement = Placement {
+                vnodes: self.vnodes,
+                ketama: Some(pool.hash),
+                hash_tag: pool.hash_tag,
+            };
+            return Ok((placement, Some(pool.servers)));
+        }
+        let ketama = match (self.ketama, self.hash) {
+            (_, Some(hash)) => Some(hash),
+            (true, None) => Some(KeyHash::TwemproxyFnv1a64),
+            (false, None) => None,
+        };
+        Ok((
+            Placement {
+                vnodes: self.vnodes,
+                ketama,
+                hash_tag: self.hash_tag,
+            },
+            None,
+        ))
+    }
+}
+
 /// A ring of either kind, as the CLI uses it.
 pub enum SimRing {
-    /// shardis' own ring.
-    Native(Ring),
+    /// shardis' own ring (and the hash tag it is given).
+    Native(Ring, Option<[u8; 2]>),
     /// twemproxy's ketama.
     Ketama(KetamaRing, Vec<RingEntry>),
 }
 
 impl SimRing {
-    /// Builds a ring of `entries`.
-    pub fn build(entries: &[RingEntry], vnodes: u32, ketama: bool) -> Result<SimRing> {
-        if ketama {
+    /// Builds a ring of `entries`. For ketama a `host:port` name is an unnamed twemproxy
+    /// server (hashed as `host` on port 11211, else `host:port`); any other name is explicit.
+    pub fn build(entries: &[RingEntry], placement: &Placement) -> Result<SimRing> {
+        let vnodes = placement.vnodes;
+        if let Some(hash) = placement.ketama {
             let servers = entries.iter().map(|e| match Endpoint::parse(&e.name) {
                 Ok(ep) => KetamaServer::new(ep.host, ep.port, e.weight),
                 Err(_) => {
                     KetamaServer::new(e.name.clone(), 11211, e.weight).with_name(e.name.clone())
                 }
             });
-            let ring = KetamaRing::builder(KetamaFlavor::Twemproxy)
+            let mut builder = KetamaRing::builder(KetamaFlavor::Twemproxy).key_hash(hash);
+            if let Some(tag) = placement.hash_tag {
+                builder = builder.hash_tag(tag);
+            }
+            let ring = builder
                 .servers(servers)
                 .build()
                 .map_err(|e| CliError::new(format!("cannot build the ketama ring: {e}")))?;
@@ -79,14 +161,17 @@ impl SimRing {
                 )
                 .build()
                 .map_err(|e| CliError::new(format!("cannot build the ring: {e}")))?;
-            Ok(SimRing::Native(ring))
+            Ok(SimRing::Native(ring, placement.hash_tag))
         }
     }
 
     /// The node `key` goes to, and the key's hash on this ring.
     pub fn locate(&self, key: &[u8]) -> (String, u64) {
         match self {
-            SimRing::Native(r) => (r.get(key).name().to_string(), Ring::hash_key(key)),
+            SimRing::Native(r, tag) => {
+                let hashed = tag.map_or(key, |t| shardis::ring::hash::hash_tag(key, t));
+                (r.get(hashed).name().to_string(), Ring::hash_key(hashed))
+            }
             SimRing::Ketama(r, entries) => {
                 let i = r.get_index(key);
                 (entries[i].name.clone(), u64::from(r.hash_key(key)))
@@ -97,7 +182,7 @@ impl SimRing {
     /// `(name, weight, points, share)` per node, in the order given.
     fn shares(&self, entries: &[RingEntry]) -> Result<Vec<(String, u32, usize, f64)>> {
         Ok(match self {
-            SimRing::Native(r) => {
+            SimRing::Native(r, _) => {
                 let arcs = r.arc_lengths();
                 let mut points = vec![0usize; r.node_count()];
                 for (_, n) in r.points() {
@@ -144,7 +229,7 @@ impl SimRing {
 
     fn moved(a: &SimRing, b: &SimRing) -> f64 {
         match (a, b) {
-            (SimRing::Native(a), SimRing::Native(b)) => moved_fraction(a, b),
+            (SimRing::Native(a, _), SimRing::Native(b, _)) => moved_fraction(a, b),
             (SimRing::Ketama(a, _), SimRing::Ketama(b, _)) => KetamaRing::moved_fraction(a, b),
             _ => unreachable!("rings of one kind"),
         }
@@ -168,7 +253,7 @@ struct Change {
 
 #[derive(Serialize)]
 struct Report {
-    kind: &'static str,
+    kind: String,
     points_per_weight: Option<u32>,
     nodes: Vec<NodeShare>,
     max_over_mean: f64,
@@ -176,7 +261,9 @@ struct Report {
 }
 
 pub fn run(args: RingArgs) -> Result<ExitCode> {
+    let (placement, from_pool) = args.placement.resolve()?;
     let mut entries = match args.nodes.as_slice() {
+        _ if from_pool.is_some() => from_pool.unwrap_or_default(),
         [one] if let Ok(n) = one.parse::<usize>() => {
             if n == 0 || n > 10_000 {
                 bail!("--nodes {n}: give between 1 and 10000 nodes");
@@ -206,7 +293,7 @@ pub fn run(args: RingArgs) -> Result<ExitCode> {
             e.weight = *w;
         }
     }
-    let ring = SimRing::build(&entries, args.vnodes, args.ketama)?;
+    let ring = SimRing::build(&entries, &placement)?;
     let total_weight: u64 = entries.iter().map(|e| u64::from(e.weight)).sum();
     let nodes: Vec<NodeShare> = ring
         .shares(&entries)?
@@ -241,7 +328,7 @@ pub fn run(args: RingArgs) -> Result<ExitCode> {
         name: added.clone(),
         weight: 1,
     });
-    let bigger = SimRing::build(&with, args.vnodes, args.ketama)?;
+    let bigger = SimRing::build(&with, &placement)?;
     changes.push(Change {
         change: format!("add {added} (weight 1)"),
         moved_fraction: SimRing::moved(&ring, &bigger),
@@ -250,7 +337,7 @@ pub fn run(args: RingArgs) -> Result<ExitCode> {
         for (i, e) in entries.iter().enumerate().take(16) {
             let mut without = entries.clone();
             without.remove(i);
-            let smaller = SimRing::build(&without, args.vnodes, args.ketama)?;
+            let smaller = SimRing::build(&without, &placement)?;
             changes.push(Change {
                 change: format!("remove {}", e.name),
                 moved_fraction: SimRing::moved(&ring, &smaller),
@@ -258,12 +345,11 @@ pub fn run(args: RingArgs) -> Result<ExitCode> {
         }
     }
     let report = Report {
-        kind: if args.ketama {
-            "ketama (twemproxy)"
-        } else {
-            "native (xxh3)"
+        kind: match placement.ketama {
+            Some(hash) => format!("ketama (twemproxy, hash {hash})"),
+            None => "native (xxh3)".to_string(),
         },
-        points_per_weight: (!args.ketama).then_some(args.vnodes),
+        points_per_weight: placement.ketama.is_none().then_some(placement.vnodes),
         nodes,
         max_over_mean,
         changes,

@@ -14,19 +14,23 @@ use shardis::slots::{
 };
 
 use crate::error::{CliError, Result, bail};
-use crate::nodes::parse_addr;
+use crate::nodes::AuthArgs;
 use crate::output::Table;
 
 /// Options of `shardis topology`.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
     shardis topology --cluster 127.0.0.1:7000\n  \
-    shardis topology --cluster 127.0.0.1:7000 --json | jq .agree\n\n\
+    shardis topology --cluster 127.0.0.1:7000 --json | jq .agree\n  \
+    shardis topology --cluster redis://app:secret@127.0.0.1:7000\n  \
+    REDISCLI_AUTH=secret shardis topology --cluster 127.0.0.1:7000\n\n\
     Exits 1 when some node disagrees with the others or does not answer.")]
 pub struct TopologyArgs {
-    /// Any node of the cluster.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Any node of the cluster: HOST:PORT or redis://[user:pass@]host:port.
+    #[arg(long, value_name = "HOST:PORT|URL")]
     cluster: String,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -38,8 +42,26 @@ struct View {
     result: std::result::Result<Topology, String>,
 }
 
-async fn ask(node: &Endpoint) -> std::result::Result<Topology, String> {
-    let info = format!("redis://{node}/");
+/// User and password for every node asked.
+#[derive(Clone, Default)]
+struct Credentials {
+    user: Option<String>,
+    password: Option<String>,
+}
+
+async fn ask(node: &Endpoint, creds: &Credentials) -> std::result::Result<Topology, String> {
+    use redis::IntoConnectionInfo;
+    let mut info = (node.host.as_str(), node.port)
+        .into_connection_info()
+        .map_err(|e| e.to_string())?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(user) = &creds.user {
+        settings = settings.set_username(user);
+    }
+    if let Some(password) = &creds.password {
+        settings = settings.set_password(password);
+    }
+    info = info.set_redis_settings(settings);
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(2)));
@@ -220,11 +242,11 @@ fn json_node(n: &Node, role: &'static str) -> JsonNode {
 }
 
 pub async fn run(args: TopologyArgs) -> Result<ExitCode> {
-    let seed = parse_addr(&args.cluster)?;
-    let first = ask(&seed).await.map_err(|e| {
-        CliError::new(format!(
-            "cannot read the slot map of {seed}: {e} (is a Redis Cluster node listening there?)"
-        ))
+    let (seed, user, password) = crate::nodes::endpoint_and_credentials(&args.cluster, &args.auth)?;
+    let creds = &Credentials { user, password };
+    let first = ask(&seed, creds).await.map_err(|e| {
+        let hint = args.auth.hint(&e);
+        CliError::new(format!("cannot read the slot map of {seed}: {e} ({hint})"))
     })?;
     // Every node the seed knows of, seed first.
     let mut targets = vec![seed.clone()];
@@ -240,7 +262,7 @@ pub async fn run(args: TopologyArgs) -> Result<ExitCode> {
     let views: Vec<View> = futures::future::join_all(targets.iter().map(|t| async move {
         View {
             node: t.clone(),
-            result: ask(t).await,
+            result: ask(t, creds).await,
         }
     }))
     .await;

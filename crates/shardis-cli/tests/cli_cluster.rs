@@ -161,3 +161,86 @@ async fn demo_on_an_existing_cluster_touches_only_its_own_keys() {
         .unwrap();
     assert_eq!(value.as_deref(), Some("keep"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_by_flag_env_or_url_for_every_connecting_command() {
+    const PW: &str = "cli-pw-7d2e-not-shown";
+    let cluster = shardis_testkit::Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(0)
+        .acl_user("cache-app", PW)
+        .start()
+        .await
+        .expect("cluster with an ACL user");
+    let seed = cluster.seeds()[0].clone();
+    let url = format!("redis://cache-app:{PW}@{seed}");
+    let failed = |args: &[&str], env: &[(&str, &str)]| {
+        let out = common::shardis_env(args, None, env);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains(PW), "the password shows: {err}");
+        err
+    };
+
+    // Without credentials: the hint says to give a password, not that nothing listens.
+    for cmd in ["locate", "topology"] {
+        let mut args = vec![cmd, "--cluster", seed.as_str()];
+        if cmd == "locate" {
+            args.push("k");
+        }
+        let err = failed(&args, &[]);
+        assert!(
+            err.contains("-a PASSWORD") && err.contains("REDISCLI_AUTH"),
+            "{err}"
+        );
+        assert!(!err.contains("listening"), "{err}");
+    }
+    // A wrong password: the hint says the credentials were refused.
+    let err = failed(
+        &[
+            "locate",
+            "--cluster",
+            &seed,
+            "--user",
+            "cache-app",
+            "-a",
+            "wrong",
+            "k",
+        ],
+        &[],
+    );
+    assert!(err.contains("refused these credentials"), "{err}");
+
+    // -a/--pass with --user; REDISCLI_AUTH; a URL: each works, for locate and topology.
+    let slot = key_slot(b"k").to_string();
+    let with_flags = ok(
+        &[
+            "locate",
+            "--cluster",
+            &seed,
+            "--user",
+            "cache-app",
+            "--pass",
+            PW,
+            "k",
+        ],
+        None,
+    );
+    assert!(with_flags.contains(&slot), "{with_flags}");
+    // The password from the environment only, as redis-cli reads it.
+    let with_env = |args: &[&str]| {
+        let out = common::shardis_env(args, None, &[("REDISCLI_AUTH", PW)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        with_env(&["locate", "--cluster", &seed, "--user", "cache-app", "k"]),
+        with_flags
+    );
+    assert_eq!(ok(&["locate", "--cluster", &url, "k"], None), with_flags);
+    let topology = ok(&["topology", "--cluster", &url], None);
+    assert!(topology.contains(&seed), "{topology}");
+    let topology = with_env(&["topology", "--cluster", &seed, "--user", "cache-app"]);
+    assert!(topology.contains(&seed), "{topology}");
+}

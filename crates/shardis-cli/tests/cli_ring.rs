@@ -80,3 +80,97 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// `(key, node)` of each row of `locate --json`.
+fn placements(args: &[&str]) -> Vec<(String, String)> {
+    let json: Value = serde_json::from_str(&ok(args, None)).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().into(),
+                r["node"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn locate_takes_twemproxy_hash_and_hash_tag_or_a_nutcracker_pool() {
+    use shardis::ring::{KetamaFlavor, KetamaRing, KetamaServer, KeyHash};
+    let keys = ["k1", "user:{42}:a", "user:{42}:b", "session:9", "x{y}z"];
+    // The pool as a library user would build it: cache-a named, the others unnamed.
+    let ring = KetamaRing::builder(KetamaFlavor::Twemproxy)
+        .key_hash(KeyHash::Md5)
+        .hash_tag(*b"{}")
+        .server(KetamaServer::new("10.0.0.1", 6379, 1).with_name("cache-a"))
+        .server(KetamaServer::new("10.0.0.2", 6379, 2))
+        .server(KetamaServer::new("10.0.0.3", 11211, 1))
+        .build()
+        .unwrap();
+    let names = ["cache-a", "10.0.0.2:6379", "10.0.0.3:11211"];
+    let expected: Vec<(String, String)> = keys
+        .iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                names[ring.get_index(k.as_bytes())].to_string(),
+            )
+        })
+        .collect();
+
+    let mut args = vec![
+        "locate",
+        "--ring",
+        "--hash",
+        "md5",
+        "--hash-tag",
+        "{}",
+        "--json",
+        "--nodes",
+        "cache-a,10.0.0.2:6379=2,10.0.0.3:11211",
+    ];
+    args.extend(keys);
+    assert_eq!(placements(&args), expected);
+
+    let dir = tempfile_dir();
+    let conf = dir.join("nutcracker.yml");
+    std::fs::write(
+        &conf,
+        "other:\n  hash: fnv1a_64\n  servers:\n   - 127.0.0.1:1:1\n\
+         web:\n  listen: 127.0.0.1:22121\n  hash: md5\n  hash_tag: \"{}\"\n  distribution: ketama\n  \
+         servers:\n   - 10.0.0.1:6379:1 cache-a\n   - 10.0.0.2:6379:2\n   - 10.0.0.3:11211:1\n",
+    )
+    .unwrap();
+    let conf = conf.to_string_lossy().into_owned();
+    let mut args = vec![
+        "locate",
+        "--nutcracker-config",
+        &conf,
+        "--pool",
+        "web",
+        "--json",
+    ];
+    args.extend(keys);
+    assert_eq!(placements(&args), expected);
+    // `ring` reads the pool too, and names its hash.
+    let out = ok(
+        &["ring", "--nutcracker-config", &conf, "--pool", "web"],
+        None,
+    );
+    assert!(out.contains("hash md5") && out.contains("cache-a"), "{out}");
+    // A pool that is not there: the error lists those that are.
+    let out = common::shardis(
+        &["ring", "--nutcracker-config", &conf, "--pool", "nope"],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("other, web"), "{err}");
+    let out = common::shardis(
+        &["locate", "--ring", "--hash", "sha1", "--nodes", "a", "k"],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("fnv1a_64"), "{err}");
+}

@@ -44,6 +44,12 @@ pub enum RingError {
         /// The limit, [`crate::MAX_NODES`].
         max: usize,
     },
+    /// A key hash name that twemproxy does not have.
+    #[error(
+        "unknown key hash {0:?}: expected one of one_at_a_time, md5, crc16, crc32, crc32a, \
+         fnv1_64, fnv1a_64, fnv1_32, fnv1a_32, hsieh, murmur, jenkins"
+    )]
+    UnknownKeyHash(String),
     /// `replicas` was asked for 0 replicas.
     #[error("the replica count must be at least 1")]
     ZeroReplicas,

@@ -38,19 +38,60 @@ pub struct Builder {
     pub(crate) mode: Option<Mode>,
     pub(crate) settings: Settings,
     pub(crate) hot: Option<crate::hot::HotKeyOptions>,
+    /// What connection URLs said (seeds given as URLs).
+    pub(crate) from_urls: crate::url::FromUrls,
 }
 
 impl Builder {
     /// Redis Cluster mode: the client loads the slot map from any of these seeds
-    /// (`host:port`, IPv6 as `[::1]:7000` or `::1:7000`) and follows the cluster from there.
+    /// (`host:port`, IPv6 as `[::1]:7000` or `::1:7000`, or connection URLs as
+    /// [`cluster_urls`](Builder::cluster_urls) takes them) and follows the cluster from there.
     pub fn cluster<I, S>(mut self, seeds: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.mode = Some(Mode::Cluster {
-            seeds: seeds.into_iter().map(Into::into).collect(),
-        });
+        let seeds: Vec<String> = seeds.into_iter().map(Into::into).collect();
+        if seeds.iter().any(|s| crate::url::is_url(s)) {
+            return self.cluster_urls(seeds);
+        }
+        self.mode = Some(Mode::Cluster { seeds });
+        self
+    }
+
+    // ---- connection URLs ----
+
+    /// Redis Cluster mode from connection URLs
+    /// (`redis://[[user][:password]@]host[:port][/0][?protocol=resp2]`; see
+    /// [`ConnectionUrl`](crate::ConnectionUrl)): each URL's `host:port` is a seed, and the
+    /// user and password they carry (all the same, or in one URL only) are used for `AUTH`,
+    /// as [`username`](Builder::username) and [`password`](Builder::password) would.
+    ///
+    /// `build` refuses, with [`Error::Config`] saying why: a URL that does not parse (the
+    /// message never shows the password), URLs with different credentials, a user without
+    /// a password, a database other than 0, and `rediss://` (TLS is not implemented yet).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), shardis::Error> {
+    /// let client = shardis::Client::builder()
+    ///     .cluster_urls(["redis://cache-app:s3cret@10.0.0.1:7000", "redis://10.0.0.2:7000"])
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster_urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut from_urls = crate::url::FromUrls::default();
+        let seeds = from_urls.take(urls.into_iter().map(Into::into).collect());
+        if let Ok(Some((username, password))) = from_urls.credentials() {
+            self.settings.username = username;
+            self.settings.password = Some(password);
+        }
+        self.from_urls = from_urls;
+        self.mode = Some(Mode::Cluster { seeds });
         self
     }
 
@@ -160,6 +201,24 @@ impl Builder {
         self.with_ring(|c| c.placement = placement)
     }
 
+    /// The key hash of ketama placement (ring mode): twemproxy's `hash:` setting, e.g.
+    /// [`KeyHash::Md5`](shardis_ring::KeyHash::Md5). Default: the flavor's (`fnv1a_64` for
+    /// twemproxy, MD5 for libmemcached and spymemcached). Refused by `build` with the native
+    /// placement, which always hashes with xxh3. See [`RingPlacement::Ketama`].
+    ///
+    /// ```
+    /// use shardis::{RingNode, RingPlacement, ring::{KetamaFlavor, KeyHash}};
+    /// let hash: KeyHash = "murmur".parse()?; // as written in nutcracker.yml
+    /// let builder = shardis::Client::builder()
+    ///     .ring([RingNode::at("10.0.0.1:6379"), RingNode::at("10.0.0.2:6379")])
+    ///     .ring_placement(RingPlacement::Ketama(KetamaFlavor::Twemproxy))
+    ///     .ring_key_hash(hash);
+    /// # Ok::<(), shardis::ring::RingError>(())
+    /// ```
+    pub fn ring_key_hash(self, hash: shardis_ring::KeyHash) -> Self {
+        self.with_ring(|c| c.key_hash = Some(hash))
+    }
+
     /// twemproxy's `hash_tag` (ring mode): when a key holds `tag[0]` and later `tag[1]` with
     /// something between, only that part is hashed, so `user:{42}:a` and `user:{42}:b` share a
     /// node.
@@ -239,6 +298,10 @@ impl Builder {
         if s.refresh_fanout == 0 {
             return Err(Error::Config("refresh_fanout must be at least 1".into()));
         }
+        self.from_urls.check()?;
+        if let (Some(user), None) = (&s.username, &s.password) {
+            return Err(Error::Config(crate::url::username_without_password(user)));
+        }
         match &self.mode {
             None => Err(Error::Config(
                 "choose a deployment mode with .cluster(seeds) or .ring(nodes)".into(),
@@ -270,6 +333,57 @@ mod tests {
         let shown = format!("{builder:?}");
         assert!(!shown.contains("s3cr3t-pw"), "{shown}");
         assert!(shown.contains("Secret(***)"));
+    }
+
+    #[test]
+    fn seeds_may_be_urls_and_their_credentials_are_used() {
+        let b = Builder::default().cluster(["redis://app:pw%21@127.0.0.1:7000", "127.0.0.1:7001"]);
+        assert!(b.validate().is_ok(), "{:?}", b.validate());
+        assert!(
+            matches!(&b.mode, Some(Mode::Cluster { seeds }) if seeds == &["127.0.0.1:7000", "127.0.0.1:7001"])
+        );
+        assert_eq!(b.settings.username.as_deref(), Some("app"));
+        assert_eq!(
+            b.settings.password.as_ref().map(Secret::expose),
+            Some("pw!")
+        );
+        let shown = format!("{b:?}");
+        assert!(!shown.contains("pw!"), "{shown}");
+        let b = Builder::default().cluster_urls(["redis://[::1]:7000/0?protocol=resp2"]);
+        assert!(b.validate().is_ok());
+        assert!(matches!(&b.mode, Some(Mode::Cluster { seeds }) if seeds == &["[::1]:7000"]));
+    }
+
+    #[test]
+    fn refuses_urls_it_cannot_honour_with_a_sentence() {
+        let err = |b: Builder| match b.validate() {
+            Err(Error::Config(message)) => message,
+            other => panic!("expected a config error, got {other:?}"),
+        };
+        let tls = err(Builder::default().cluster(["rediss://:tok3n@cache.example.com:6379"]));
+        assert!(
+            tls.contains("TLS") && tls.contains("not implemented"),
+            "{tls}"
+        );
+        assert!(!tls.contains("tok3n"), "{tls}");
+        let user = err(Builder::default().cluster(["redis://app@127.0.0.1:7000"]));
+        assert!(
+            user.contains("without a password") && user.contains("give both"),
+            "{user}"
+        );
+        let user = err(Builder::default()
+            .cluster(["127.0.0.1:7000"])
+            .username("app"));
+        assert!(user.contains("without a password"), "{user}");
+        let db = err(Builder::default().cluster(["redis://127.0.0.1:7000/2"]));
+        assert!(db.contains("database 2"), "{db}");
+        let two = err(Builder::default().cluster(["redis://:a@h:1", "redis://:b@h:2"]));
+        assert!(two.contains("different credentials"), "{two}");
+        let bad = err(Builder::default().cluster(["redis://:hunter2@h:1?retries=3"]));
+        assert!(
+            bad.contains("unknown option") && !bad.contains("hunter2"),
+            "{bad}"
+        );
     }
 
     #[test]
@@ -338,5 +452,11 @@ mod tests {
         assert!(err(one().ring_health(eject)).contains("retry_timeout"));
         let rebalance = RebalanceOptions::new().keys_per_second(0);
         assert!(err(one().ring_rebalance(rebalance)).contains("keys_per_second"));
+        let native = one().ring_key_hash(shardis_ring::KeyHash::Md5);
+        assert!(err(native).contains("ketama placement only"));
+        let ketama = one()
+            .ring_placement(RingPlacement::Ketama(shardis_ring::KetamaFlavor::Twemproxy))
+            .ring_key_hash(shardis_ring::KeyHash::Md5);
+        assert!(ketama.validate().is_ok());
     }
 }

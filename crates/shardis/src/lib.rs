@@ -82,6 +82,7 @@ mod net;
 mod ring_router;
 mod settings;
 mod stats;
+mod url;
 
 pub use builder::Builder;
 pub use client::Client;
@@ -96,6 +97,7 @@ pub use ring_router::{
 pub use settings::{ReadFrom, Secret};
 pub use shardis_hotkey::{DetectorConfig, HotKey};
 pub use stats::Stats;
+pub use url::ConnectionUrl;
 
 /// Redis Cluster slot math and topology model (the `shardis-slots` crate).
 pub use shardis_slots as slots;

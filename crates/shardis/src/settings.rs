@@ -37,7 +37,12 @@ impl Secret {
         Secret(value.into())
     }
 
-    pub(crate) fn expose(&self) -> &str {
+    /// The secret itself, for the code that must send it (`AUTH`); never log it.
+    ///
+    /// ```
+    /// assert_eq!(shardis::Secret::new("hunter2").expose(), "hunter2");
+    /// ```
+    pub fn expose(&self) -> &str {
         &self.0
     }
 }

@@ -13,14 +13,137 @@ pub enum KetamaFlavor {
     Twemproxy,
 }
 
-/// The 32-bit key hash.
+/// The 32-bit key hash: twemproxy's `hash:` setting (every value it accepts), or MD5 for
+/// libmemcached and spymemcached.
+///
+/// The names are twemproxy's ([`KeyHash::name`], [`str::parse`]); each function is the one
+/// in [`crate::hash`], checked against a real nutcracker's placement.
+///
+/// ```
+/// use shardis_ring::KeyHash;
+///
+/// let hash: KeyHash = "md5".parse()?;
+/// assert_eq!(hash, KeyHash::Md5);
+/// assert_eq!(KeyHash::TwemproxyFnv1a64.name(), "fnv1a_64");
+/// assert_eq!(hash.hash(b"apple"), 3195025439);
+/// assert!("sha1".parse::<KeyHash>().is_err());
+/// # Ok::<(), shardis_ring::RingError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KeyHash {
-    /// MD5 word 0, little-endian ([`crate::hash::md5`]); libmemcached, spymemcached.
+    /// `md5`: MD5 word 0, little-endian ([`crate::hash::md5`]); libmemcached, spymemcached.
     Md5,
-    /// twemproxy's 32-bit `fnv1a_64` ([`crate::hash::twemproxy_fnv1a_64`]); its default.
+    /// `fnv1a_64`: twemproxy's 32-bit `fnv1a_64` ([`crate::hash::twemproxy_fnv1a_64`]); its
+    /// default.
     TwemproxyFnv1a64,
+    /// `one_at_a_time` ([`crate::hash::twemproxy_one_at_a_time`]).
+    OneAtATime,
+    /// `fnv1_64` ([`crate::hash::twemproxy_fnv1_64`]).
+    Fnv1_64,
+    /// `fnv1_32` ([`crate::hash::twemproxy_fnv1_32`]).
+    Fnv1_32,
+    /// `fnv1a_32` ([`crate::hash::twemproxy_fnv1a_32`]).
+    Fnv1a32,
+    /// `crc16`: CRC-16/ARC ([`crate::hash::twemproxy_crc16`]).
+    Crc16,
+    /// `crc32`: libmemcached's 15-bit CRC-32 ([`crate::hash::twemproxy_crc32`]).
+    Crc32,
+    /// `crc32a`: the standard CRC-32 ([`crate::hash::twemproxy_crc32a`]).
+    Crc32a,
+    /// `hsieh` ([`crate::hash::twemproxy_hsieh`]).
+    Hsieh,
+    /// `murmur`: MurmurHash2 ([`crate::hash::twemproxy_murmur`]).
+    Murmur,
+    /// `jenkins`: lookup3 ([`crate::hash::twemproxy_jenkins`]).
+    Jenkins,
+}
+
+impl KeyHash {
+    /// Every key hash, in twemproxy's order of its `hash:` values.
+    pub const ALL: [KeyHash; 12] = [
+        KeyHash::OneAtATime,
+        KeyHash::Md5,
+        KeyHash::Crc16,
+        KeyHash::Crc32,
+        KeyHash::Crc32a,
+        KeyHash::Fnv1_64,
+        KeyHash::TwemproxyFnv1a64,
+        KeyHash::Fnv1_32,
+        KeyHash::Fnv1a32,
+        KeyHash::Hsieh,
+        KeyHash::Murmur,
+        KeyHash::Jenkins,
+    ];
+
+    /// twemproxy's name for it (the `hash:` value in `nutcracker.yml`).
+    ///
+    /// ```
+    /// assert_eq!(shardis_ring::KeyHash::OneAtATime.name(), "one_at_a_time");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyHash::Md5 => "md5",
+            KeyHash::TwemproxyFnv1a64 => "fnv1a_64",
+            KeyHash::OneAtATime => "one_at_a_time",
+            KeyHash::Fnv1_64 => "fnv1_64",
+            KeyHash::Fnv1_32 => "fnv1_32",
+            KeyHash::Fnv1a32 => "fnv1a_32",
+            KeyHash::Crc16 => "crc16",
+            KeyHash::Crc32 => "crc32",
+            KeyHash::Crc32a => "crc32a",
+            KeyHash::Hsieh => "hsieh",
+            KeyHash::Murmur => "murmur",
+            KeyHash::Jenkins => "jenkins",
+        }
+    }
+
+    /// The 32-bit hash of `key` (no hash tag, no empty-key rule: see
+    /// [`KetamaRing::hash_key`](crate::KetamaRing::hash_key) for what a ring hashes).
+    ///
+    /// ```
+    /// use shardis_ring::KeyHash;
+    /// assert_eq!(KeyHash::TwemproxyFnv1a64.hash(b"apple"), 1488911807);
+    /// assert_eq!(KeyHash::Crc32a.hash(b"123456789"), 0xcbf4_3926);
+    /// ```
+    pub fn hash(self, key: &[u8]) -> u32 {
+        use crate::hash as h;
+        match self {
+            KeyHash::Md5 => h::md5(key),
+            KeyHash::TwemproxyFnv1a64 => h::twemproxy_fnv1a_64(key),
+            KeyHash::OneAtATime => h::twemproxy_one_at_a_time(key),
+            KeyHash::Fnv1_64 => h::twemproxy_fnv1_64(key),
+            KeyHash::Fnv1_32 => h::twemproxy_fnv1_32(key),
+            KeyHash::Fnv1a32 => h::twemproxy_fnv1a_32(key),
+            KeyHash::Crc16 => h::twemproxy_crc16(key),
+            KeyHash::Crc32 => h::twemproxy_crc32(key),
+            KeyHash::Crc32a => h::twemproxy_crc32a(key),
+            KeyHash::Hsieh => h::twemproxy_hsieh(key),
+            KeyHash::Murmur => h::twemproxy_murmur(key),
+            KeyHash::Jenkins => h::twemproxy_jenkins(key),
+        }
+    }
+}
+
+/// twemproxy's name; see [`KeyHash::name`].
+impl std::fmt::Display for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Parses twemproxy's names (`md5`, `fnv1a_64`, ...), case-insensitively; anything else is
+/// [`RingError::UnknownKeyHash`](crate::RingError::UnknownKeyHash).
+impl std::str::FromStr for KeyHash {
+    type Err = crate::RingError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim();
+        KeyHash::ALL
+            .into_iter()
+            .find(|h| h.name().eq_ignore_ascii_case(wanted))
+            .ok_or_else(|| crate::RingError::UnknownKeyHash(wanted.to_string()))
+    }
 }
 
 /// A server in configuration order: where it is, its weight, and (twemproxy) its name.

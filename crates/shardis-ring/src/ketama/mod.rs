@@ -15,7 +15,7 @@ pub use builder::KetamaBuilder;
 pub use config::{KetamaFlavor, KetamaServer, KeyHash, point_count};
 
 use crate::arcs;
-use crate::hash::{hash_tag, md5, twemproxy_fnv1a_64};
+use crate::hash::hash_tag;
 use crate::index::Continuum;
 
 /// An immutable ketama ring; see the [module docs](self) and [`KetamaRing::builder`].
@@ -69,10 +69,7 @@ impl KetamaRing {
         if key.is_empty() && self.flavor == KetamaFlavor::Twemproxy {
             return 0;
         }
-        match self.key_hash {
-            KeyHash::Md5 => md5(key),
-            KeyHash::TwemproxyFnv1a64 => twemproxy_fnv1a_64(key),
-        }
+        self.key_hash.hash(key)
     }
 
     /// The server that owns `key`.
@@ -184,6 +181,34 @@ impl KetamaRing {
     /// ```
     pub fn server_name(&self, index: usize) -> Option<&str> {
         self.names.get(index).map(String::as_str)
+    }
+
+    /// The key hash this ring uses.
+    ///
+    /// ```
+    /// use shardis_ring::{KetamaFlavor, KetamaRing, KetamaServer, KeyHash};
+    ///
+    /// let ring = KetamaRing::builder(KetamaFlavor::Twemproxy)
+    ///     .server(KetamaServer::new("a", 11211, 1)).build()?;
+    /// assert_eq!(ring.key_hash(), KeyHash::TwemproxyFnv1a64);
+    /// # Ok::<(), shardis_ring::RingError>(())
+    /// ```
+    pub fn key_hash(&self) -> KeyHash {
+        self.key_hash
+    }
+
+    /// The hash tag this ring applies, if any.
+    ///
+    /// ```
+    /// use shardis_ring::{KetamaFlavor, KetamaRing, KetamaServer};
+    ///
+    /// let ring = KetamaRing::builder(KetamaFlavor::Twemproxy).hash_tag(*b"{}")
+    ///     .server(KetamaServer::new("a", 11211, 1)).build()?;
+    /// assert_eq!(ring.hash_tag(), Some(*b"{}"));
+    /// # Ok::<(), shardis_ring::RingError>(())
+    /// ```
+    pub fn hash_tag(&self) -> Option<[u8; 2]> {
+        self.hash_tag
     }
 
     /// Number of points on the continuum.

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use shardis_ring::KetamaFlavor;
+use shardis_ring::{KetamaFlavor, KeyHash};
 use shardis_slots::Endpoint;
 
 use crate::error::{Error, Result};
@@ -78,11 +78,32 @@ pub enum RingPlacement {
     /// shardis' own ring: xxh3-64, 160 points per unit of weight, lookups in O(1).
     #[default]
     Native,
-    /// MD5 ketama, bit for bit as the given implementation places keys, to share a fleet
-    /// with it. The node name is what that implementation hashes: for
-    /// [`KetamaFlavor::Twemproxy`] the server's name in `nutcracker.yml` (or `host:port` when
-    /// it has none); for [`KetamaFlavor::Libmemcached`] and [`KetamaFlavor::Spymemcached`]
-    /// `host` or `host:port` as configured there (port 11211 when omitted).
+    /// MD5-point ketama, bit for bit as the given implementation places keys, to share a
+    /// fleet with it. The key hash is the flavor's default (`fnv1a_64` for twemproxy, MD5
+    /// otherwise) unless [`Builder::ring_key_hash`](crate::Builder::ring_key_hash) names
+    /// another: set it to the pool's `hash:`.
+    ///
+    /// The node name is what that implementation hashes:
+    /// - [`KetamaFlavor::Twemproxy`]: the server's name in `nutcracker.yml`; for a server
+    ///   without a name, its `host:port` as written there ([`RingNode::at`]), which is hashed
+    ///   as twemproxy does: `host` alone when the port is 11211, else `host:port`.
+    /// - [`KetamaFlavor::Libmemcached`] and [`KetamaFlavor::Spymemcached`]: `host` or
+    ///   `host:port` as configured there (port 11211 when omitted).
+    ///
+    /// ```
+    /// use shardis::{RingNode, RingPlacement, ring::{KetamaFlavor, KeyHash}};
+    ///
+    /// // nutcracker.yml: `hash: md5`, `hash_tag: "{}"`, servers
+    /// // `10.0.0.1:6379:1 cache-a` and `10.0.0.2:6379:1` (unnamed).
+    /// let builder = shardis::Client::builder()
+    ///     .ring([
+    ///         RingNode::new("cache-a", "10.0.0.1:6379", 1),
+    ///         RingNode::at("10.0.0.2:6379"),
+    ///     ])
+    ///     .ring_placement(RingPlacement::Ketama(KetamaFlavor::Twemproxy))
+    ///     .ring_key_hash(KeyHash::Md5)
+    ///     .ring_hash_tag(*b"{}");
+    /// ```
     Ketama(KetamaFlavor),
 }
 
@@ -175,6 +196,8 @@ impl RebalanceOptions {
 pub(crate) struct RingConfig {
     pub nodes: Vec<RingNode>,
     pub placement: RingPlacement,
+    /// The ketama key hash; `None` is the flavor's default.
+    pub key_hash: Option<KeyHash>,
     pub hash_tag: Option<[u8; 2]>,
     pub health: HealthPolicy,
     pub failure_limit: u32,
@@ -187,6 +210,7 @@ impl RingConfig {
         RingConfig {
             nodes,
             placement: RingPlacement::Native,
+            key_hash: None,
             hash_tag: None,
             health: HealthPolicy::FailFast,
             // twemproxy's server_failure_limit default.
@@ -202,6 +226,13 @@ impl RingConfig {
             return Err(Error::Config("ring mode needs at least one node".into()));
         }
         validate_nodes(&self.nodes)?;
+        if let (Some(hash), RingPlacement::Native) = (self.key_hash, self.placement) {
+            return Err(Error::Config(format!(
+                "ring_key_hash({hash}) applies to ketama placement only: add \
+                 .ring_placement(RingPlacement::Ketama(KetamaFlavor::Twemproxy)), or remove it \
+                 (the native ring always hashes keys with xxh3)"
+            )));
+        }
         if self.failure_limit == 0 {
             return Err(Error::Config(
                 "ring_failure_limit must be at least 1".into(),

@@ -105,7 +105,7 @@ impl RingRouter {
         if up.len() == members.members().len() || up.is_empty() {
             return members.clone();
         }
-        match RingTable::build(self.config.placement, self.config.hash_tag, up) {
+        match RingTable::build(&self.config, up) {
             Ok(live) => Arc::new(live),
             Err(e) => {
                 tracing::error!(error = %e, "could not build the ring without ejected nodes");

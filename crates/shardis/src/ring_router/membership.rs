@@ -145,11 +145,7 @@ impl RingRouter {
             };
             members.push(member);
         }
-        let routing = Arc::new(RingTable::build(
-            self.config.placement,
-            self.config.hash_tag,
-            members,
-        )?);
+        let routing = Arc::new(RingTable::build(&self.config, members)?);
         // Stop a running rebalance before its rings are superseded; its unmoved keys stay
         // covered, as its previous rings are kept below.
         if let Some(shared) = running.take() {

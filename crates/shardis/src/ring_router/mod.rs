@@ -109,11 +109,7 @@ impl RingRouter {
                 health: Arc::new(Health::default()),
             }));
         }
-        let all = Arc::new(RingTable::build(
-            config.placement,
-            config.hash_tag,
-            members.clone(),
-        )?);
+        let all = Arc::new(RingTable::build(&config, members.clone())?);
         let state = RingRouter {
             settings,
             pool,

@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use shardis_ring::hash::hash_tag;
 use shardis_ring::{KetamaRing, KetamaServer, Ring, RingError};
+use shardis_slots::Endpoint;
 
-use super::config::{RingNode, RingPlacement};
+use super::config::{RingConfig, RingNode, RingPlacement};
 use crate::error::{Error, Result};
 use crate::net::Node;
 
@@ -51,9 +52,10 @@ pub(crate) enum RingKind {
 }
 
 impl RingKind {
-    fn build(kind: RingPlacement, tag: Option<[u8; 2]>, nodes: &[&RingNode]) -> Result<Self> {
+    fn build(config: &RingConfig, nodes: &[&RingNode]) -> Result<Self> {
         let ring_err = |e: RingError| Error::Config(format!("ring: {e}"));
-        match kind {
+        let tag = config.hash_tag;
+        match config.placement {
             RingPlacement::Native => {
                 let ring = Ring::new(nodes.iter().map(|n| (n.name.clone(), n.weight)))
                     .map_err(ring_err)?;
@@ -61,6 +63,9 @@ impl RingKind {
             }
             RingPlacement::Ketama(flavor) => {
                 let mut builder = KetamaRing::builder(flavor);
+                if let Some(hash) = config.key_hash {
+                    builder = builder.key_hash(hash);
+                }
                 if let Some(tag) = tag {
                     builder = builder.hash_tag(tag);
                 }
@@ -98,18 +103,18 @@ impl RingKind {
     }
 }
 
-/// The ketama server for a node. The ring hashes the node's name, never its real address:
-/// twemproxy uses an explicit name; libmemcached and spymemcached derive the hashed name from
-/// `host` and `port`, so the name is read as `host[:port]` (port 11211 when omitted).
+/// The ketama server for a node. The ring hashes the node's name, never its real address.
+/// A name of the form `host:port` stands for a server without an explicit name, whose hashed
+/// name each flavor derives from `host` and `port` (for libmemcached and twemproxy: `host`
+/// alone on port 11211, else `host:port`); any other name is twemproxy's explicit server name
+/// (and, for libmemcached and spymemcached, a host on port 11211).
 fn ketama_server(node: &RingNode) -> KetamaServer {
-    let (host, port) = match node.name.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !host.contains(':') => match port.parse() {
-            Ok(port) => (host.to_string(), port),
-            Err(_) => (node.name.clone(), 11211),
-        },
-        _ => (node.name.clone(), 11211),
-    };
-    KetamaServer::new(host, port, node.weight).with_name(node.name.clone())
+    match Endpoint::parse(&node.name) {
+        Ok(at) if !at.host.is_empty() && !at.host.contains(':') => {
+            KetamaServer::new(at.host, at.port, node.weight)
+        }
+        _ => KetamaServer::new(node.name.clone(), 11211, node.weight).with_name(node.name.clone()),
+    }
 }
 
 /// An immutable routing table: a ring and, for each ring index, the member it stands for.
@@ -121,13 +126,9 @@ pub(crate) struct RingTable {
 
 impl RingTable {
     /// A table over `members` (any order); fails on what the ring rejects.
-    pub fn build(
-        kind: RingPlacement,
-        tag: Option<[u8; 2]>,
-        members: Vec<Arc<Member>>,
-    ) -> Result<RingTable> {
+    pub fn build(config: &RingConfig, members: Vec<Arc<Member>>) -> Result<RingTable> {
         let nodes: Vec<&RingNode> = members.iter().map(|m| &m.node).collect();
-        let ring = RingKind::build(kind, tag, &nodes)?;
+        let ring = RingKind::build(config, &nodes)?;
         let mut aligned: Vec<Option<Arc<Member>>> = vec![None; members.len()];
         for member in &members {
             if let Some(i) = ring.index_of(member.name(), &members)
@@ -219,5 +220,11 @@ mod tests {
         assert_eq!(KetamaFlavor::Spymemcached.server_name(&s), "/10.0.1.1:6379");
         let s = ketama_server(&RingNode::new("cache-1", "127.0.0.1:7000", 1));
         assert_eq!(KetamaFlavor::Twemproxy.server_name(&s), "cache-1");
+        // A twemproxy server without a name: `host` alone on 11211 (as a real nutcracker
+        // hashes it; see shardis-ring's tests/vectors/twemproxy/port_11211.tsv).
+        let s = ketama_server(&RingNode::at("10.0.0.1:11211"));
+        assert_eq!(KetamaFlavor::Twemproxy.server_name(&s), "10.0.0.1");
+        let s = ketama_server(&RingNode::at("10.0.0.1:6379"));
+        assert_eq!(KetamaFlavor::Twemproxy.server_name(&s), "10.0.0.1:6379");
     }
 }

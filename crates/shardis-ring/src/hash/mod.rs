@@ -1,9 +1,18 @@
-//! Hash functions: xxh3 for the native ring, and the exact functions ketama deployments use.
+//! Hash functions: xxh3 for the native ring, and the exact functions ketama deployments use
+//! (MD5 for the points; every key hash twemproxy offers, see [`crate::KeyHash`]).
 //!
 //! Everything here is a compatibility promise: changing an output moves keys in production.
 
 use md5::{Digest, Md5};
 use twox_hash::XxHash3_64;
+
+mod twemproxy;
+
+pub use twemproxy::{
+    twemproxy_crc16, twemproxy_crc32, twemproxy_crc32a, twemproxy_fnv1_32, twemproxy_fnv1_64,
+    twemproxy_fnv1a_32, twemproxy_hsieh, twemproxy_jenkins, twemproxy_murmur,
+    twemproxy_one_at_a_time,
+};
 
 /// The native ring's key hash: xxh3-64 with seed 0 of the key bytes.
 ///
