@@ -97,7 +97,7 @@ async fn stampede(
 
 /// One worker process: waits for the go signal, then runs its callers.
 pub async fn worker(w: Worker) -> Result<ExitCode> {
-    let client = connect_cluster(&w.seed).await?;
+    let client = connect_cluster(&w.seed, &Default::default()).await?;
     let cache = cache(client.clone(), &w.round, w.lock)?;
     let mut c = client.clone();
     let _: u64 = c
@@ -138,7 +138,7 @@ pub async fn run(
             local.seeds().remove(0)
         }
     };
-    let client = connect_cluster(&seed).await?;
+    let client = connect_cluster(&seed, &Default::default()).await?;
     let run_id = format!("{:08x}", rand::random::<u32>());
     let processes = processes.max(1);
     println!(

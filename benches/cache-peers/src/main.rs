@@ -8,7 +8,7 @@
 //! - **stampede**: 1,000 concurrent get-or-loads of one cold key whose load takes 20 ms;
 //!   loader calls and time until every caller has its value.
 //!
-//! Run: `cargo run --release -p shardis-benches --bin cache-vs-peers -- --duration 3s`
+//! Run: `cargo run --release --manifest-path benches/cache-peers/Cargo.toml -- --duration 3s`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
