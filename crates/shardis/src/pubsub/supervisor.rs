@@ -50,9 +50,9 @@ pub(crate) struct Supervisor {
     place: Placement,
     shared: Arc<Shared>,
     conns: BTreeMap<Endpoint, Held>,
-    /// Subscriptions that were in force once and are still wanted: setting one up again is a
-    /// resubscribe.
-    established: HashSet<Sub>,
+    /// Subscriptions that were in force and stopped being so without the user asking (a lost
+    /// connection, a dropped shard channel, a move): setting one up again is a resubscribe.
+    lost: HashSet<Sub>,
     routes: Routes,
     next_id: u64,
     deliver: mpsc::UnboundedSender<Message>,
@@ -92,7 +92,7 @@ impl Supervisor {
             place,
             shared,
             conns: BTreeMap::new(),
-            established: HashSet::new(),
+            lost: HashSet::new(),
             next_id: 0,
             deliver,
             events_tx,
@@ -131,7 +131,7 @@ impl Supervisor {
         if change.unsubscribe {
             let gone = self.shared.remove(change.kind, &change.names);
             for sub in &gone {
-                self.established.remove(sub);
+                self.lost.remove(sub);
             }
             if let Err(failures) = self.reconcile().await {
                 self.failed(failures);
@@ -179,7 +179,7 @@ impl Supervisor {
                 };
                 if let Some(held) = self.conns.remove(&node) {
                     tracing::info!(%node, %why, subscriptions = held.subs.len(), "subscribed connection lost; resubscribing");
-                    self.lost(held.subs.len());
+                    self.lose(held.subs);
                 }
             }
             Event::Dropped { conn, kind, name } => {
@@ -192,24 +192,38 @@ impl Supervisor {
                     && self.shared.wants(&sub)
                 {
                     tracing::info!(%node, channel = %String::from_utf8_lossy(&sub.1), "the server dropped a shard channel (its slot moved); resubscribing");
-                    self.lost(1);
+                    self.lose([sub]);
                 }
             }
         }
     }
 
-    /// Subscriptions stopped being in force without the user asking: a gap; reload the
-    /// topology and set them up again at once.
-    fn lost(&mut self, subs: usize) {
-        if subs == 0 {
+    /// Subscriptions stopped being in force without the user asking: a gap (if any is still
+    /// wanted); reload the topology and set them up again at once.
+    fn lose(&mut self, subs: impl IntoIterator<Item = Sub>) {
+        if !self.mark_lost(subs) {
             return;
         }
-        self.shared.gaps.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("shardis_pubsub_gaps_total").increment(1);
         self.dirty = true;
         self.refresh_first = true;
         self.retry_at = Instant::now();
         self.retry_wait = FIRST_RETRY;
+    }
+
+    /// Records `subs` as lost; counts a gap when one of them is still wanted.
+    fn mark_lost(&mut self, subs: impl IntoIterator<Item = Sub>) -> bool {
+        let mut any = false;
+        for sub in subs {
+            if self.shared.wants(&sub) {
+                self.lost.insert(sub);
+                any = true;
+            }
+        }
+        if any {
+            self.shared.gaps.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("shardis_pubsub_gaps_total").increment(1);
+        }
+        any
     }
 
     fn node_of(&self, conn: u64) -> Option<Endpoint> {
@@ -266,7 +280,7 @@ impl Supervisor {
             .collect();
         for node in ended {
             if let Some(held) = self.conns.remove(&node) {
-                self.lost(held.subs.len());
+                self.lose(held.subs);
             }
         }
         let wanted = self.shared.wanted();
@@ -311,10 +325,7 @@ impl Supervisor {
         };
         let extra: Vec<Sub> = held.subs.difference(here).cloned().collect();
         // Still wanted, elsewhere: a planned move, and a gap while it happens.
-        if extra.iter().any(|sub| wanted.contains(sub)) {
-            self.shared.gaps.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("shardis_pubsub_gaps_total").increment(1);
-        }
+        self.mark_lost(extra.iter().filter(|sub| wanted.contains(*sub)).cloned());
         if here.is_empty() {
             // Closing the connection unsubscribes everything it held.
             return;
@@ -327,8 +338,7 @@ impl Supervisor {
                 Err(error) => {
                     tracing::debug!(%node, ?error, "unsubscribe failed; closing the connection");
                     // What it held and should keep is lost with it.
-                    let kept = held.subs.iter().filter(|sub| here.contains(*sub)).count();
-                    self.lost(kept);
+                    self.lose(held.subs.into_iter().filter(|sub| here.contains(sub)));
                     return;
                 }
             }
@@ -376,7 +386,7 @@ impl Supervisor {
                 Ok(()) => {
                     for name in names {
                         let sub = (kind, name);
-                        if !self.established.insert(sub.clone()) {
+                        if self.lost.remove(&sub) {
                             self.shared.resubscribes.fetch_add(1, Ordering::Relaxed);
                             metrics::counter!("shardis_pubsub_resubscribes_total").increment(1);
                         }
@@ -399,9 +409,8 @@ impl Supervisor {
                 }
                 Err(CommandError::Broken(error)) => {
                     // Whatever it held is gone with it.
-                    let kept = held.subs.len();
                     failures.add(subs.iter().cloned(), error);
-                    self.lost(kept);
+                    self.lose(held.subs);
                     return;
                 }
             }
