@@ -158,20 +158,7 @@ impl Connection {
     ) -> Result<Self, Error> {
         let label = endpoint.to_string();
         let fail = |message: String| Error::connection(&label, message);
-        let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
-        let stream = match tokio::time::timeout(settings.connect_timeout, connect).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(fail(e.to_string())),
-            Err(_) => {
-                return Err(fail(format!(
-                    "connect timed out after {:?}",
-                    settings.connect_timeout
-                )));
-            }
-        };
-        // Commands are small and latency matters more than packet count; coalescing is
-        // done above the socket.
-        stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+        let stream = connect(endpoint, settings).await?;
         let conn = Connection::start(stream, label.as_str().into(), stall_after, latency);
 
         let hello = handshake(settings, "shardis");
@@ -390,6 +377,26 @@ impl Shared {
             waiter.fail(error.clone());
         }
     }
+}
+
+/// Opens a TCP connection to `endpoint` within the connect timeout, without Nagle's delay
+/// (commands are small and latency matters more than packet count; coalescing is done above
+/// the socket).
+pub(crate) async fn connect(endpoint: &Endpoint, settings: &Settings) -> Result<TcpStream, Error> {
+    let fail = |message: String| Error::connection(&endpoint.to_string(), message);
+    let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
+    let stream = match tokio::time::timeout(settings.connect_timeout, connect).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(fail(e.to_string())),
+        Err(_) => {
+            return Err(fail(format!(
+                "connect timed out after {:?}",
+                settings.connect_timeout
+            )));
+        }
+    };
+    stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+    Ok(stream)
 }
 
 /// The commands that open every connection the client makes: `AUTH` with the settings'

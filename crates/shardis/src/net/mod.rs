@@ -5,6 +5,7 @@ mod conn;
 mod pool;
 
 pub(crate) use conn::{
-    Connection, NO_STALL_WATCHDOG, check_handshake, handshake, stall_detected_within, was_not_sent,
+    Connection, NO_STALL_WATCHDOG, check_handshake, connect, handshake, stall_detected_within,
+    was_not_sent,
 };
 pub(crate) use pool::{Dedicated, Node, Pool};

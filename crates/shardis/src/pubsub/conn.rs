@@ -15,7 +15,6 @@ use std::time::Duration;
 use redis::Value;
 use shardis_slots::Endpoint;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
@@ -87,18 +86,7 @@ impl PubSubConn {
     ) -> Result<PubSubConn, Error> {
         let label = endpoint.to_string();
         let fail = |message: String| Error::connection(&label, message);
-        let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
-        let stream = match tokio::time::timeout(settings.connect_timeout, connect).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(fail(e.to_string())),
-            Err(_) => {
-                return Err(fail(format!(
-                    "connect timed out after {:?}",
-                    settings.connect_timeout
-                )));
-            }
-        };
-        stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+        let stream = crate::net::connect(endpoint, settings).await?;
         let (mut reader, mut writer) = stream.into_split();
 
         // The handshake is plain request/response, before anything is subscribed.

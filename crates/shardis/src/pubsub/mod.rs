@@ -8,8 +8,8 @@
 //! - `supervisor.rs`: the task that keeps the servers' subscriptions equal to the wanted ones.
 //!
 //! A subscribed connection answers nothing but (un)subscribe commands, so subscriptions never
-//! share the client's pipelined connections: a `SUBSCRIBE` sent through [`Client::send`]
-//! (crate::Client::send) is refused.
+//! share the client's pipelined connections: a `SUBSCRIBE` sent through
+//! [`Client::send`](crate::Client::send) is refused.
 
 mod conn;
 mod message;
