@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::Value;
+use shardis_resp::{Decoder, Frame as RespFrame, RespError};
 use shardis_slots::Endpoint;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -92,11 +93,12 @@ impl PubSubConn {
         // The handshake is plain request/response, before anything is subscribed.
         let hello = crate::net::handshake(settings, CLIENT_NAME);
         let mut buf = Vec::with_capacity(READ_CHUNK);
+        let mut decoder = Decoder::new();
         let exchange = async {
             writer.write_all(&hello.get_packed_pipeline()).await?;
             let mut replies = Vec::new();
             while replies.len() < hello.len() {
-                match parse_one(&mut buf) {
+                match parse_one(&mut decoder, &mut buf) {
                     Ok(Some(value)) => replies.push(value),
                     Ok(None) => {
                         if reader.read_buf(&mut buf).await? == 0 {
@@ -133,6 +135,7 @@ impl PubSubConn {
             shared.clone(),
             reader,
             buf,
+            decoder,
             stopped,
             deliver,
             events,
@@ -232,15 +235,14 @@ impl PubSubConn {
     }
 }
 
-/// Parses one frame off the front of `buf`.
-fn parse_one(buf: &mut Vec<u8>) -> Result<Option<Value>, shardis_slots::RespError> {
-    match shardis_slots::parse_reply(buf)? {
-        Some((value, n)) => {
-            buf.drain(..n);
-            Ok(Some(value))
-        }
-        None => Ok(None),
-    }
+/// Decodes one frame off the front of `buf` (a push or a reply: on a subscribed connection
+/// both are frames of the subscription).
+fn parse_one(decoder: &mut Decoder, buf: &mut Vec<u8>) -> Result<Option<Value>, RespError> {
+    let (frame, consumed) = decoder.decode_frame(buf)?;
+    buf.drain(..consumed);
+    Ok(frame.map(|frame| match frame {
+        RespFrame::Reply(value) | RespFrame::Push(value) => value,
+    }))
 }
 
 /// The reader: every frame of the connection, until it ends or is dropped.
@@ -248,6 +250,7 @@ async fn read_frames(
     shared: Arc<Shared>,
     mut reader: OwnedReadHalf,
     mut buf: Vec<u8>,
+    mut decoder: Decoder,
     mut stop: oneshot::Receiver<()>,
     deliver: mpsc::UnboundedSender<Message>,
     events: mpsc::UnboundedSender<Event>,
@@ -255,7 +258,7 @@ async fn read_frames(
     let why = loop {
         // Frames already read (some may have come with the handshake's replies) first.
         let step = loop {
-            match parse_one(&mut buf) {
+            match parse_one(&mut decoder, &mut buf) {
                 Ok(Some(value)) => {
                     if let Err(why) = on_frame(&shared, classify(value), &deliver, &events) {
                         break Some(why);

@@ -98,7 +98,13 @@ pub(crate) enum Frame {
 /// Reads one frame.
 pub(crate) fn classify(value: Value) -> Frame {
     let items = match value {
-        Value::Array(items) | Value::Push { data: items, .. } => items,
+        Value::Array(items) => items,
+        // RESP3 (not negotiated today): the first word is the push's kind.
+        Value::Push { kind, data } => {
+            std::iter::once(Value::BulkString(kind.to_string().into_bytes()))
+                .chain(data)
+                .collect()
+        }
         Value::ServerError(e) => {
             return Frame::Error {
                 code: e.code().to_string(),
@@ -195,6 +201,13 @@ mod tests {
         };
         assert!(m.is_sharded());
         assert_eq!(m.subscription(), (Kind::Shard, &b"s"[..]));
+
+        // The same as a RESP3 push.
+        let push = Value::Push {
+            kind: redis::PushKind::SMessage,
+            data: vec![bulk("s"), bulk("x")],
+        };
+        assert_eq!(classify(push), Frame::Message(m));
     }
 
     #[test]
@@ -223,11 +236,10 @@ mod tests {
                 name: None
             }
         );
-        let moved = shardis_slots::parse_reply(b"-MOVED 12 127.0.0.1:7001\r\n")
-            .ok()
-            .flatten()
-            .map(|(v, _)| v)
-            .unwrap_or(Value::Nil);
+        let moved = match shardis_resp::parse_frame(b"-MOVED 12 127.0.0.1:7001\r\n") {
+            Ok(Some((shardis_resp::Frame::Reply(value), _))) => value,
+            other => panic!("{other:?}"),
+        };
         assert_eq!(
             classify(moved),
             Frame::Error {
