@@ -388,3 +388,43 @@ async fn burst(client: &Client, channel: &str, received: &Received, sent: &mut u
     })
     .await;
 }
+
+/// The shard channel's primary dies (kill -9): the subscription is set up again on the replica
+/// the cluster promotes, and receives what is published after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssubscribe_moves_to_the_promoted_replica_when_its_primary_dies() {
+    let cluster = Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(1)
+        .start()
+        .await
+        .expect("cluster");
+    let client = Client::builder()
+        .cluster(cluster.seeds())
+        .deadline(Duration::from_secs(10))
+        .build()
+        .await
+        .expect("client");
+    let channel = "jobs:{kill}";
+    let mut sub = client.ssubscribe([channel]).await.expect("ssubscribe");
+    let victim = cluster
+        .node_for_slot(key_slot(channel.as_bytes()))
+        .await
+        .expect("owner");
+    publish(&client, "SPUBLISH", channel, "before").await;
+    assert_eq!(until_marker(&mut sub, "before").await, vec![]);
+
+    cluster.kill(&victim).expect("kill -9");
+    let promoted = cluster
+        .wait_for_failover_of(&victim)
+        .await
+        .expect("failover")
+        .expect("a replica is promoted");
+    eventually("subscribed on the promoted replica", || async {
+        shard_subscribers(&cluster, &promoted, channel).await == 1
+    })
+    .await;
+    assert!(sub.gaps() >= 1 && sub.resubscribes() >= 1);
+    assert_eq!(publish(&client, "SPUBLISH", channel, "after").await, 1);
+    assert_eq!(until_marker(&mut sub, "after").await, vec![]);
+}

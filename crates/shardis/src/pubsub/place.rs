@@ -120,6 +120,14 @@ impl Placement {
         }
     }
 
+    /// Cluster mode: asks for a topology reload soon, without waiting (reloads are
+    /// rate-limited and shared with the client's commands).
+    pub fn request_refresh(&self) {
+        if let Placement::Cluster(router) = self {
+            router.refresher.request();
+        }
+    }
+
     /// A node answered `MOVED slot endpoint`: route the slot there now, and reload the rest.
     pub fn moved(&self, slot: u16, endpoint: &Endpoint) {
         if let Placement::Cluster(router) = self {

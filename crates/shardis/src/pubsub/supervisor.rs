@@ -262,6 +262,9 @@ impl Supervisor {
                 "subscriptions not in force; retrying"
             );
         }
+        // The topology may have changed under us (a dead node, a moved slot): the retry should
+        // see the new one; a new snapshot triggers it even before `retry_at`.
+        self.place.request_refresh();
         self.dirty = true;
         self.retry_at = Instant::now() + self.retry_wait;
         self.retry_wait = (self.retry_wait * 2).min(self.place.settings().reconnect_backoff_max);
