@@ -176,7 +176,7 @@ async fn connection_state_commands_are_refused_and_disturb_nobody() {
             refused(
                 client.send(redis::cmd(name).arg("ch")).await,
                 name,
-                "PubSub",
+                "Client::subscribe",
             );
         }
         // 5. HELLO 3 and CLIENT TRACKING ON.

@@ -16,6 +16,7 @@ use crate::engine::scan::ScanOptions;
 use crate::engine::{Engine, Router, View};
 use crate::error::{Error, Result};
 use crate::hot::{CopyPlacement, Hot};
+use crate::pubsub::{Kind, Placement, Subscription};
 use crate::ring_router::{MembershipChange, RingNode, RingRouter, RingStatus};
 use crate::stats::Stats;
 
@@ -491,6 +492,82 @@ impl Client {
     pub fn ring_node_for(&self, key: &[u8]) -> Option<String> {
         let router = self.ring_router().ok()?;
         Some(router.snapshot.load().live.owner(key).name().to_string())
+    }
+
+    // --- Pub/sub (see `pubsub/`) ---
+
+    /// Subscribes to `channels` (`SUBSCRIBE`) on connections of the subscription's own;
+    /// returns once the server confirmed them. Messages from `PUBLISH` (through this client or
+    /// any other) arrive on the returned [`Subscription`], a [`futures::Stream`]; it is set up
+    /// again after reconnects and topology changes (see [`Subscription`] for where it runs and
+    /// what a gap is).
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures::StreamExt;
+    ///
+    /// let mut news = client.subscribe(["news"]).await?;
+    /// let _ = client.send(redis::cmd("PUBLISH").arg("news").arg("hello")).await?;
+    /// if let Some(message) = news.next().await {
+    ///     assert_eq!(message.payload(), b"hello");
+    /// }
+    /// news.unsubscribe(["news"]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe<I, C>(&self, channels: I) -> Result<Subscription>
+    where
+        I: IntoIterator<Item = C>,
+        C: AsRef<[u8]>,
+    {
+        let subscription = Subscription::open(self.placement(), Kind::Channel, Vec::new()).await?;
+        subscription.subscribe(channels).await?;
+        Ok(subscription)
+    }
+
+    /// Subscribes to glob `patterns` (`PSUBSCRIBE`); see [`Client::subscribe`]. In ring mode a
+    /// pattern is subscribed on every live node (each node hears the channels it owns).
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), shardis::Error> {
+    /// let alerts = client.psubscribe(["alerts:*"]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn psubscribe<I, C>(&self, patterns: I) -> Result<Subscription>
+    where
+        I: IntoIterator<Item = C>,
+        C: AsRef<[u8]>,
+    {
+        let subscription = Subscription::open(self.placement(), Kind::Pattern, Vec::new()).await?;
+        subscription.psubscribe(patterns).await?;
+        Ok(subscription)
+    }
+
+    /// Subscribes to shard `channels` (`SSUBSCRIBE`, Redis 7): in cluster mode on the primary
+    /// of each channel's slot, followed across reshards and failovers; in ring mode on each
+    /// channel's ring owner. Publish with `SPUBLISH` through the client.
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), shardis::Error> {
+    /// let orders = client.ssubscribe(["orders:{eu}", "refunds:{eu}"]).await?;
+    /// client.send(redis::cmd("SPUBLISH").arg("orders:{eu}").arg("order 7")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn ssubscribe<I, C>(&self, channels: I) -> Result<Subscription>
+    where
+        I: IntoIterator<Item = C>,
+        C: AsRef<[u8]>,
+    {
+        let subscription = Subscription::open(self.placement(), Kind::Shard, Vec::new()).await?;
+        subscription.ssubscribe(channels).await?;
+        Ok(subscription)
+    }
+
+    /// The router, as subscriptions see it.
+    fn placement(&self) -> Placement {
+        match &*self.inner {
+            Inner::Cluster(engine) => Placement::Cluster(engine.router.clone()),
+            Inner::Ring(engine) => Placement::Ring(engine.router.clone()),
+        }
     }
 }
 

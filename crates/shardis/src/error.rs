@@ -171,6 +171,18 @@ pub enum Error {
         succeeded: Vec<String>,
     },
 
+    /// A node refused to subscribe (`NOPERM` for an ACL, `CROSSSLOT`, or a `MOVED` that a
+    /// topology refresh did not settle within the deadline).
+    #[error("{command} refused by {node}: {reply}")]
+    SubscribeRefused {
+        /// The node.
+        node: String,
+        /// `SUBSCRIBE`, `PSUBSCRIBE` or `SSUBSCRIBE`.
+        command: String,
+        /// What the server said.
+        reply: String,
+    },
+
     /// The server's reply had an unexpected shape.
     #[error("unexpected reply from {node}: {message}")]
     Protocol {
@@ -253,6 +265,7 @@ impl Error {
             Error::SlotMoved { .. } => "slot_moved",
             Error::TransactionConflict { .. } => "transaction_conflict",
             Error::PartialFailure { .. } => "partial_failure",
+            Error::SubscribeRefused { .. } => "subscribe_refused",
             Error::Protocol { .. } => "protocol",
         }
     }

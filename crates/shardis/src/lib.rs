@@ -79,6 +79,7 @@ mod engine;
 mod error;
 mod hot;
 mod net;
+mod pubsub;
 mod ring_router;
 mod settings;
 mod stats;
@@ -90,6 +91,7 @@ pub use dedicated::DedicatedConnection;
 pub use engine::scan::ScanOptions;
 pub use error::{Error, Result};
 pub use hot::HotKeyOptions;
+pub use pubsub::{Message, Subscription};
 pub use ring_router::{
     HealthPolicy, MembershipChange, NodeState, RebalanceHandle, RebalanceOptions,
     RebalanceProgress, RebalanceReport, RingNode, RingNodeStatus, RingPlacement, RingStatus,

@@ -308,7 +308,7 @@ fn route(routes: &SlotRoutes, target: Target<'_, u16>) -> Option<Arc<Node>> {
 
 /// A MOVED says where one slot lives now: swap in a snapshot with just that slot patched, so
 /// the next commands for it go straight there while the full refresh runs.
-fn patch_moved(router: &ClusterRouter, slot: u16, endpoint: &shardis_slots::Endpoint) {
+pub(crate) fn patch_moved(router: &ClusterRouter, slot: u16, endpoint: &shardis_slots::Endpoint) {
     router.routes.rcu(|routes| {
         let already = routes
             .map

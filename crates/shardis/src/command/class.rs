@@ -33,9 +33,10 @@ const WATCH: &str = "WATCH/UNWATCH hold state on the connection: use Client::tra
      runs WATCH, MULTI and EXEC on a dedicated connection to the keys' node";
 const SELECT: &str = "the shared connections serve database 0 for every caller (Redis Cluster \
      has only database 0): use key prefixes, or one client per standalone database";
-const SUBSCRIBE: &str = "a subscribed connection answers nothing else: subscribe through a \
-     dedicated redis::aio::PubSub connection to a node (PUBLISH and SPUBLISH work through the \
-     client)";
+const SUBSCRIBE: &str = "a subscribed connection answers nothing else: use Client::subscribe, \
+     Client::psubscribe or Client::ssubscribe, which return a Subscription (a Stream of \
+     messages on connections of its own, resubscribed after moves and reconnects; \
+     unsubscribe through its methods); PUBLISH and SPUBLISH work through the client";
 const MONITOR: &str = "MONITOR streams every command of the server on the connection: use \
      redis-cli MONITOR against the node";
 const PROTOCOL: &str = "shardis negotiates the protocol and tracking of its own connections; \
@@ -203,6 +204,10 @@ mod tests {
             panic!("WATCH must be refused")
         };
         assert!(alternative.contains("Client::transaction"));
+        let Class::Refused { alternative } = class("SSUBSCRIBE ch") else {
+            panic!("SSUBSCRIBE must be refused")
+        };
+        assert!(alternative.contains("Client::ssubscribe"));
     }
 
     #[test]

@@ -310,7 +310,11 @@ fn build() -> HashMap<&'static str, CommandSpec> {
     );
     add(&["XREAD"], vec![streams()], R, None);
     add(&["XREADGROUP"], vec![streams()], W, None);
-    add(&["SPUBLISH"], vec![at(1)], W, None);
+    // The channel routes PUBLISH as a key: in ring mode a channel's publishers and subscribers
+    // must meet on one node, its ring owner (a ring node hears only its own PUBLISHes); in
+    // cluster mode every node hears every PUBLISH, so the channel's slot owner is as good as
+    // any. SPUBLISH must reach the channel's slot (ring: its owner).
+    add(&["PUBLISH", "SPUBLISH"], vec![at(1)], W, None);
     // Keyless commands: they go to a primary (use the all-nodes helpers for fan-out).
     add(
         &[
@@ -330,7 +334,6 @@ fn build() -> HashMap<&'static str, CommandSpec> {
             "COMMAND",
             "SCRIPT",
             "FUNCTION",
-            "PUBLISH",
             "LASTSAVE",
             "SLOWLOG",
             "LATENCY",

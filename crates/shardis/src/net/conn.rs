@@ -158,37 +158,10 @@ impl Connection {
     ) -> Result<Self, Error> {
         let label = endpoint.to_string();
         let fail = |message: String| Error::connection(&label, message);
-        let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
-        let stream = match tokio::time::timeout(settings.connect_timeout, connect).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(fail(e.to_string())),
-            Err(_) => {
-                return Err(fail(format!(
-                    "connect timed out after {:?}",
-                    settings.connect_timeout
-                )));
-            }
-        };
-        // Commands are small and latency matters more than packet count; coalescing is
-        // done above the socket.
-        stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+        let stream = connect(endpoint, settings).await?;
         let conn = Connection::start(stream, label.as_str().into(), stall_after, latency);
 
-        let mut hello = redis::pipe();
-        if let Some(password) = &settings.password {
-            let auth = hello.cmd("AUTH");
-            if let Some(user) = &settings.username {
-                auth.arg(user.as_str());
-            }
-            auth.arg(password.expose());
-        }
-        // Named, so operators (and tests) can tell shardis connections apart in CLIENT LIST.
-        hello.cmd("CLIENT").arg("SETNAME").arg("shardis");
-        if settings.read_from != crate::ReadFrom::Primary {
-            // READONLY once per connection: replicas then serve reads of their shard. On a
-            // primary it is harmless, and a node's role can change under us anyway.
-            hello.cmd("READONLY");
-        }
+        let hello = handshake(settings, "shardis");
         let replies = tokio::time::timeout(
             settings.connect_timeout + settings.response_timeout,
             conn.send_pipeline(&hello, 0, hello.len()),
@@ -196,32 +169,7 @@ impl Connection {
         .await
         .map_err(|_| fail("no answer to the connection handshake".into()))?
         .map_err(|e| fail(e.to_string()))?;
-        for (cmd, reply) in hello.cmd_iter().zip(&replies) {
-            let Value::ServerError(e) = reply else {
-                continue;
-            };
-            let name = cmd
-                .args_iter()
-                .next()
-                .map(|arg| match arg {
-                    redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                    _ => String::new(),
-                })
-                .unwrap_or_default();
-            if name == "AUTH" || matches!(e.code(), "NOAUTH" | "WRONGPASS" | "NOPERM") {
-                return Err(Error::Auth {
-                    node: label,
-                    user: settings.username.clone(),
-                    message: format!("{name} failed: {e}"),
-                });
-            }
-            if name == "CLIENT" {
-                // A proxy or an ACL may refuse the name: the connection works without it.
-                tracing::warn!(node = %label, error = %e, "CLIENT SETNAME refused; going on unnamed");
-                continue;
-            }
-            return Err(fail(format!("{name} failed: {e}")));
-        }
+        check_handshake(&hello, &replies, &label, settings)?;
         Ok(conn)
     }
 
@@ -429,6 +377,85 @@ impl Shared {
             waiter.fail(error.clone());
         }
     }
+}
+
+/// Opens a TCP connection to `endpoint` within the connect timeout, without Nagle's delay
+/// (commands are small and latency matters more than packet count; coalescing is done above
+/// the socket).
+pub(crate) async fn connect(endpoint: &Endpoint, settings: &Settings) -> Result<TcpStream, Error> {
+    let fail = |message: String| Error::connection(&endpoint.to_string(), message);
+    let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
+    let stream = match tokio::time::timeout(settings.connect_timeout, connect).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(fail(e.to_string())),
+        Err(_) => {
+            return Err(fail(format!(
+                "connect timed out after {:?}",
+                settings.connect_timeout
+            )));
+        }
+    };
+    stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+    Ok(stream)
+}
+
+/// The commands that open every connection the client makes: `AUTH` with the settings'
+/// credentials, a client name (so operators and tests can tell shardis connections apart in
+/// `CLIENT LIST`), and `READONLY` when replicas serve reads.
+pub(crate) fn handshake(settings: &Settings, name: &str) -> Pipeline {
+    let mut hello = redis::pipe();
+    if let Some(password) = &settings.password {
+        let auth = hello.cmd("AUTH");
+        if let Some(user) = &settings.username {
+            auth.arg(user.as_str());
+        }
+        auth.arg(password.expose());
+    }
+    hello.cmd("CLIENT").arg("SETNAME").arg(name);
+    if settings.read_from != crate::ReadFrom::Primary {
+        // READONLY once per connection: replicas then serve reads of their shard. On a
+        // primary it is harmless, and a node's role can change under us anyway.
+        hello.cmd("READONLY");
+    }
+    hello
+}
+
+/// What the [`handshake`]'s replies mean: refused credentials are [`Error::Auth`] (never with
+/// the password), a refused client name is only logged, anything else refused fails the
+/// connection.
+pub(crate) fn check_handshake(
+    hello: &Pipeline,
+    replies: &[Value],
+    label: &str,
+    settings: &Settings,
+) -> Result<(), Error> {
+    for (cmd, reply) in hello.cmd_iter().zip(replies) {
+        let Value::ServerError(e) = reply else {
+            continue;
+        };
+        let name = cmd
+            .args_iter()
+            .next()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => String::new(),
+            })
+            .unwrap_or_default();
+        if name == "AUTH" || matches!(e.code(), "NOAUTH" | "WRONGPASS" | "NOPERM") {
+            return Err(Error::Auth {
+                node: label.to_string(),
+                user: settings.username.clone(),
+                message: format!("{name} failed: {e}"),
+            });
+        }
+        if name == "CLIENT" {
+            // A proxy or an ACL may refuse the name: the connection works without it.
+            tracing::warn!(node = %label, error = %e, "CLIENT SETNAME refused; going on unnamed");
+            continue;
+        }
+        return Err(Error::connection(label, format!("{name} failed: {e}")));
+    }
+    Ok(())
 }
 
 /// Whether a send failed before anything of it was written (the connection had already

@@ -4,5 +4,8 @@
 mod conn;
 mod pool;
 
-pub(crate) use conn::{Connection, NO_STALL_WATCHDOG, stall_detected_within, was_not_sent};
+pub(crate) use conn::{
+    Connection, NO_STALL_WATCHDOG, check_handshake, connect, handshake, stall_detected_within,
+    was_not_sent,
+};
 pub(crate) use pool::{Dedicated, Node, Pool};
