@@ -14,7 +14,6 @@
 //! stalled and closed: every waiter gets an error, and the pool opens a fresh connection on
 //! the next use.
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +26,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::conn_state::{ConnState, ReplyReader, UnaskedReply, Waiter};
 use crate::error::Error;
 use crate::settings::Settings;
 
@@ -43,91 +43,8 @@ pub(crate) fn stall_detected_within(response_timeout: Duration) -> Duration {
     response_timeout + response_timeout / 4
 }
 
-/// A caller waiting for its reply (or, for a pipeline, its replies).
-enum Waiter {
-    One(oneshot::Sender<RedisResult<Value>>),
-    Many {
-        reply: oneshot::Sender<RedisResult<Vec<Value>>>,
-        /// Leading replies to drop (`MULTI`, `QUEUED`, …).
-        skip: usize,
-        /// Replies to keep after those.
-        keep: usize,
-        /// Replies still to come, kept or not: every reply the pipeline produces is consumed
-        /// here, whatever the caller asked to keep, so the next waiter gets its own.
-        left: usize,
-        got: Vec<Value>,
-    },
-}
-
-impl Waiter {
-    /// Takes one reply of a pipeline; true when the waiter has all it waits for.
-    fn feed(&mut self, value: Value) -> bool {
-        match self {
-            Waiter::One(_) => true,
-            Waiter::Many {
-                skip,
-                keep,
-                left,
-                got,
-                ..
-            } => {
-                if *skip > 0 {
-                    *skip -= 1;
-                } else if got.len() < *keep {
-                    got.push(value);
-                }
-                *left = left.saturating_sub(1);
-                *left == 0
-            }
-        }
-    }
-
-    fn answer(self, value: Option<Value>) {
-        match self {
-            Waiter::One(reply) => {
-                let _ = reply.send(Ok(value.unwrap_or(Value::Nil)));
-            }
-            Waiter::Many { reply, got, .. } => {
-                let _ = reply.send(Ok(got));
-            }
-        }
-    }
-
-    fn fail(self, error: RedisError) {
-        match self {
-            Waiter::One(reply) => {
-                let _ = reply.send(Err(error));
-            }
-            Waiter::Many { reply, .. } => {
-                let _ = reply.send(Err(error));
-            }
-        }
-    }
-}
-
-struct State {
-    /// Encoded commands not written yet.
-    queued: Vec<u8>,
-    /// Replies the `queued` bytes will produce.
-    queued_replies: usize,
-    /// An empty buffer to swap with `queued`, so steady traffic allocates nothing.
-    spare: Vec<u8>,
-    /// Replies owed for bytes already handed to the socket.
-    owed: usize,
-    /// Somebody is writing now (a caller, the reader, or a flush task).
-    writing: bool,
-    /// Callers waiting, in the order their commands were queued.
-    waiters: VecDeque<Waiter>,
-    /// When the node last answered, or was given work while it owed nothing.
-    progress_at: Instant,
-    /// When the batch now owed was written.
-    batch_at: Instant,
-    /// Why the connection closed; set once, then every send fails at once.
-    closed: Option<(io::ErrorKind, Arc<str>)>,
-}
-
 struct Shared {
-    state: parking_lot::Mutex<State>,
+    state: parking_lot::Mutex<ConnState>,
     writer: OwnedWriteHalf,
     /// Flips to true once the connection is closed, waking a flush task blocked on a full
     /// socket.
@@ -183,17 +100,7 @@ impl Connection {
         let (reader, writer) = stream.into_split();
         let (closed_tx, _) = watch::channel(false);
         let shared = Arc::new(Shared {
-            state: parking_lot::Mutex::new(State {
-                queued: Vec::with_capacity(4096),
-                queued_replies: 0,
-                spare: Vec::with_capacity(4096),
-                owed: 0,
-                writing: false,
-                waiters: VecDeque::new(),
-                progress_at: Instant::now(),
-                batch_at: Instant::now(),
-                closed: None,
-            }),
+            state: parking_lot::Mutex::new(ConnState::new(Instant::now())),
             writer,
             closed_tx,
             label,
@@ -270,46 +177,25 @@ impl Connection {
         replies: usize,
         waiter: Option<Waiter>,
     ) -> RedisResult<()> {
-        let batch = {
-            let mut state = self.shared.state.lock();
-            if let Some((_, why)) = &state.closed {
-                // Nothing of this command was written: the caller may send it elsewhere.
-                return Err(closed_error(io::ErrorKind::NotConnected, why));
-            }
-            encode(&mut state.queued);
-            state.queued_replies += replies;
-            if let Some(waiter) = waiter {
-                state.waiters.push_back(waiter);
-            }
-            if state.writing || state.owed > 0 {
-                return Ok(());
-            }
-            state.take_batch()
-        };
-        self.shared.write(batch);
+        let queued = self
+            .shared
+            .state
+            .lock()
+            .enqueue(encode, replies, waiter, Instant::now());
+        match queued {
+            Ok(Some(batch)) => self.shared.write(batch),
+            Ok(None) => {}
+            // Nothing of this command was written: the caller may send it elsewhere.
+            Err((_, why)) => return Err(closed_error(io::ErrorKind::NotConnected, &why)),
+        }
         Ok(())
-    }
-}
-
-impl State {
-    /// Takes what is queued for writing while the node owes nothing; the caller must write
-    /// it (and owns `writing`).
-    fn take_batch(&mut self) -> Vec<u8> {
-        let now = Instant::now();
-        self.batch_at = now;
-        self.progress_at = now;
-        self.writing = true;
-        self.owed += self.queued_replies;
-        self.queued_replies = 0;
-        let spare = std::mem::take(&mut self.spare);
-        std::mem::replace(&mut self.queued, spare)
     }
 }
 
 impl Shared {
     /// Why the connection closed, for a caller whose reply will never come.
     fn closed_error(&self) -> RedisError {
-        match &self.state.lock().closed {
+        match self.state.lock().closed() {
             Some((kind, why)) => closed_error(*kind, why),
             None => closed_error(
                 io::ErrorKind::BrokenPipe,
@@ -348,29 +234,16 @@ impl Shared {
 
     /// Releases the writer role, or keeps it with the next batch when the node owes nothing
     /// (only replies-less commands were written) and more is queued.
-    fn after_write(&self, mut done: Vec<u8>) -> Option<Vec<u8>> {
-        let mut state = self.state.lock();
-        done.clear();
-        state.spare = done;
-        state.writing = false;
-        if state.owed == 0 && !state.queued.is_empty() && state.closed.is_none() {
-            return Some(state.take_batch());
-        }
-        None
+    fn after_write(&self, done: Vec<u8>) -> Option<Vec<u8>> {
+        self.state.lock().after_write(done, Instant::now())
     }
 
     /// Closes the connection: every waiter gets `why`, later sends fail at once.
     fn close(&self, kind: io::ErrorKind, why: String) {
-        let waiters = {
-            let mut state = self.state.lock();
-            if state.closed.is_some() {
-                return;
-            }
-            tracing::debug!(node = %self.label, %why, "connection closed");
-            state.queued.clear();
-            state.closed = Some((kind, why.as_str().into()));
-            std::mem::take(&mut state.waiters)
+        let Some(waiters) = self.state.lock().close(kind, &why) else {
+            return;
         };
+        tracing::debug!(node = %self.label, %why, "connection closed");
         self.closed_tx.send_replace(true);
         let error = closed_error(kind, &why);
         for waiter in waiters {
@@ -505,29 +378,22 @@ async fn read_replies(
     mut stop: oneshot::Receiver<()>,
     response_timeout: Duration,
 ) {
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut decoder = shardis_resp::Decoder::new();
-    let mut frames: Vec<shardis_resp::Frame> = Vec::new();
+    let mut reader_state = ReplyReader::new(READ_CHUNK);
     let mut values: Vec<Value> = Vec::new();
     let mut done: Vec<(Waiter, Option<Value>)> = Vec::new();
     let mut watchdog = tokio::time::interval(response_timeout / 4);
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
+        let buf = reader_state.buffer(READ_CHUNK);
         let read = tokio::select! {
             biased;
             _ = &mut stop => {
                 shared.close(io::ErrorKind::BrokenPipe, format!("connection to {} closed", shared.label));
                 return;
             }
-            read = reader.read_buf(&mut buf) => read,
+            read = reader.read_buf(buf) => read,
             _ = watchdog.tick() => {
-                let stalled = {
-                    let state = shared.state.lock();
-                    state.owed > 0 && state.progress_at.elapsed() >= response_timeout
-                };
+                let stalled = shared.state.lock().stalled(Instant::now(), response_timeout);
                 if stalled {
                     shared.close(
                         io::ErrorKind::TimedOut,
@@ -554,68 +420,43 @@ async fn read_replies(
         }
 
         // The decoder keeps the parts of a reply already received, so a large reply arriving
-        // in many reads is parsed once; `buf` keeps only what it has not consumed.
-        match decoder.decode(&buf, &mut frames) {
-            Ok(consumed) => {
-                buf.drain(..consumed);
-            }
-            Err(e) => {
-                shared.close(
-                    io::ErrorKind::InvalidData,
-                    format!("{} sent a malformed reply: {e}", shared.label),
-                );
-                return;
-            }
+        // in many reads is parsed once.
+        let pushes = reader_state.pushes;
+        if let Err(e) = reader_state.decode(&mut values) {
+            shared.close(
+                io::ErrorKind::InvalidData,
+                format!("{} sent a malformed reply: {e}", shared.label),
+            );
+            return;
         }
-        for frame in frames.drain(..) {
-            match frame {
-                shardis_resp::Frame::Reply(value) => values.push(value),
-                // A RESP3 push answers no command: never matched to a waiter.
-                shardis_resp::Frame::Push(_) => {
-                    metrics::counter!("shardis_push_frames_dropped_total").increment(1);
-                }
-            }
+        if reader_state.pushes > pushes {
+            // A RESP3 push answers no command: counted, never matched to a waiter.
+            metrics::counter!("shardis_push_frames_dropped_total")
+                .increment(reader_state.pushes - pushes);
         }
         if values.is_empty() {
             continue;
         }
-
-        let batch = {
-            let mut state = shared.state.lock();
-            if values.len() > state.owed {
-                drop(state);
+        let received = shared
+            .state
+            .lock()
+            .on_replies(&mut values, &mut done, Instant::now());
+        let batch = match received {
+            Ok((took, batch)) => {
+                if let Some(took) = took {
+                    // One sample per batch: a clock read per command would cost more than the
+                    // rest of routing it.
+                    shared.latency.record(took.as_secs_f64());
+                }
+                batch
+            }
+            Err(UnaskedReply) => {
                 shared.close(
                     io::ErrorKind::InvalidData,
                     format!("{} sent a reply nobody asked for", shared.label),
                 );
                 return;
             }
-            state.owed -= values.len();
-            let now = Instant::now();
-            state.progress_at = now;
-            if state.owed == 0 {
-                // One sample per batch: a clock read per command would cost more than the
-                // rest of routing it.
-                shared
-                    .latency
-                    .record(now.duration_since(state.batch_at).as_secs_f64());
-            }
-            for value in values.drain(..) {
-                // Every owed reply has a waiter in front of the queue: waiters are queued
-                // with their command, and only written commands are owed.
-                let complete = match state.waiters.front_mut() {
-                    Some(Waiter::One(_)) => Some(Some(value)),
-                    Some(waiter) => waiter.feed(value).then_some(None),
-                    None => None,
-                };
-                if let Some(value) = complete
-                    && let Some(waiter) = state.waiters.pop_front()
-                {
-                    done.push((waiter, value));
-                }
-            }
-            (state.owed == 0 && !state.writing && !state.queued.is_empty())
-                .then(|| state.take_batch())
         };
         // The node is idle now: give it the next batch before answering anyone.
         if let Some(batch) = batch {

@@ -2,6 +2,7 @@
 //! pipelined [`Connection`]s.
 
 mod conn;
+mod conn_state;
 mod pool;
 
 pub(crate) use conn::{
