@@ -55,6 +55,24 @@
 //! The pure building blocks are re-exported: [`slots`] (slot math, topology parsing) and
 //! [`ring`] (consistent hashing).
 //!
+//! ## Commands
+//!
+//! Every command the client accepts gets the reply one Redis would give over the whole
+//! keyspace, or a typed refusal ([`Error::Unsupported`], [`Error::CrossSlot`]) that names the
+//! alternative, before anything is sent:
+//!
+//! | class | examples | where it runs |
+//! |---|---|---|
+//! | keyed | `GET`, `SET`, `EVALSHA` | the node of its keys' slot (ring: node), shared connection |
+//! | multi-key | `MGET`, `MSET`, `DEL`, `EXISTS` | split per slot (ring: node), reassembled in key order |
+//! | whole keyspace | `DBSIZE`, `KEYS`, `FLUSHALL`, `SCRIPT LOAD`, `FUNCTION LOAD`, `CONFIG SET` | every primary or node, replies combined per Redis 7's policies; partial failure is [`Error::PartialFailure`] |
+//! | iteration | `SCAN` | [`Client::scan`], a stream with a cursor per node |
+//! | blocking | `BLPOP`, `XREAD BLOCK` | a dedicated connection, bounded by the command's own timeout |
+//! | transactions | `redis::pipe().atomic()`, `WATCH` | one slot's node; [`Client::transaction`] for `WATCH` |
+//! | dedicated | `WAIT`, connection state | [`Client::dedicated`] |
+//! | pub/sub | `SUBSCRIBE`, `SSUBSCRIBE` | [`Client::subscribe`], [`Client::ssubscribe`] streams |
+//! | refused | raw `MULTI`, `SELECT`, `HELLO`, `CLIENT TRACKING`, `AUTH`, `MONITOR`, bare `WAIT`, `SCAN` | [`Error::Unsupported`] naming the alternative |
+//!
 //! ## Layout
 //!
 //! - [`Client`] (`client.rs`) and [`Builder`] (`builder.rs`): the whole public surface of a
