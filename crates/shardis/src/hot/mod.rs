@@ -7,8 +7,9 @@
 //!
 //! # How copies stay consistent (per key, per hot period: [`KeyState`])
 //! - A write of a hot key (single, pipelined, transactional, split) counts itself in
-//!   `writing` before it is sent and runs in a task of its own, so it completes even if its
-//!   caller gives up; once it is answered it bumps `dirty` and wakes the key's *syncer*.
+//!   `writing` before it is sent; once it is answered it bumps `dirty` and wakes the key's
+//!   *syncer*. If its caller gives up (or no answer comes), the server may still apply it:
+//!   a task keeps it counted in `writing` for a copy lifetime, then does the same.
 //! - The syncer is the only writer of the copies (a token, at most one round at a time per
 //!   key, no lock held by anyone else): it notes `dirty`, reads the canonical key and its TTL,
 //!   writes every copy (or deletes them when the key is gone or not a string), then publishes
@@ -174,23 +175,44 @@ impl Drop for CoolWrites<'_> {
     }
 }
 
-/// Hot keys being written: on drop (the write answered, failed, or its task ended), each
-/// state's `dirty` is bumped and its syncer woken.
+/// Hot keys being written. When the write was answered (or surely did not run), dropping
+/// this bumps each state's `dirty` and wakes its syncer. Otherwise — the caller gave up, or
+/// the write was sent and no answer came — the server may still apply it later: the states
+/// keep counting it as in flight (reads go to the canonical key) for a copy lifetime first,
+/// in a task of its own.
 struct HotWrites {
     hot: Arc<Hot>,
     client: Client,
     states: Vec<Arc<KeyState>>,
+    settled: bool,
+}
+
+impl HotWrites {
+    fn release(hot: &Arc<Hot>, client: &Client, states: &[Arc<KeyState>]) {
+        for state in states {
+            state.dirty.fetch_add(1, Ordering::SeqCst);
+            state.writing.fetch_sub(1, Ordering::SeqCst);
+            if let Some(near) = &hot.near {
+                near.invalidate(&state.key);
+            }
+            hot.wake_syncer(client, state);
+        }
+    }
 }
 
 impl Drop for HotWrites {
     fn drop(&mut self) {
-        for state in &self.states {
-            state.dirty.fetch_add(1, Ordering::SeqCst);
-            state.writing.fetch_sub(1, Ordering::SeqCst);
-            if let Some(near) = &self.hot.near {
-                near.invalidate(&state.key);
+        let states = std::mem::take(&mut self.states);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !self.settled => {
+                let (hot, client) = (self.hot.clone(), self.client.clone());
+                let hold = hot.options.copy_ttl;
+                runtime.spawn(async move {
+                    tokio::time::sleep(hold).await;
+                    HotWrites::release(&hot, &client, &states);
+                });
             }
-            self.hot.wake_syncer(&self.client, state);
+            _ => HotWrites::release(&self.hot, &self.client, &states),
         }
     }
 }
@@ -419,10 +441,9 @@ impl Hot {
             return Some(reply);
         }
         drop(cool);
-        let cmd = cmd.clone();
         Some(
-            self.write(client, states, move |client| async move {
-                client.send_routed(&cmd).await
+            self.write(client, states, |client| async move {
+                client.send_routed(cmd).await
             })
             .await,
         )
@@ -446,45 +467,33 @@ impl Hot {
             return replies;
         }
         drop(cool);
-        let pipeline = pipeline.clone();
-        self.write(client, states, move |client| async move {
-            client.send_pipeline_routed(&pipeline, offset, count).await
+        self.write(client, states, |client| async move {
+            client.send_pipeline_routed(pipeline, offset, count).await
         })
         .await
     }
 
-    /// Runs a write of hot keys (their `writing` already counted) in a task of its own, so it
-    /// completes — and the copies learn of it — even if the caller stops waiting.
+    /// Runs a write of hot keys (their `writing` already counted); see [`HotWrites`] for
+    /// what happens after, whether the caller waits for it or not.
     async fn write<T, F>(
         self: &Arc<Self>,
         client: &Client,
         states: Vec<Arc<KeyState>>,
-        send: impl FnOnce(Client) -> F + Send + 'static,
+        send: impl FnOnce(Client) -> F,
     ) -> Result<T>
     where
-        T: Send + 'static,
-        F: Future<Output = Result<T>> + Send,
+        F: Future<Output = Result<T>>,
     {
-        let guard = HotWrites {
+        let mut guard = HotWrites {
             hot: self.clone(),
             client: client.clone(),
             states,
+            settled: false,
         };
-        let hold = self.options.copy_ttl;
-        let task = tokio::spawn(async move {
-            let result = send(guard.client.clone()).await;
-            if may_have_run(&result) {
-                // The server may still apply it later: read this key from its owner (not
-                // from copies) for a copy lifetime before syncing them.
-                tokio::time::sleep(hold).await;
-            }
-            drop(guard);
-            result
-        });
-        match task.await {
-            Ok(result) => result,
-            Err(e) => Err(Error::protocol("hot-key write", e.to_string())),
-        }
+        let result = send(client.clone()).await;
+        guard.settled = !may_have_run(&result);
+        drop(guard);
+        result
     }
 
     /// Starts `state`'s syncer unless one runs (or the state is retired).
