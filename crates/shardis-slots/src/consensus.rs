@@ -185,7 +185,7 @@ pub fn choose_view_with_epochs<'a>(
                 .iter()
                 .filter(|g| !current(g))
                 .max_by_key(|g| g.epoch),
-        ) && !groups.iter().any(|g| current(g))
+        ) && !groups.iter().any(current)
         {
             return Err(ConsensusError::OlderEpoch {
                 epoch: g.epoch.unwrap_or(0),

@@ -441,12 +441,8 @@ impl Hot {
             return Some(reply);
         }
         drop(cool);
-        Some(
-            self.write(client, states, |client| async move {
-                client.send_routed(cmd).await
-            })
-            .await,
-        )
+        let guard = self.hot_writes(client, states);
+        Some(Self::write(guard, |client| async move { client.send_routed(cmd).await }).await)
     }
 
     /// Runs a pipeline (atomic or not) through the client: the hot keys its commands write
@@ -467,33 +463,33 @@ impl Hot {
             return replies;
         }
         drop(cool);
-        self.write(client, states, |client| async move {
+        let guard = self.hot_writes(client, states);
+        Self::write(guard, |client| async move {
             client.send_pipeline_routed(pipeline, offset, count).await
         })
         .await
     }
 
-    /// Runs a write of hot keys (their `writing` already counted); see [`HotWrites`] for
-    /// what happens after, whether the caller waits for it or not.
-    async fn write<T, F>(
-        self: &Arc<Self>,
-        client: &Client,
-        states: Vec<Arc<KeyState>>,
-        send: impl FnOnce(Client) -> F,
-    ) -> Result<T>
+    /// Runs a write of hot keys, counted in `writing` by `guard`; see [`HotWrites`] for what
+    /// happens after, whether the caller waits for it or not.
+    async fn write<T, F>(mut guard: HotWrites, send: impl FnOnce(Client) -> F) -> Result<T>
     where
         F: Future<Output = Result<T>>,
     {
-        let mut guard = HotWrites {
+        let result = send(guard.client.clone()).await;
+        guard.settled = !may_have_run(&result);
+        drop(guard);
+        result
+    }
+
+    /// The guard of a write of `states` (their `writing` already counted).
+    fn hot_writes(self: &Arc<Self>, client: &Client, states: Vec<Arc<KeyState>>) -> HotWrites {
+        HotWrites {
             hot: self.clone(),
             client: client.clone(),
             states,
             settled: false,
-        };
-        let result = send(client.clone()).await;
-        guard.settled = !may_have_run(&result);
-        drop(guard);
-        result
+        }
     }
 
     /// Starts `state`'s syncer unless one runs (or the state is retired).
