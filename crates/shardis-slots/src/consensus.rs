@@ -21,6 +21,9 @@ pub struct ViewChoice<'a> {
     pub agreeing: usize,
     /// How many views were supplied (including empty ones).
     pub responded: usize,
+    /// The highest config epoch among the agreeing views, when their nodes reported one
+    /// (see [`choose_view_with_epochs`]).
+    pub epoch: Option<u64>,
 }
 
 impl ViewChoice<'_> {
@@ -40,6 +43,8 @@ impl ViewChoice<'_> {
 struct Group<'a> {
     fingerprint: u64,
     members: Vec<&'a Topology>,
+    /// The highest config epoch any member's node reported.
+    epoch: Option<u64>,
 }
 
 /// Picks the topology most nodes agree on.
@@ -87,18 +92,59 @@ pub fn choose_view<'a>(
     views: &'a [Topology],
     previous: Option<&Topology>,
 ) -> Result<ViewChoice<'a>, ConsensusError> {
+    choose_view_with_epochs(views, &[], previous, None)
+}
+
+/// [`choose_view`] where each view comes with the config epoch its node reported (the highest
+/// `config-epoch` in its `CLUSTER NODES`; `None` when unknown), and the previous map with the
+/// epoch it was chosen at. Redis Cluster settles conflicting slot claims by config epoch, so
+/// epochs decide before numbers do:
+///
+/// - **Epoch guard.** When some responder reports an epoch at least `previous_epoch`, a group
+///   whose epoch is known and lower than `previous_epoch` is never eligible: it predates the
+///   map in use. (When every responder reports a lower epoch, the cluster was rebuilt and the
+///   usual rules apply.)
+/// - Among eligible groups, the higher known epoch wins (a view that has seen a newer config
+///   beats lagging nodes, however many); then the rules of [`choose_view`].
+///
+/// `epochs[i]` belongs to `views[i]`; missing entries count as unknown.
+///
+/// ```
+/// use shardis_slots::{choose_view_with_epochs, Endpoint, Node, Shard, SlotRange, Topology};
+/// let owner = |port| Topology::new(vec![Shard { primary: Node::primary(Endpoint::new("h", port)),
+///     replicas: vec![], slots: vec![SlotRange::new(0, 16383).unwrap()] }]).unwrap();
+/// let (stale, fresh) = (owner(1), owner(2));
+/// // Two lagging nodes (epoch 5) against one that saw the failover (epoch 7).
+/// let views = [stale.clone(), stale.clone(), fresh.clone()];
+/// let choice = choose_view_with_epochs(&views, &[Some(5), Some(5), Some(7)], None, None).unwrap();
+/// assert_eq!((choice.topology, choice.epoch), (&fresh, Some(7)));
+/// ```
+pub fn choose_view_with_epochs<'a>(
+    views: &'a [Topology],
+    epochs: &[Option<u64>],
+    previous: Option<&Topology>,
+    previous_epoch: Option<u64>,
+) -> Result<ViewChoice<'a>, ConsensusError> {
     if views.is_empty() {
         return Err(ConsensusError::NoViews);
     }
     let responded = views.len();
     let mut groups: Vec<Group<'a>> = Vec::new();
-    for view in views.iter().filter(|v| v.covered_slots() > 0) {
+    let epoch_of = |i: usize| epochs.get(i).copied().flatten();
+    for (i, view) in views.iter().enumerate() {
+        if view.covered_slots() == 0 {
+            continue;
+        }
         let fingerprint = view.fingerprint();
         match groups.iter_mut().find(|g| g.fingerprint == fingerprint) {
-            Some(g) => g.members.push(view),
+            Some(g) => {
+                g.members.push(view);
+                g.epoch = g.epoch.max(epoch_of(i));
+            }
             None => groups.push(Group {
                 fingerprint,
                 members: vec![view],
+                epoch: epoch_of(i),
             }),
         }
     }
@@ -109,13 +155,21 @@ pub fn choose_view<'a>(
     let previous_fp = previous.map(Topology::fingerprint);
     let previous_covered = previous.map_or(0, Topology::covered_slots);
     let covered = |g: &Group<'_>| g.members[0].covered_slots();
-    let eligible =
-        |g: &&Group<'_>| covered(g) >= previous_covered || 2 * g.members.len() > responded;
+    // Some responder has seen the previous map's epoch (or a later one).
+    let newest = (0..responded).filter_map(epoch_of).max();
+    let guard_epoch = previous_epoch.filter(|p| newest.is_some_and(|n| n >= *p));
+    let current = |g: &Group<'_>| match (g.epoch, guard_epoch) {
+        (Some(e), Some(p)) => e >= p,
+        _ => true,
+    };
+    let eligible = |g: &&Group<'_>| {
+        current(g) && (covered(g) >= previous_covered || 2 * g.members.len() > responded)
+    };
 
     let best = groups.iter().filter(eligible).max_by(|a, b| {
-        a.members
-            .len()
-            .cmp(&b.members.len())
+        a.epoch
+            .cmp(&b.epoch)
+            .then_with(|| a.members.len().cmp(&b.members.len()))
             .then_with(|| covered(a).cmp(&covered(b)))
             .then_with(|| {
                 (Some(a.fingerprint) == previous_fp).cmp(&(Some(b.fingerprint) == previous_fp))
@@ -125,6 +179,19 @@ pub fn choose_view<'a>(
     });
 
     let Some(best) = best else {
+        if let (Some(previous), Some(g)) = (
+            guard_epoch,
+            groups
+                .iter()
+                .filter(|g| !current(g))
+                .max_by_key(|g| g.epoch),
+        ) && !groups.iter().any(current)
+        {
+            return Err(ConsensusError::OlderEpoch {
+                epoch: g.epoch.unwrap_or(0),
+                previous,
+            });
+        }
         // Report the strongest refused candidate.
         let g = groups
             .iter()
@@ -157,5 +224,6 @@ pub fn choose_view<'a>(
         topology,
         agreeing: best.members.len(),
         responded,
+        epoch: best.epoch,
     })
 }

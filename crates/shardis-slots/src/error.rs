@@ -247,4 +247,13 @@ pub enum ConsensusError {
         /// Views supplied.
         responded: usize,
     },
+    /// Every candidate predates the previous map: its config epoch is lower than the one
+    /// the previous map was chosen at, while some responder has seen that epoch.
+    #[error("best view has config epoch {epoch} < previous {previous}")]
+    OlderEpoch {
+        /// The best refused candidate's epoch.
+        epoch: u64,
+        /// The previous map's epoch.
+        previous: u64,
+    },
 }

@@ -52,12 +52,13 @@ mod slot;
 mod slot_map;
 mod topology;
 
-pub use consensus::{ViewChoice, choose_view};
+pub use consensus::{ViewChoice, choose_view, choose_view_with_epochs};
 pub use endpoint::Endpoint;
 pub use error::{ConsensusError, EndpointError, RedirectError, TopologyError};
 pub use node::{Health, Node, Role};
 pub use parse::{
-    parse_cluster_nodes, parse_cluster_nodes_text, parse_cluster_shards, parse_cluster_slots,
+    cluster_nodes_config_epoch, parse_cluster_nodes, parse_cluster_nodes_text,
+    parse_cluster_shards, parse_cluster_slots,
 };
 pub use range::SlotRange;
 pub use redirect::{Redirect, RedirectKind, RedirectTarget, parse_redirect, parse_redirect_parts};

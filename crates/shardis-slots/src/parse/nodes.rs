@@ -35,6 +35,32 @@ pub fn parse_cluster_nodes(reply: &Value, asked: &Endpoint) -> Result<Topology, 
     }
 }
 
+/// The highest `config-epoch` (the 7th field) in a CLUSTER NODES reply: how recent a slot
+/// configuration the answering node has seen. `None` when the reply is not CLUSTER NODES text
+/// or lists no valid epoch. Used to compare views ([`choose_view_with_epochs`](crate::choose_view_with_epochs)).
+///
+/// ```
+/// use redis::Value;
+/// use shardis_slots::cluster_nodes_config_epoch;
+/// let text = "a 10.0.0.1:7000@17000 myself,master - 0 0 3 connected 0-8191\n\
+///             b 10.0.0.2:7000@17000 master - 0 0 7 connected 8192-16383\n";
+/// assert_eq!(cluster_nodes_config_epoch(&Value::BulkString(text.into())), Some(7));
+/// assert_eq!(cluster_nodes_config_epoch(&Value::Okay), None);
+/// ```
+pub fn cluster_nodes_config_epoch(reply: &Value) -> Option<u64> {
+    let text = match data(reply) {
+        v @ (Value::BulkString(_) | Value::SimpleString(_) | Value::VerbatimString { .. }) => {
+            string(v, &Path::ROOT).ok()?
+        }
+        _ => return None,
+    };
+    text.split('\n')
+        .map(|line| line.split_ascii_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.len() >= 8)
+        .filter_map(|fields| fields[6].parse::<u64>().ok())
+        .max()
+}
+
 /// Parses the text of a CLUSTER NODES reply.
 ///
 /// - Lines end with `\n` (a trailing `\r` is tolerated); blank lines are

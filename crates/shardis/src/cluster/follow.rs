@@ -307,7 +307,8 @@ fn route(routes: &SlotRoutes, target: Target<'_, u16>) -> Option<Arc<Node>> {
 }
 
 /// A MOVED says where one slot lives now: swap in a snapshot with just that slot patched, so
-/// the next commands for it go straight there while the full refresh runs.
+/// the next commands for it go straight there while the full refresh runs. The patch is
+/// numbered, so a refresh that began before it keeps it (see `SlotRoutes::refreshed`).
 pub(crate) fn patch_moved(router: &ClusterRouter, slot: u16, endpoint: &shardis_slots::Endpoint) {
     router.routes.rcu(|routes| {
         let already = routes
@@ -318,11 +319,7 @@ pub(crate) fn patch_moved(router: &ClusterRouter, slot: u16, endpoint: &shardis_
         if already {
             return routes.clone();
         }
-        Arc::new(SlotRoutes::new(
-            routes.map.with_slot_moved(slot, endpoint),
-            &router.pool,
-            router.settings.read_from,
-        ))
+        Arc::new(routes.with_move(slot, endpoint, &router.pool))
     });
 }
 

@@ -72,8 +72,9 @@ impl ClusterRouter {
         let router = ClusterRouter::new(settings.clone(), endpoints);
         let refresher = router.refresher.clone();
         let limit = settings.connect_timeout * 2 + settings.response_timeout;
-        let map = match tokio::time::timeout(limit, refresh::load(&router, None, 0)).await {
-            Ok(Ok(map)) => map,
+        let (map, epoch) = match tokio::time::timeout(limit, refresh::load(&router, None, 0)).await
+        {
+            Ok(Ok(loaded)) => loaded,
             Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(Error::NoSeedReachable {
@@ -83,6 +84,9 @@ impl ClusterRouter {
             }
         };
         router.install(map);
+        router.routes.rcu(|routes| {
+            Arc::new(routes.refreshed(&routes.map, routes.last_move, epoch, &router.pool))
+        });
         let router = Arc::new(router);
         tokio::spawn(refresh::run(Arc::downgrade(&router), refresher));
         Ok(router)

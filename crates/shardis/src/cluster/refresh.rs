@@ -11,7 +11,8 @@ use std::time::Instant;
 use futures::future::join_all;
 use redis::Value;
 use shardis_slots::{
-    Endpoint, SlotMap, Topology, choose_view, parse_cluster_shards, parse_cluster_slots,
+    Endpoint, SlotMap, Topology, choose_view_with_epochs, cluster_nodes_config_epoch,
+    parse_cluster_shards, parse_cluster_slots,
 };
 use tokio::sync::{Notify, watch};
 
@@ -56,9 +57,31 @@ impl Refresher {
 /// the credentials says so ([`Error::Auth`]) instead of "unreachable".
 const AUTH_FAILED: &str = "credentials refused: ";
 
+/// Asks one node for its view and the config epoch it has seen (the highest `config-epoch`
+/// of its `CLUSTER NODES`; `None` when it does not say).
+async fn ask_node(
+    state: &ClusterRouter,
+    endpoint: &Endpoint,
+) -> Result<(Topology, Option<u64>), String> {
+    let view = ask_view(state, endpoint).await?;
+    let node = state.pool.node(endpoint);
+    let epoch = match node.connection().await {
+        Ok(conn) => {
+            let mut nodes = redis::cmd("CLUSTER");
+            nodes.arg("NODES");
+            match tokio::time::timeout(state.settings.response_timeout, conn.send(&nodes)).await {
+                Ok(Ok(reply)) => cluster_nodes_config_epoch(&reply),
+                _ => None,
+            }
+        }
+        Err(_) => None,
+    };
+    Ok((view, epoch))
+}
+
 /// Asks one node for its view: `CLUSTER SHARDS` first, `CLUSTER SLOTS` when the server does
 /// not know SHARDS (before 7.0).
-async fn ask_node(state: &ClusterRouter, endpoint: &Endpoint) -> Result<Topology, String> {
+async fn ask_view(state: &ClusterRouter, endpoint: &Endpoint) -> Result<Topology, String> {
     let node = state.pool.node(endpoint);
     let connect = tokio::time::timeout(state.settings.connect_timeout * 2, node.connection());
     let conn = match connect.await {
@@ -128,20 +151,25 @@ fn candidates(state: &ClusterRouter, routes: Option<&SlotRoutes>, turn: usize) -
 
 /// Loads a topology by asking up to `refresh_fanout` nodes at a time until some answer, then
 /// voting among the answers. Never returns a map with fewer slots than `previous` unless a
-/// majority of the answering nodes agree on it (see [`shardis_slots::choose_view`]).
+/// majority of the answering nodes agree on it, nor one from a lower config epoch than
+/// `previous` while some node has seen that epoch (see
+/// [`shardis_slots::choose_view_with_epochs`]). Returns the map and its epoch.
 pub(crate) async fn load(
     state: &ClusterRouter,
     previous: Option<&SlotRoutes>,
     turn: usize,
-) -> Result<SlotMap, Error> {
+) -> Result<(SlotMap, Option<u64>), Error> {
     let candidates = candidates(state, previous, turn);
     let mut errors = Vec::new();
     for batch in candidates.chunks(state.settings.refresh_fanout) {
         let answers = join_all(batch.iter().map(|e| ask_node(state, e))).await;
-        let mut views = Vec::new();
+        let (mut views, mut epochs) = (Vec::new(), Vec::new());
         for answer in answers {
             match answer {
-                Ok(view) => views.push(view),
+                Ok((view, epoch)) => {
+                    views.push(view);
+                    epochs.push(epoch);
+                }
                 Err(e) => errors.push(e),
             }
         }
@@ -149,14 +177,16 @@ pub(crate) async fn load(
             continue;
         }
         let previous_topology = previous.map(|r| r.map.topology());
-        match choose_view(&views, previous_topology) {
+        let previous_epoch = previous.and_then(|r| r.epoch);
+        match choose_view_with_epochs(&views, &epochs, previous_topology, previous_epoch) {
             Ok(choice) => {
                 tracing::debug!(
                     agreeing = choice.agreeing,
                     responded = choice.responded,
+                    epoch = choice.epoch,
                     "topology chosen"
                 );
-                return Ok(SlotMap::new(choice.topology.clone()));
+                return Ok((SlotMap::new(choice.topology.clone()), choice.epoch));
             }
             Err(e) => errors.push(format!("vote: {e}")),
         }
@@ -177,22 +207,33 @@ pub(crate) async fn load(
     })
 }
 
-/// One refresh: load, swap in if it changed, close connections to nodes that left.
+/// One refresh: load, swap in if it changed, close connections to nodes that left. A slot
+/// owner learned from a MOVED after the load began stays (the views may predate it).
 pub(crate) async fn refresh_once(state: &ClusterRouter, turn: usize) {
     let started = Instant::now();
     let current = state.routes.load_full();
+    let since = current.last_move;
     match load(state, Some(&current), turn).await {
-        Ok(map) => {
-            let changed = map.topology().fingerprint() != current.map.topology().fingerprint();
+        Ok((map, epoch)) => {
+            let mut changed = false;
+            let installed = state.routes.rcu(|now| {
+                let next = now.refreshed(&map, since, epoch, &state.pool);
+                changed = next.map.topology().fingerprint() != now.map.topology().fingerprint();
+                if changed || next.epoch != now.epoch || next.moves != now.moves {
+                    Arc::new(next)
+                } else {
+                    now.clone()
+                }
+            });
+            drop(installed);
             if changed {
-                let routes = Arc::new(SlotRoutes::new(map, &state.pool, state.settings.read_from));
+                let routes = state.routes.load();
                 let keep: std::collections::HashSet<Endpoint> = routes
                     .all_nodes()
                     .iter()
                     .map(|n| n.endpoint.clone())
                     .chain(state.seeds.iter().cloned())
                     .collect();
-                state.routes.store(routes);
                 state.pool.retain(&|e| keep.contains(e));
                 tracing::info!(elapsed = ?started.elapsed(), "cluster topology changed");
             }
@@ -277,7 +318,7 @@ mod tests {
         })
         .await;
         let state = ClusterRouter::new(Arc::new(Settings::default()), vec![old.clone()]);
-        let map = load(&state, None, 0)
+        let (map, _) = load(&state, None, 0)
             .await
             .expect("topology from CLUSTER SLOTS");
         assert!(map.topology().is_complete());
@@ -323,5 +364,61 @@ mod tests {
             .await
             .expect_err("garbage");
         assert!(err.to_string().contains("127.0.0.1"), "{err}");
+    }
+    /// A node that owns every slot by CLUSTER SLOTS (pre-7.0: no SHARDS, no epochs).
+    async fn whole_range_node() -> (Endpoint, shardis_testkit::FakeNode) {
+        fake_node(|command, port| {
+            if command.contains("SLOTS") {
+                format!("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:{port}\r\n")
+            } else if command.contains("CLUSTER") {
+                "-ERR unknown subcommand\r\n".to_string()
+            } else {
+                "+OK\r\n".to_string()
+            }
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_refresh_loaded_before_a_moved_patch_keeps_the_patch() {
+        let (a, _fake) = whole_range_node().await;
+        let state = ClusterRouter::new(Arc::new(Settings::default()), vec![a.clone()]);
+        let b = Endpoint::new("127.0.0.1", 1);
+        // Before: a owns every slot but 200, which b owns (so the refresh changes the map).
+        state.install(
+            SlotMap::new(
+                Topology::new(vec![Shard {
+                    primary: Node::primary(a.clone()),
+                    replicas: vec![],
+                    slots: vec![SlotRange::new(0, 16383).unwrap()],
+                }])
+                .unwrap(),
+            )
+            .with_slot_moved(200, &b),
+        );
+        // The refresh starts (its view, from node a, still says a owns slot 100)...
+        let mut refresh = std::pin::pin!(refresh_once(&state, 0));
+        assert!(futures::poll!(&mut refresh).is_pending());
+        // ...a MOVED says slot 100 is b's now...
+        crate::cluster::follow::patch_moved(&state, 100, &b);
+        // ...and the refresh, loaded before it, completes.
+        refresh.await;
+        let owner = |slot| {
+            state
+                .routes
+                .load()
+                .map
+                .shard(slot)
+                .and_then(|s| s.primary.endpoint.clone())
+        };
+        assert_eq!(owner(100), Some(b), "the newer MOVED stays");
+        assert_eq!(
+            owner(200),
+            Some(a.clone()),
+            "the rest of the refresh applies"
+        );
+        // A refresh that starts after the MOVED decides alone.
+        refresh_once(&state, 0).await;
+        assert_eq!(owner(100), Some(a));
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use shardis_slots::{SlotMap, key_slot};
+use shardis_slots::{Endpoint, SlotMap, key_slot};
 
 use crate::engine::View;
 use crate::error::Error;
@@ -23,6 +23,14 @@ pub(crate) struct ShardNodes {
     next_replica: AtomicUsize,
 }
 
+/// A slot owner learned from a MOVED reply, numbered in the order they were learned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Move {
+    pub slot: u16,
+    pub to: Endpoint,
+    pub seq: u64,
+}
+
 /// The routing snapshot.
 pub(crate) struct SlotRoutes {
     pub map: SlotMap,
@@ -30,6 +38,12 @@ pub(crate) struct SlotRoutes {
     read_from: ReadFrom,
     /// Round-robin position for keyless commands.
     next_primary: AtomicUsize,
+    /// MOVED patches not yet confirmed by a refresh that started after them (one per slot).
+    pub moves: Vec<Move>,
+    /// The number of the last MOVED patch ever applied (0: none).
+    pub last_move: u64,
+    /// The config epoch the map was chosen at, when the nodes reported one.
+    pub epoch: Option<u64>,
 }
 
 impl SlotRoutes {
@@ -55,7 +69,54 @@ impl SlotRoutes {
             shards,
             read_from,
             next_primary: AtomicUsize::new(0),
+            moves: Vec::new(),
+            last_move: 0,
+            epoch: None,
         }
+    }
+
+    /// These routes with a MOVED of `slot` to `to` applied and recorded.
+    pub fn with_move(&self, slot: u16, to: &Endpoint, pool: &Pool) -> SlotRoutes {
+        let seq = self.last_move + 1;
+        let mut moves: Vec<Move> = self
+            .moves
+            .iter()
+            .filter(|m| m.slot != slot)
+            .cloned()
+            .collect();
+        moves.push(Move {
+            slot,
+            to: to.clone(),
+            seq,
+        });
+        let mut routes = SlotRoutes::new(self.map.with_slot_moved(slot, to), pool, self.read_from);
+        routes.moves = moves;
+        routes.last_move = seq;
+        routes.epoch = self.epoch;
+        routes
+    }
+
+    /// The routes a refresh that started when the last MOVED was number `since` installs:
+    /// its `loaded` map, with every MOVED learned after `since` kept on top (the refresh's
+    /// views may predate them), at `epoch`.
+    pub fn refreshed(
+        &self,
+        loaded: &SlotMap,
+        since: u64,
+        epoch: Option<u64>,
+        pool: &Pool,
+    ) -> SlotRoutes {
+        let newer: Vec<Move> = self
+            .moves
+            .iter()
+            .filter(|m| m.seq > since)
+            .cloned()
+            .collect();
+        let mut routes = SlotRoutes::new(keep_newer_moves(loaded, &newer), pool, self.read_from);
+        routes.moves = newer;
+        routes.last_move = self.last_move;
+        routes.epoch = epoch.or(self.epoch);
+        routes
     }
 
     /// A snapshot with no slots: only used until the first topology is loaded.
@@ -65,6 +126,9 @@ impl SlotRoutes {
             shards: Vec::new(),
             read_from,
             next_primary: AtomicUsize::new(0),
+            moves: Vec::new(),
+            last_move: 0,
+            epoch: None,
         }
     }
 
@@ -118,6 +182,19 @@ impl SlotRoutes {
     }
 }
 
+/// `map` with each of `moves` applied in order: a slot owner learned from a MOVED after a
+/// refresh began is newer than what that refresh loaded.
+pub(crate) fn keep_newer_moves(map: &SlotMap, moves: &[Move]) -> SlotMap {
+    let mut map = map.clone();
+    for m in moves {
+        let owner = map.shard(m.slot).and_then(|s| s.primary.endpoint.as_ref());
+        if owner != Some(&m.to) {
+            map = map.with_slot_moved(m.slot, &m.to);
+        }
+    }
+    map
+}
+
 impl View for Arc<SlotRoutes> {
     type Shard = u16;
     type Node = Arc<Node>;
@@ -165,5 +242,60 @@ impl crate::hot::CopyPlacement for SlotRoutes {
 
     fn copy_names(&self, key: &[u8], n: usize) -> Vec<Vec<u8>> {
         shardis_hotkey::cluster_copies(key, n, |slot| self.map.shard_index(slot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardis_slots::{Node, Shard, SlotRange, Topology};
+
+    fn one_owner(endpoint: &Endpoint) -> SlotMap {
+        SlotMap::new(
+            Topology::new(vec![Shard {
+                primary: Node::primary(endpoint.clone()),
+                replicas: vec![],
+                slots: vec![SlotRange::new(0, 16383).unwrap()],
+            }])
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn moves_learned_after_a_refresh_began_stay_on_top_of_it() {
+        let (a, b, c) = (
+            Endpoint::new("10.0.0.1", 1),
+            Endpoint::new("10.0.0.2", 1),
+            Endpoint::new("10.0.0.3", 1),
+        );
+        let pool = Pool::new(std::sync::Arc::new(crate::settings::Settings::default()));
+        let routes = SlotRoutes::new(one_owner(&a), &pool, ReadFrom::Primary)
+            .with_move(1, &b, &pool) // before the refresh began
+            .with_move(2, &b, &pool);
+        let since = routes.last_move;
+        let routes = routes.with_move(3, &c, &pool).with_move(2, &c, &pool); // during it
+        // The refresh loaded a map where a still owns everything.
+        let next = routes.refreshed(&one_owner(&a), since, Some(4), &pool);
+        let owner =
+            |r: &SlotRoutes, slot| r.map.shard(slot).and_then(|s| s.primary.endpoint.clone());
+        assert_eq!(
+            owner(&next, 1),
+            Some(a.clone()),
+            "older than the refresh: refreshed"
+        );
+        assert_eq!(owner(&next, 2), Some(c.clone()), "newer MOVED kept");
+        assert_eq!(owner(&next, 3), Some(c.clone()), "newer MOVED kept");
+        assert_eq!(owner(&next, 4), Some(a.clone()));
+        assert_eq!(next.moves.len(), 2);
+        assert_eq!((next.last_move, next.epoch), (routes.last_move, Some(4)));
+        // The next refresh, begun after every MOVED, decides alone.
+        let later = next.refreshed(&one_owner(&a), next.last_move, None, &pool);
+        assert_eq!(owner(&later, 2), Some(a));
+        assert!(later.moves.is_empty());
+        assert_eq!(
+            later.epoch,
+            Some(4),
+            "an unknown epoch keeps the last known one"
+        );
     }
 }

@@ -9,8 +9,9 @@ use shardis_hotkey::DetectorConfig;
 /// Reads (`GET`) of a hot key go to one of its copies, chosen per request, so the load of a
 /// celebrity key is shared by several shards. Copies are refilled from the canonical key on a
 /// miss and live at most `copy_ttl` (and never longer than the canonical key), which bounds
-/// how stale a copy can be when another process writes the canonical key. This client's own
-/// writes and deletes of a hot key delete its copies, so it always reads its own writes.
+/// how stale a copy can be when another process writes the canonical key. After this client
+/// writes a hot key (by any command, pipelined or not), its reads go to the canonical key
+/// until the copies are re-synced, so it always reads its own writes.
 ///
 /// ```
 /// use std::time::Duration;

@@ -62,7 +62,8 @@ pub struct RingStatus {
     pub ejections: u64,
     /// Nodes re-admitted so far.
     pub readmissions: u64,
-    /// Reads answered by a key's previous owner during a rebalance.
+    /// Reads that found their key still on its previous owner during a rebalance (it was
+    /// moved to its new owner first, then read there).
     pub fallback_hits: u64,
     /// Keys moved by rebalancing (and by writes during it).
     pub keys_moved: u64,

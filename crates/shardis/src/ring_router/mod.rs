@@ -2,8 +2,8 @@
 //!
 //! RingTable reads one immutable [`Snapshot`] (an `ArcSwap` load, no lock): the ring of live
 //! nodes, the ring of all members, and — while an online rebalance runs — the rings from
-//! before the membership change, so reads that miss on a key's new owner can fall back to its
-//! old one. Every change (ejection, re-admission, `add_node`, ...) builds a new snapshot under
+//! before the membership change, so a command on a key that moves first moves it from its old
+//! owner. Every change (ejection, re-admission, `add_node`, ...) builds a new snapshot under
 //! one writer lock and swaps it in.
 
 mod config;
@@ -263,18 +263,18 @@ impl Router for Arc<RingRouter> {
             self.move_before_touch(snap, keys).await;
             return self.send_request(&owner, request).await;
         }
-        // Keys are moving: a one-key read falls back to the key's old owners; anything else
-        // moves its keys first, so it acts on the latest value.
+        // Keys are moving: every command, read or write, first moves its keys to their new
+        // owner, so all commands on a key see one owner (a read fallback would need to know
+        // what "absent" looks like for every command: EXISTS 0, TTL -2, TYPE none, STRLEN 0).
         self.within_deadline(async {
-            match (request, keys) {
-                (Request::Cmd(cmd), [key]) if read => {
-                    self.read_with_fallback(snap, &owner, cmd, key).await
-                }
-                _ => {
-                    self.move_before_touch(snap, keys).await;
-                    self.send_request(&owner, request).await
-                }
+            let found = self.move_before_touch(snap, keys).await;
+            if read && found > 0 {
+                self.counters
+                    .fallback_hits
+                    .fetch_add(found, Ordering::Relaxed);
+                metrics::counter!("shardis_ring_fallback_hits_total").increment(found);
             }
+            self.send_request(&owner, request).await
         })
         .await
     }

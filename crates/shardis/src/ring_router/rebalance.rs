@@ -1,12 +1,12 @@
 //! Online rebalancing: after a membership change, `SCAN` the nodes of the previous rings and
 //! move every key whose owner changed to its new owner, rate-limited, while routing still
-//! knows the previous rings (reads fall back to them; writes move their key first).
+//! knows the previous rings (every command, read or write, moves its keys first).
 //!
 //! One key moves as: `PTTL`+`DUMP` on the old owner, `RESTORE key ttl payload` (without
 //! `REPLACE`) on the new one, `UNLINK` on the old one. A key already on the new owner was
 //! written there after the change and is newer: `RESTORE` refuses it (`BUSYKEY`) and only the
-//! old copy is deleted. The restore always comes before the delete, which the read fallback
-//! relies on. A per-key lock (striped) keeps the mover and a move-on-write of the same key
+//! old copy is deleted. The restore always comes before the delete, so the key is never absent
+//! from both owners. A per-key lock (striped) keeps the mover and a move-on-write of the same key
 //! from interleaving within this process.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -1,5 +1,5 @@
-//! Sending to one node: the down check, timeouts, health bookkeeping, and the two ways a
-//! command bridges a membership change while keys move (read fallback, move before touch).
+//! Sending to one node: the down check, timeouts, health bookkeeping, and how a command
+//! bridges a membership change while keys move (move before touch).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,18 +11,6 @@ use super::{RingRouter, Snapshot, rebalance};
 use crate::engine::{Request, request};
 use crate::error::{Error, Result};
 use crate::net::{Connection, was_not_sent};
-
-/// A reply that means "nothing here": nil, an empty collection, or an array of nils (an `MGET`
-/// part or `HMGET` of a key this node does not hold).
-pub(crate) fn is_miss(value: &Value) -> bool {
-    match value {
-        Value::Nil => true,
-        Value::Array(items) => items.iter().all(|v| *v == Value::Nil),
-        Value::Set(items) => items.is_empty(),
-        Value::Map(items) => items.is_empty(),
-        _ => false,
-    }
-}
 
 impl RingRouter {
     /// Runs `send` on a connection to `member`. A node marked down fails at once with
@@ -160,52 +148,27 @@ impl RingRouter {
         Error::node_timeout(self.settings.response_timeout, member.name())
     }
 
-    /// A one-key read while keys move: ask the new owner; if it has nothing, ask the old
-    /// owners (newest ring first); if they have nothing either, ask the new owner once more,
-    /// because the rebalancer may have moved the key between the first two reads (it restores
-    /// on the new owner before it deletes on the old one, so the third read then sees it).
-    pub(crate) async fn read_with_fallback(
-        &self,
-        snap: &Snapshot,
-        owner: &Arc<Member>,
-        cmd: &Cmd,
-        key: &[u8],
-    ) -> Result<Value> {
-        let first = self.send(owner, cmd).await?;
-        let previous = snap.previous_owners(key, owner);
-        if !is_miss(&first) || previous.is_empty() {
-            return Ok(first);
-        }
-        for old in &previous {
-            // The old owner is a best effort: its failure must not fail a read the new owner
-            // answered.
-            if let Ok(value) = self.send(old, cmd).await
-                && !is_miss(&value)
-                && !matches!(value, Value::ServerError(_))
-            {
-                self.counters
-                    .fallback_hits
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                metrics::counter!("shardis_ring_fallback_hits_total").increment(1);
-                return Ok(value);
-            }
-        }
-        self.send(owner, cmd).await
-    }
-
-    /// Before a write (or a pipeline) touches keys whose owner changed, moves them from their
-    /// old owners now, so the write applies to the latest value (an `INCR` is not lost, a
-    /// `DEL` is not undone by a later move). Failures are logged, never returned: the write
-    /// itself decides the caller's reply.
-    pub(crate) async fn move_before_touch(&self, snap: &Snapshot, keys: &[&[u8]]) {
+    /// Before any command (a read or a write) or a pipeline touches keys whose owner changed,
+    /// moves them from their old owners now, so every command sees one owner holding the
+    /// latest value: a read of any kind (`GET`, `EXISTS`, `TTL`, `TYPE`, ...) answers as the
+    /// new owner will, an `INCR` is not lost, a `DEL` is not undone by a later move. Returns
+    /// how many keys were found on an old owner. Failures are logged, never returned: the
+    /// command itself decides the caller's reply.
+    pub(crate) async fn move_before_touch(&self, snap: &Snapshot, keys: &[&[u8]]) -> u64 {
+        let mut found = 0;
         for key in keys {
             let owner = snap.live.owner(key);
             for old in snap.previous_owners(key, owner) {
-                if let Err(e) = rebalance::move_key(self, key, &old, owner).await {
-                    tracing::debug!(node = old.name(), error = %e, "move before write failed");
+                match rebalance::move_key(self, key, &old, owner).await {
+                    Ok(rebalance::Outcome::Moved | rebalance::Outcome::KeptNewer) => found += 1,
+                    Ok(rebalance::Outcome::Gone) => {}
+                    Err(e) => {
+                        tracing::debug!(node = old.name(), error = %e, "move before touch failed");
+                    }
                 }
             }
         }
+        found
     }
 
     /// Start-up check: `PING` every node. Fail-fast refuses to start with a node that does
