@@ -64,12 +64,21 @@ pub(crate) async fn run<R: Router>(
 ) -> Result<Value> {
     let name = command::name_of(args);
     if split == Split::PairsToOk && !(args.len() - 1).is_multiple_of(2) {
-        // Let a server word the arity error, as a single Redis would.
+        // Let a server word the arity error, as a single Redis would. Sent whole, the command
+        // would get `CROSSSLOT` from a cluster node (MSET counts its pairs after the cluster
+        // checks the keys), so the server is asked an odd command on the first key only.
+        let probe = odd_pairs_probe(args);
         let mut cmd = redis::cmd(&name);
-        for a in &args[1..] {
+        for a in &probe {
             cmd.arg(*a);
         }
-        return router.execute(view, Request::Cmd(&cmd), Target::Any).await;
+        let keys: ArgList<'_> = std::iter::once(args[1]).collect();
+        let target = Target::Keyed {
+            shard: view.shard_of(args[1]),
+            read: false,
+            keys: &keys,
+        };
+        return router.execute(view, Request::Cmd(&cmd), target).await;
     }
     let read = split != Split::PairsToOk && &*name != "DEL" && &*name != "UNLINK";
     let parts = parts(view, args, split);
@@ -93,6 +102,17 @@ pub(crate) async fn run<R: Router>(
     }))
     .await?;
     reassemble(&name, split, args.len() - 1, &parts, replies)
+}
+
+/// The arguments of a `MSET` with a dangling key, reduced to its first key so that one shard
+/// answers the arity error: `k1 v1 k2 v2 k3` → `k1 v1 k1`. Nothing runs: the server refuses
+/// an odd count of arguments before writing.
+fn odd_pairs_probe<'a>(args: &[&'a [u8]]) -> Vec<&'a [u8]> {
+    match args {
+        [_, key, value, _, ..] => vec![*key, *value, *key],
+        [_, rest @ ..] => rest.to_vec(),
+        [] => Vec::new(),
+    }
 }
 
 /// Puts the parts' replies back together as one node would have answered: values in key order
@@ -207,6 +227,22 @@ pub(crate) mod tests {
         let parts = super::parts(&Buckets, &pairs, Split::PairsToOk);
         assert_eq!(parts[1].args, vec![&b"b1"[..], &b"y"[..]]);
         assert_eq!(parts[1].keys.as_slice(), &[&b"b1"[..]]);
+    }
+
+    #[test]
+    fn a_dangling_mset_key_is_asked_on_one_shard() {
+        let args: Vec<&[u8]> = vec![b"MSET", b"a1", b"x", b"b1", b"y", b"c1"];
+        assert_eq!(
+            odd_pairs_probe(&args),
+            vec![&b"a1"[..], &b"x"[..], &b"a1"[..]]
+        );
+        let probe = odd_pairs_probe(&args);
+        assert_eq!(
+            probe[0], probe[2],
+            "one key, one shard: no CROSSSLOT from a cluster"
+        );
+        let args: Vec<&[u8]> = vec![b"MSET", b"a1"];
+        assert_eq!(odd_pairs_probe(&args), vec![&b"a1"[..]]);
     }
 
     #[test]
