@@ -1,5 +1,5 @@
 //! Ketama with every twemproxy key hash, against placements recorded from a real nutcracker
-//! (`tests/vectors/twemproxy/`, made by `tests/tests/twemproxy_vectors_record.rs`): for every
+//! (`tests/vectors/twemproxy/`, made by `tests/examples/record_twemproxy_vectors.rs`): for every
 //! key, the server twemproxy stored it on is the server this ring names.
 
 use shardis_ring::{KetamaFlavor, KetamaRing, KetamaServer, KeyHash};

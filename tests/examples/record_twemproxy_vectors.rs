@@ -10,7 +10,7 @@
 //! It is not a test: run it by hand when the vectors must be made again, and commit them.
 //!
 //! ```text
-//! cargo test -p shardis-tests --test twemproxy_vectors_record -- --ignored --nocapture
+//! cargo run -p shardis-tests --example record_twemproxy_vectors
 //! ```
 
 use std::collections::HashMap;
@@ -279,9 +279,8 @@ async fn record(
     std::fs::write(dir.join(file), out).expect("write vectors");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "records golden vectors; run by hand"]
-async fn record_twemproxy_vectors() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     let fleet = Standalone::start(5).await.expect("5 standalone nodes");
     let addrs = fleet.addrs();
     let pool = |names: [Option<&'static str>; 5]| -> Vec<Backend> {
