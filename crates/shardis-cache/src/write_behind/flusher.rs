@@ -579,6 +579,8 @@ struct Pending<V> {
 struct Failing {
     tries: u32,
     first_failed: Instant,
+    /// The sink saved other keys in a round where this one was refused alone.
+    others_saved: bool,
     not_before: Instant,
     error: String,
 }
@@ -610,6 +612,8 @@ struct Partition<V, S> {
     down_rounds: u32,
     /// The last read found nothing new.
     drained: bool,
+    /// A shutdown was seen (reads after it decide when the partition is drained).
+    stopping: bool,
 }
 
 impl<V, S> Partition<V, S>
@@ -634,6 +638,7 @@ where
             down_until: None,
             down_rounds: 0,
             drained: false,
+            stopping: false,
         }
     }
 
@@ -703,6 +708,11 @@ where
                 continue;
             }
             if let Some(deadline) = stop {
+                if !self.stopping {
+                    // Only a read made after the stop may say the stream is drained.
+                    self.stopping = true;
+                    self.drained = false;
+                }
                 let done = self.inflight.is_empty() && self.unacked.is_empty() && self.drained;
                 if done || Instant::now() >= deadline {
                     let left = (self.inflight.len() + self.unacked.len()) as u64;
@@ -1027,7 +1037,7 @@ where
                 Err(e) => {
                     let key = &part[0];
                     refused_alone += 1;
-                    if self.refused(key, e) {
+                    if self.refused(key, e, any_ok) {
                         dead.push(key.clone());
                     }
                     // Two keys refused alone and nothing saved: the sink is down, not one
@@ -1104,21 +1114,24 @@ where
         }
     }
 
-    /// Records a refusal of `key` alone; `true` when it is to be dead-lettered now.
-    fn refused(&mut self, key: &str, error: String) -> bool {
+    /// Records a refusal of `key` alone (`others_saved`: the sink saved other keys earlier in
+    /// this round); `true` when it is to be dead-lettered now.
+    fn refused(&mut self, key: &str, error: String, others_saved: bool) -> bool {
         let now = Instant::now();
         let f = self.failing.entry(key.to_string()).or_insert(Failing {
             tries: 0,
             first_failed: now,
+            others_saved: false,
             not_before: now,
             error: String::new(),
         });
         f.tries += 1;
         f.error = error;
-        let (tries, first_failed) = (f.tries, f.first_failed);
-        // Poison, not an outage: the sink saved other keys since this one first failed.
-        let poison =
-            tries >= self.ctx.s.max_tries && self.last_sink_ok.is_some_and(|ok| ok > first_failed);
+        f.others_saved |= others_saved;
+        let (tries, first_failed, saved) = (f.tries, f.first_failed, f.others_saved);
+        // Poison, not an outage: the sink saved other keys while refusing this one.
+        let poison = tries >= self.ctx.s.max_tries
+            && (saved || self.last_sink_ok.is_some_and(|ok| ok > first_failed));
         let pause = self.backoff(tries);
         if let Some(f) = self.failing.get_mut(key) {
             f.not_before = now + pause;
