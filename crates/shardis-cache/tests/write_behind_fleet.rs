@@ -166,9 +166,12 @@ async fn parent() -> Res<()> {
         async move { Ok(c.get::<_, Option<u64>>("wbf:victim:busy").await? == Some(1)) }
     })
     .await?;
-    let mut v = victim.0.remove(0);
-    v.kill()?; // SIGKILL
-    let _ = v.wait();
+    // SIGKILL (std's Child::kill), then reaped.
+    for v in &mut victim.0 {
+        v.kill()?;
+        v.wait()?;
+    }
+    victim.0.clear();
     let killed_at = started.elapsed();
     let mid_batch: Option<u64> = c.get("wbf:victim:busy").await?;
     let victim_batches: u64 = c
