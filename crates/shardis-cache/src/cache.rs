@@ -108,6 +108,11 @@ impl Keys {
     pub(crate) fn lock(&self) -> String {
         format!("{}:lock", self.tag())
     }
+
+    /// The entry id of the last write-behind change stored in the value key.
+    pub(crate) fn write_behind(&self) -> String {
+        format!("{}:wb", self.tag())
+    }
 }
 
 pub(crate) fn now_ms() -> u64 {

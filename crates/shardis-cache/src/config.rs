@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::cache::Cache;
 use crate::envelope::{Codec, Compression};
 use crate::error::{Error, Result};
+use crate::write_behind::WriteBehindConfig;
 
 /// What a caller does when another process holds the fill lock for longer than
 /// [`FillLock::wait`].
@@ -74,6 +75,7 @@ pub(crate) struct Config {
     pub lease_ttl: Duration,
     pub write_deadline: Duration,
     pub lease_retries: u32,
+    pub write_behind: WriteBehindConfig,
 }
 
 /// Builds a [`Cache`]; see [`Cache::builder`].
@@ -135,6 +137,7 @@ where
                 lease_ttl: Duration::from_secs(600),
                 write_deadline: Duration::from_secs(2),
                 lease_retries: 3,
+                write_behind: WriteBehindConfig::default(),
             },
             _value: PhantomData,
         }
@@ -252,6 +255,14 @@ where
         self
     }
 
+    /// Write-behind settings ([`Cache::write_behind`] and the [`WriteBehind`](crate::WriteBehind)
+    /// flusher); default [`WriteBehindConfig::default`]. Every process of the namespace must
+    /// use the same number of partitions.
+    pub fn write_behind(mut self, config: WriteBehindConfig) -> Self {
+        self.config.write_behind = config;
+        self
+    }
+
     /// Checks the settings and builds the cache (no I/O: the namespace version is read on
     /// first use). Must be called inside a tokio runtime only when the cache is used.
     pub fn build(self) -> Result<Cache<V>> {
@@ -286,6 +297,7 @@ where
         if matches!(c.negative_ttl, Some(t) if t.as_millis() == 0) {
             return Err(Error::Config("negative ttl must be at least 1 ms".into()));
         }
+        c.write_behind.validate()?;
         Ok(Cache::from_parts(self.client, self.config))
     }
 }

@@ -48,6 +48,43 @@ pub enum Error {
         /// Whether the key was invalidated instead.
         invalidated: bool,
     },
+    /// Write-behind: the partition's backlog (changes the sink has not acknowledged) is at its
+    /// bound. Nothing was queued or stored; retry later or slow down.
+    #[error(
+        "write-behind backlog of partition {partition} is full ({backlog} of {bound}) after waiting {waited:?}"
+    )]
+    Backpressure {
+        /// The partition (stream) of the key.
+        partition: u32,
+        /// Its backlog when the write was refused.
+        backlog: u64,
+        /// Its bound.
+        bound: u64,
+        /// How long the writer waited for room.
+        waited: std::time::Duration,
+    },
+    /// Write-behind: the change was queued (and the cache updated) but fewer replicas than
+    /// asked confirmed it before the timeout: a failover now could lose it.
+    #[error("write-behind change queued, but {got} of {wanted} replicas confirmed it")]
+    NotReplicated {
+        /// Replicas asked for.
+        wanted: u32,
+        /// Replicas that confirmed.
+        got: u32,
+    },
+    /// Write-behind: the change was queued (it will reach the sink) but the cache could not be
+    /// updated within the write deadline. `invalidated` says whether the key was invalidated
+    /// instead (so readers load the new value); if not, readers may see the previous value
+    /// until its TTL ends or the next write.
+    #[error(
+        "write-behind change queued; cache write failed ({cache_write}); key invalidated: {invalidated}"
+    )]
+    Queued {
+        /// Why the cache write failed.
+        cache_write: String,
+        /// Whether the key was invalidated instead.
+        invalidated: bool,
+    },
     /// The builder's settings are not usable.
     #[error("invalid cache configuration: {0}")]
     Config(String),

@@ -56,6 +56,7 @@ mod error;
 mod metrics;
 mod raw;
 mod scripts;
+mod write_behind;
 
 pub use batch::{WarmOptions, WarmProgress, WarmReport};
 pub use cache::{Cache, Fetched, Source};
@@ -63,3 +64,7 @@ pub use config::{Builder, FillLock, LockTimeout, RedisDown};
 pub use envelope::{Codec, Compression, DecodeError, Meta, decode, encode, meta};
 pub use error::{BoxError, Error, Result};
 pub use metrics::CacheStats;
+pub use write_behind::{
+    Backpressure, Change, DeadLetter, Durability, Queued, ShutdownReport, Sink, WriteBehind,
+    WriteBehindBuilder, WriteBehindConfig, WriteBehindStats, partition_of,
+};

@@ -81,4 +81,8 @@ metrics_set! {
     lease_rejections => "shardis_cache_lease_rejections_total": "Fills not stored because the key was invalidated while they ran",
     store_failures => "shardis_cache_store_failures_total": "Loaded values that could not be written to Redis",
     warmed => "shardis_cache_warmed_total": "Values stored by warm",
+    wb_appended => "shardis_cache_write_behind_appended_total": "Write-behind changes queued",
+    wb_backpressure_waits => "shardis_cache_write_behind_backpressure_waits_total": "Write-behind writes that waited for room in the backlog",
+    wb_backpressure_errors => "shardis_cache_write_behind_backpressure_errors_total": "Write-behind writes refused because the backlog stayed full",
+    wb_not_replicated => "shardis_cache_write_behind_not_replicated_total": "Write-behind changes fewer replicas confirmed than asked",
 }
