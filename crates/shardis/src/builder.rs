@@ -143,6 +143,14 @@ impl Builder {
         self
     }
 
+    /// Turns TCP keepalive on for every connection, probing after `idle` without traffic, so
+    /// a peer that vanished (a dead node, a dropped NAT or load-balancer entry) is noticed on
+    /// an idle connection, not by the next command. Off by default (the OS default).
+    pub fn tcp_keepalive(mut self, idle: Duration) -> Self {
+        self.settings.tcp_keepalive = Some(idle);
+        self
+    }
+
     /// Pipelined connections per node, used round-robin. Default 1.
     pub fn connections_per_node(mut self, connections: usize) -> Self {
         self.settings.connections_per_node = connections;

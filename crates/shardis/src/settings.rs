@@ -68,6 +68,8 @@ pub(crate) struct Settings {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub reconnect_backoff_max: Duration,
+    /// TCP keepalive idle time on every connection; `None`: the OS default (off).
+    pub tcp_keepalive: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -85,6 +87,7 @@ impl Default for Settings {
             username: None,
             password: None,
             reconnect_backoff_max: Duration::from_millis(500),
+            tcp_keepalive: None,
         }
     }
 }

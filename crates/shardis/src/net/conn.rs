@@ -269,6 +269,12 @@ pub(crate) async fn connect(endpoint: &Endpoint, settings: &Settings) -> Result<
         }
     };
     stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+    if let Some(idle) = settings.tcp_keepalive {
+        let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+        socket2::SockRef::from(&stream)
+            .set_tcp_keepalive(&keepalive)
+            .map_err(|e| fail(format!("TCP keepalive: {e}")))?;
+    }
     Ok(stream)
 }
 
@@ -314,17 +320,17 @@ pub(crate) fn check_handshake(
                 _ => String::new(),
             })
             .unwrap_or_default();
+        if name == "CLIENT" && e.code() != "NOAUTH" {
+            // A proxy or an ACL (NOPERM) may refuse the name: the connection works without it.
+            tracing::warn!(node = %label, error = %e, "CLIENT SETNAME refused; going on unnamed");
+            continue;
+        }
         if name == "AUTH" || matches!(e.code(), "NOAUTH" | "WRONGPASS" | "NOPERM") {
             return Err(Error::Auth {
                 node: label.to_string(),
                 user: settings.username.clone(),
                 message: format!("{name} failed: {e}"),
             });
-        }
-        if name == "CLIENT" {
-            // A proxy or an ACL may refuse the name: the connection works without it.
-            tracing::warn!(node = %label, error = %e, "CLIENT SETNAME refused; going on unnamed");
-            continue;
         }
         return Err(Error::connection(label, format!("{name} failed: {e}")));
     }

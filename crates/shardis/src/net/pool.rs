@@ -342,6 +342,82 @@ mod tests {
         (Endpoint::new("127.0.0.1", node.port()), node)
     }
 
+    #[tokio::test]
+    async fn tcp_keepalive_is_on_when_asked_for() {
+        let (endpoint, _fake) = fake_node(false).await;
+        let plain = super::super::conn::connect(&endpoint, &Settings::default())
+            .await
+            .expect("connect");
+        assert!(
+            !socket2::SockRef::from(&plain)
+                .keepalive()
+                .expect("getsockopt")
+        );
+        let settings = Settings {
+            tcp_keepalive: Some(Duration::from_secs(30)),
+            ..Settings::default()
+        };
+        let kept = super::super::conn::connect(&endpoint, &settings)
+            .await
+            .expect("connect");
+        let sock = socket2::SockRef::from(&kept);
+        assert!(sock.keepalive().expect("getsockopt"));
+        assert_eq!(
+            sock.tcp_keepalive_time().expect("getsockopt"),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_client_name_does_not_fail_the_handshake() {
+        // A proxy or an ACL that refuses CLIENT SETNAME: the connection still works.
+        let fake = FakeNode::start(|args, _| match args[0].to_ascii_uppercase().as_slice() {
+            b"CLIENT" => FakeReply::error("NOPERM this user has no permissions to run 'client'"),
+            b"ECHO" => FakeReply::bulk(args.get(1).map_or(&b""[..], |a| a)),
+            _ => FakeReply::ok(),
+        })
+        .await
+        .expect("fake node");
+        let node = Arc::new(Node::new(
+            Endpoint::new("127.0.0.1", fake.port()),
+            settings(),
+        ));
+        let conn = node
+            .connection()
+            .await
+            .expect("the handshake goes on unnamed");
+        let reply = conn.send(&echo("still here")).await.expect("ECHO");
+        assert_eq!(reply, Value::BulkString(b"still here".to_vec()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_push_frame_never_reaches_a_caller() {
+        // The node sends a RESP3 invalidation push before each ECHO reply.
+        let fake = FakeNode::start(|args, _| match args[0].to_ascii_uppercase().as_slice() {
+            b"ECHO" => {
+                let word = args.get(1).map_or(&b""[..], |a| a);
+                let mut out = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n".to_vec();
+                out.extend_from_slice(format!("${}\r\n", word.len()).as_bytes());
+                out.extend_from_slice(word);
+                out.extend_from_slice(b"\r\n");
+                FakeReply::Raw(out)
+            }
+            _ => FakeReply::ok(),
+        })
+        .await
+        .expect("fake node");
+        let node = Arc::new(Node::new(
+            Endpoint::new("127.0.0.1", fake.port()),
+            settings(),
+        ));
+        let conn = node.connection().await.expect("connection");
+        for i in 0..50 {
+            let word = format!("w{i}");
+            let reply = conn.send(&echo(&word)).await.expect("ECHO");
+            assert_eq!(reply, Value::BulkString(word.into_bytes()), "reply {i}");
+        }
+    }
+
     fn echo(arg: impl redis::ToRedisArgs) -> redis::Cmd {
         let mut cmd = redis::cmd("ECHO");
         cmd.arg(arg);
