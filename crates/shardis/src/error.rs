@@ -120,6 +120,28 @@ pub enum Error {
         node: String,
     },
 
+    /// The node's circuit breaker is open (the [`DownPolicy::FailFast`](crate::DownPolicy)
+    /// policy): the command was not sent. The breaker probes the node with a `PING` in about
+    /// `retry_in` (or, while traffic ramps back after a probe, admits more then).
+    #[error("node {node}: circuit breaker open, command not sent; next probe in {retry_in:?}")]
+    CircuitOpen {
+        /// The node's address (or ring name).
+        node: String,
+        /// About how long until the breaker lets commands through again.
+        retry_in: Duration,
+    },
+
+    /// Too many commands are already waiting for this node to recover
+    /// ([`Builder::max_waiting_per_node`](crate::Builder::max_waiting_per_node)): the command
+    /// was not sent and did not wait.
+    #[error("node {node} is down and {waiting} commands already wait for it; command not sent")]
+    Overloaded {
+        /// The node's address (or ring name).
+        node: String,
+        /// How many commands were waiting (the configured bound).
+        waiting: usize,
+    },
+
     /// The command cannot be sent through shardis (e.g. blocking subscribe on a shared connection).
     #[error("{command} is not supported by shardis: {reason}")]
     Unsupported {
@@ -260,6 +282,8 @@ impl Error {
             Error::SlotUnassigned { .. } => "slot_unassigned",
             Error::Topology { .. } => "topology",
             Error::NodeDown { .. } => "node_down",
+            Error::CircuitOpen { .. } => "circuit_open",
+            Error::Overloaded { .. } => "overloaded",
             Error::Unsupported { .. } => "unsupported",
             Error::TransactionAborted { .. } => "transaction_aborted",
             Error::SlotMoved { .. } => "slot_moved",
@@ -287,6 +311,8 @@ impl From<Error> for redis::RedisError {
             Error::Connection { .. }
             | Error::NoSeedReachable { .. }
             | Error::NodeDown { .. }
+            | Error::CircuitOpen { .. }
+            | Error::Overloaded { .. }
             | Error::Auth { .. } => Io::ConnectionRefused,
             Error::Protocol { .. } | Error::Topology { .. } => Io::InvalidData,
             Error::TransactionAborted { detail } => {

@@ -114,7 +114,8 @@ pub use ring_router::{
     HealthPolicy, MembershipChange, NodeState, RebalanceHandle, RebalanceOptions,
     RebalanceProgress, RebalanceReport, RingNode, RingNodeStatus, RingPlacement, RingStatus,
 };
-pub use settings::{ReadFrom, Secret};
+pub use net::BreakerOptions;
+pub use settings::{DownPolicy, ReadFrom, Secret};
 pub use shardis_hotkey::{DetectorConfig, HotKey};
 pub use stats::Stats;
 pub use url::ConnectionUrl;

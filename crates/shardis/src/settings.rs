@@ -22,6 +22,28 @@ pub enum ReadFrom {
     Replica,
 }
 
+/// What a command does when the node it must go to is down (both modes), chosen with
+/// [`Builder::node_down_policy`](crate::Builder::node_down_policy). Under either policy at
+/// most [`max_waiting_per_node`](crate::Builder::max_waiting_per_node) commands wait for
+/// one node; past that, new ones fail at once with [`Error::Overloaded`](crate::Error::Overloaded).
+///
+/// ```
+/// use shardis::DownPolicy;
+/// assert_eq!(DownPolicy::default(), DownPolicy::Wait);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DownPolicy {
+    /// Retry until the node (or, in cluster mode, the replica that takes over) answers, up to
+    /// the command's deadline. Suits short outages such as a manual failover.
+    #[default]
+    Wait,
+    /// Fail fast through the node's circuit breaker (see
+    /// [`BreakerOptions`](crate::BreakerOptions)): once it opens, commands for that node fail
+    /// at once with [`Error::CircuitOpen`](crate::Error::CircuitOpen) until a `PING` probe is
+    /// answered, then traffic comes back along the breaker's ramp.
+    FailFast,
+}
+
 /// A password: kept out of `Debug`, logs and errors.
 ///
 /// ```
@@ -70,6 +92,9 @@ pub(crate) struct Settings {
     pub reconnect_backoff_max: Duration,
     /// TCP keepalive idle time on every connection; `None`: the OS default (off).
     pub tcp_keepalive: Option<Duration>,
+    pub down_policy: DownPolicy,
+    pub max_waiting_per_node: usize,
+    pub breaker: crate::net::BreakerOptions,
 }
 
 impl Default for Settings {
@@ -88,6 +113,9 @@ impl Default for Settings {
             password: None,
             reconnect_backoff_max: Duration::from_millis(500),
             tcp_keepalive: None,
+            down_policy: DownPolicy::Wait,
+            max_waiting_per_node: 1024,
+            breaker: crate::net::BreakerOptions::default(),
         }
     }
 }

@@ -14,8 +14,10 @@ use super::slots::SlotRoutes;
 use crate::engine::{Request, Target, request};
 use crate::error::Error;
 use crate::net::{
-    Connection, Dedicated, NO_STALL_WATCHDOG, Node, stall_detected_within, was_not_sent,
+    Connection, Dedicated, NO_STALL_WATCHDOG, Node, WaitGuard, stall_detected_within,
+    was_not_sent,
 };
+use crate::settings::DownPolicy;
 
 /// The connection one attempt uses: the node's shared one, or a dedicated one.
 enum Conn<'d> {
@@ -80,6 +82,9 @@ async fn follow(
         last: String::new(),
         node: None,
     };
+    // This command's place among those waiting for a node that failed it, if it waits.
+    let mut waiting: Option<WaitGuard> = None;
+    let fail_fast = settings.down_policy == DownPolicy::FailFast;
     let timeout = |attempts, trail: &Trail| {
         Error::timeout(
             limit.unwrap_or(NO_STALL_WATCHDOG),
@@ -110,6 +115,24 @@ async fn follow(
                 }
             },
         };
+
+        if waiting
+            .as_ref()
+            .is_some_and(|w| !Arc::ptr_eq(w.node(), &node))
+        {
+            waiting = None;
+        }
+        if fail_fast {
+            // An open breaker refuses at once; one caller probes when it is due.
+            match tokio::time::timeout_at(deadline, node.admit()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(refused)) => return Err(refused),
+                Err(_) => {
+                    trail.node = Some(node);
+                    return Err(timeout(attempts, &trail));
+                }
+            }
+        }
 
         // A blocking command gets a connection of its own (no stall watchdog: the deadline
         // below bounds it), returned clean only once it got its reply.
@@ -176,6 +199,7 @@ async fn follow(
                     }
                     Ok(Err(e)) => {
                         trail.last = e.to_string();
+                        node.connection_failed(conn);
                         Outcome::Lost {
                             broken: e.is_io_error()
                                 || e.is_connection_dropped()
@@ -183,6 +207,7 @@ async fn follow(
                         }
                     }
                     Ok(Ok(value)) => {
+                        node.record_success();
                         if let Some(dedicated) = dedicated.as_mut() {
                             dedicated.mark_clean();
                         }
@@ -217,6 +242,8 @@ async fn follow(
             }
             Step::Fail(failure) => return Err(fail(router, failure, slot, &node, attempts, trail)),
             Step::Retry { next: to, wait } => {
+                let wait_kind = wait;
+                let same_route = matches!(to, Next::Route);
                 match to {
                     Next::Route => {}
                     Next::Moved { slot, to } => {
@@ -234,10 +261,33 @@ async fn follow(
                         next = Some((router.pool.node(&to), true));
                     }
                 }
-                match wait {
-                    Wait::None => {}
-                    Wait::Backoff(wait) => tokio::time::sleep(wait).await,
-                    Wait::Refresh => router.refresher.request_and_wait(deadline).await,
+                if matches!(outcome, Outcome::NotSent | Outcome::Lost { .. })
+                    && same_route
+                    && waiting.is_none()
+                {
+                    // It waits for this node to come back (or for its replacement): within
+                    // the bound, else it fails now.
+                    waiting = Some(node.try_wait()?);
+                }
+                // Under fail-fast, the breaker opening ends the wait: the next attempt is
+                // refused at once instead of after the backoff.
+                {
+                    let opened = node.breaker_opened();
+                    let wait = async {
+                        match wait {
+                            Wait::None => {}
+                            Wait::Backoff(wait) => tokio::time::sleep(wait).await,
+                            Wait::Refresh => router.refresher.request_and_wait(deadline).await,
+                        }
+                    };
+                    if fail_fast && !matches!(wait_kind, Wait::None) {
+                        tokio::select! {
+                            () = wait => {}
+                            () = opened => {}
+                        }
+                    } else {
+                        wait.await;
+                    }
                 }
                 trail.node = Some(node);
             }

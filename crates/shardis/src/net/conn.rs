@@ -52,6 +52,9 @@ struct Shared {
     label: Arc<str>,
     /// Time from writing a batch to its last reply.
     latency: metrics::Histogram,
+    /// Set by the first caller that reports this connection failed, so a stall that fails
+    /// every waiter counts as one failure of the node.
+    failure_claimed: std::sync::atomic::AtomicBool,
 }
 
 /// An open connection; the reader task stops when this is dropped.
@@ -105,6 +108,7 @@ impl Connection {
             closed_tx,
             label,
             latency,
+            failure_claimed: std::sync::atomic::AtomicBool::new(false),
         });
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(read_replies(shared.clone(), reader, stopped, stall_after));
@@ -112,6 +116,15 @@ impl Connection {
             shared,
             _stop: stop,
         }
+    }
+
+    /// True for the first caller only: the failure of one connection (however many commands
+    /// were waiting on it) is one failure of its node.
+    pub fn claim_failure(&self) -> bool {
+        !self
+            .shared
+            .failure_claimed
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the connection closed (the server closed it, it broke, or it stalled): a closed

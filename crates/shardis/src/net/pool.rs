@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use shardis_slots::Endpoint;
 
+use super::breaker::{Admit, Breaker, BreakerOptions, Change, State};
 use super::conn::Connection;
 use crate::error::{Error, Result};
-use crate::settings::Settings;
+use crate::settings::{DownPolicy, Settings};
 
 /// One node and its connections (`connections_per_node` pipelined connections, used in
 /// turn).
@@ -37,6 +38,34 @@ pub(crate) struct Node {
     idle: parking_lot::Mutex<Vec<Connection>>,
     /// Bounds the dedicated connections open to this node at once.
     dedicated: Arc<tokio::sync::Semaphore>,
+    /// The circuit breaker (consulted under [`DownPolicy::FailFast`] only).
+    breaker: parking_lot::Mutex<Breaker>,
+    /// The breaker is not closed: admission takes the lock.
+    shut: std::sync::atomic::AtomicBool,
+    /// A success would change the breaker: recording it takes the lock.
+    counting: std::sync::atomic::AtomicBool,
+    /// Wakes commands waiting for this node when its breaker opens.
+    opened: tokio::sync::Notify,
+    /// Commands waiting for this node to recover.
+    waiting: AtomicUsize,
+}
+
+/// One command's place among those waiting for a node; given back when dropped.
+pub(crate) struct WaitGuard {
+    node: Arc<Node>,
+}
+
+impl WaitGuard {
+    /// The node waited for.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.node.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// An exclusive connection to one node (for a blocking command), returned to the node's idle
@@ -96,10 +125,165 @@ impl Node {
             failures: AtomicU32::new(0),
             last_failure: parking_lot::Mutex::new(None),
             latency,
-            settings,
+            settings: settings.clone(),
             idle: parking_lot::Mutex::new(Vec::new()),
             dedicated: Arc::new(tokio::sync::Semaphore::new(DEDICATED_PER_NODE)),
+            breaker: parking_lot::Mutex::new(Breaker::new(BreakerOptions {
+                probe_timeout: settings.connect_timeout + settings.response_timeout,
+                ..settings.breaker.clone()
+            })),
+            shut: std::sync::atomic::AtomicBool::new(false),
+            counting: std::sync::atomic::AtomicBool::new(false),
+            opened: tokio::sync::Notify::new(),
+            waiting: AtomicUsize::new(0),
         }
+    }
+
+    fn fail_fast(&self) -> bool {
+        self.settings.down_policy == DownPolicy::FailFast
+    }
+
+    /// May a command go to this node now? Under [`DownPolicy::Wait`] always; under
+    /// [`DownPolicy::FailFast`] as the breaker says: refused with [`Error::CircuitOpen`] while
+    /// it is open, and the caller that finds it due for a probe sends a `PING` first.
+    pub async fn admit(&self) -> Result<()> {
+        if !self.fail_fast() || !self.shut.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let admit = self.with_breaker(|b| (b.admit(Instant::now()), Change::None));
+        match admit {
+            Admit::Yes => Ok(()),
+            Admit::No { retry_in } => Err(self.circuit_open(retry_in)),
+            Admit::Probe => {
+                let ok = self.probe().await;
+                self.with_breaker(|b| ((), b.probed(ok, Instant::now())));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(self.circuit_open(self.settings.breaker.probe_after))
+                }
+            }
+        }
+    }
+
+    fn circuit_open(&self, retry_in: Duration) -> Error {
+        metrics::counter!("shardis_breaker_rejected_total", "node" => self.label.clone())
+            .increment(1);
+        Error::CircuitOpen {
+            node: self.label.clone(),
+            retry_in,
+        }
+    }
+
+    /// `PING` on a connection of this node, bounded by the connect and response timeouts.
+    async fn probe(&self) -> bool {
+        let limit = self.settings.connect_timeout + self.settings.response_timeout;
+        let ping = async {
+            let conn = self.connection().await.ok()?;
+            conn.send(&redis::cmd("PING")).await.ok()
+        };
+        matches!(
+            tokio::time::timeout(limit, ping).await,
+            Ok(Some(redis::Value::SimpleString(_) | redis::Value::Okay))
+        )
+    }
+
+    /// Runs `f` on the breaker, then refreshes the lock-free flags and reports a change.
+    fn with_breaker<T>(&self, f: impl FnOnce(&mut Breaker) -> (T, Change)) -> T {
+        let (out, change, state) = {
+            let mut breaker = self.breaker.lock();
+            let (out, change) = f(&mut breaker);
+            self.shut
+                .store(breaker.state() != State::Closed, Ordering::Relaxed);
+            self.counting.store(!breaker.is_quiet(), Ordering::Relaxed);
+            (out, change, breaker.state())
+        };
+        self.report(change, state);
+        out
+    }
+
+    fn report(&self, change: Change, state: State) {
+        let gauge = |v: f64| {
+            metrics::gauge!("shardis_breaker_state", "node" => self.label.clone()).set(v);
+        };
+        match change {
+            Change::None => {}
+            Change::Opened => {
+                let probe_in = match state {
+                    State::Open { until } => until.saturating_duration_since(Instant::now()),
+                    _ => Duration::ZERO,
+                };
+                tracing::warn!(node = %self.label, ?probe_in, "circuit breaker opened: commands for this node fail at once until it answers a PING");
+                metrics::counter!("shardis_breaker_opened_total", "node" => self.label.clone())
+                    .increment(1);
+                gauge(1.0);
+                self.opened.notify_waiters();
+            }
+            Change::Ramping => {
+                tracing::info!(node = %self.label, "circuit breaker half-closed: traffic ramps back");
+                metrics::counter!("shardis_breaker_ramps_total", "node" => self.label.clone())
+                    .increment(1);
+                gauge(2.0);
+            }
+            Change::Closed => {
+                tracing::info!(node = %self.label, "circuit breaker closed");
+                gauge(0.0);
+            }
+        }
+    }
+
+    /// A command got its reply from this node (cheap unless the breaker is counting).
+    pub fn record_success(&self) {
+        if self.fail_fast() && self.counting.load(Ordering::Relaxed) {
+            self.with_breaker(|b| ((), b.on_success(Instant::now())));
+        }
+    }
+
+    /// `conn` broke or stalled: one failure of this node, however many commands saw it.
+    pub fn connection_failed(&self, conn: &Connection) {
+        if conn.claim_failure() {
+            self.record_failure();
+        }
+    }
+
+    fn record_failure(&self) {
+        if self.fail_fast() {
+            self.with_breaker(|b| ((), b.on_failure(Instant::now())));
+        }
+    }
+
+    /// Starts the breaker's ramp on this node (it takes over the traffic of a node whose
+    /// breaker opened); nothing unless fail-fast.
+    pub fn start_ramp(&self) {
+        if self.fail_fast() {
+            self.with_breaker(|b| ((), b.start_ramp(Instant::now())));
+        }
+    }
+
+    /// Whether this node's breaker is not closed.
+    pub fn breaker_shut(&self) -> bool {
+        self.shut.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when this node's breaker opens (created before the wait it may cut short).
+    pub fn breaker_opened(&self) -> tokio::sync::futures::Notified<'_> {
+        self.opened.notified()
+    }
+
+    /// A place among the commands waiting for this node to recover, or
+    /// [`Error::Overloaded`] when `max_waiting_per_node` already wait.
+    pub fn try_wait(self: &Arc<Self>) -> Result<WaitGuard> {
+        let max = self.settings.max_waiting_per_node;
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= max {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            metrics::counter!("shardis_overloaded_total", "node" => self.label.clone())
+                .increment(1);
+            return Err(Error::Overloaded {
+                node: self.label.clone(),
+                waiting: max,
+            });
+        }
+        Ok(WaitGuard { node: self.clone() })
     }
 
     /// An exclusive connection to this node, without a stall watchdog (its caller bounds the
@@ -213,6 +397,7 @@ impl Node {
                 *self.last_failure.lock() = Some(Instant::now());
                 tracing::debug!(node = %self.label, failures, %error, "connect failed");
                 metrics::counter!("shardis_connect_failures_total").increment(1);
+                self.record_failure();
                 Err(error)
             }
         }
