@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::net::BreakerOptions;
 use crate::ring_router::{HealthPolicy, RebalanceOptions, RingConfig, RingNode, RingPlacement};
-use crate::settings::{ReadFrom, Secret, Settings};
+use crate::settings::{DownPolicy, ReadFrom, Secret, Settings};
 
 /// The deployment the client talks to.
 #[derive(Clone, Debug)]
@@ -176,6 +177,41 @@ impl Builder {
         self
     }
 
+    // ---- when a node is down (both modes) ----
+
+    /// What a command does when its node is down: wait for it (or, in cluster mode, for the
+    /// replica that takes over) up to the deadline, or fail fast through the node's circuit
+    /// breaker. Default [`DownPolicy::Wait`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shardis::{BreakerOptions, DownPolicy};
+    /// let builder = shardis::Client::builder()
+    ///     .cluster(["127.0.0.1:7000"])
+    ///     .node_down_policy(DownPolicy::FailFast)
+    ///     .circuit_breaker(BreakerOptions::new().consecutive_failures(2))
+    ///     .max_waiting_per_node(256);
+    /// ```
+    pub fn node_down_policy(mut self, policy: DownPolicy) -> Self {
+        self.settings.down_policy = policy;
+        self
+    }
+
+    /// The most commands that may wait at once for one node to recover (under either
+    /// [`DownPolicy`]); past it, a new command for that node fails at once with
+    /// [`Error::Overloaded`]. Default 1024.
+    pub fn max_waiting_per_node(mut self, commands: usize) -> Self {
+        self.settings.max_waiting_per_node = commands;
+        self
+    }
+
+    /// How each node's circuit breaker opens, probes and ramps traffic back (used under
+    /// [`DownPolicy::FailFast`]). Default [`BreakerOptions::new`].
+    pub fn circuit_breaker(mut self, options: BreakerOptions) -> Self {
+        self.settings.breaker = options;
+        self
+    }
+
     // ---- ring mode ----
 
     /// Ring mode: shard keys over these standalone Redis nodes with a consistent-hash ring
@@ -303,6 +339,7 @@ impl Builder {
         if let Some(hot) = &self.hot {
             hot.validate().map_err(Error::Config)?;
         }
+        s.breaker.validate().map_err(Error::Config)?;
         if s.refresh_fanout == 0 {
             return Err(Error::Config("refresh_fanout must be at least 1".into()));
         }

@@ -109,12 +109,12 @@ pub use dedicated::DedicatedConnection;
 pub use engine::scan::ScanOptions;
 pub use error::{Error, Result};
 pub use hot::HotKeyOptions;
+pub use net::BreakerOptions;
 pub use pubsub::{Message, Subscription};
 pub use ring_router::{
     HealthPolicy, MembershipChange, NodeState, RebalanceHandle, RebalanceOptions,
     RebalanceProgress, RebalanceReport, RingNode, RingNodeStatus, RingPlacement, RingStatus,
 };
-pub use net::BreakerOptions;
 pub use settings::{DownPolicy, ReadFrom, Secret};
 pub use shardis_hotkey::{DetectorConfig, HotKey};
 pub use stats::Stats;

@@ -14,8 +14,7 @@ use super::slots::SlotRoutes;
 use crate::engine::{Request, Target, request};
 use crate::error::Error;
 use crate::net::{
-    Connection, Dedicated, NO_STALL_WATCHDOG, Node, WaitGuard, stall_detected_within,
-    was_not_sent,
+    Connection, Dedicated, NO_STALL_WATCHDOG, Node, WaitGuard, stall_detected_within, was_not_sent,
 };
 use crate::settings::DownPolicy;
 

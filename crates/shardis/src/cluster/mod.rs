@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use redis::{Cmd, Pipeline, Value};
 use shardis_slots::Endpoint;
 
-use crate::engine::{Request, Router, Target};
+use crate::engine::{BatchFailed, Request, Router, Target};
 use crate::error::{Error, Result};
 use crate::net::{Connection, Node, Pool};
 use crate::settings::Settings;
@@ -101,6 +101,31 @@ impl ClusterRouter {
         )));
     }
 
+    /// A node that takes over the slots of a node whose breaker is open (a promoted replica)
+    /// gets them along the breaker's ramp, not all at once (fail-fast policy only).
+    pub(crate) fn ramp_takeovers(&self, old: &SlotRoutes, new: &SlotRoutes) {
+        if self.settings.down_policy != crate::settings::DownPolicy::FailFast {
+            return;
+        }
+        let mut ramped: Vec<Arc<Node>> = Vec::new();
+        for slot in 0..=shardis_slots::MAX_SLOT {
+            let (Some(before), Some(after)) =
+                (old.node_for(slot, false), new.node_for(slot, false))
+            else {
+                continue;
+            };
+            if before != after && before.breaker_shut() && !ramped.contains(&after) {
+                tracing::info!(
+                    from = before.label(),
+                    to = after.label(),
+                    "a node takes over slots of a node whose breaker is open; traffic ramps up"
+                );
+                after.start_ramp();
+                ramped.push(after);
+            }
+        }
+    }
+
     /// One exchange on a connection to `node`, bounded by the deadline; a broken connection
     /// is dropped and a refresh asked for (the node may have left).
     async fn once<T>(
@@ -159,11 +184,34 @@ impl Router for Arc<ClusterRouter> {
         node: &Arc<Node>,
         pipe: &Pipeline,
         _: &[&[u8]],
-    ) -> Result<Vec<Value>> {
-        self.once(node, async |conn| {
-            conn.send_pipeline(pipe, 0, pipe.len()).await
-        })
-        .await
+    ) -> Result<Vec<Value>, BatchFailed> {
+        // Refused by the breaker, or no connection: nothing was written, and each command
+        // then runs on its own through `follow`, under the same rules as a single command.
+        if self.settings.down_policy == crate::settings::DownPolicy::FailFast {
+            node.admit().await.map_err(BatchFailed::unsent)?;
+        }
+        let conn = match node.ready_connection() {
+            Some(conn) => conn,
+            None => node.connection().await.map_err(BatchFailed::unsent)?,
+        };
+        let deadline = self.settings.deadline;
+        let sent = tokio::time::timeout(deadline, conn.send_pipeline(pipe, 0, pipe.len()));
+        match sent.await {
+            Ok(Ok(values)) => {
+                node.record_success();
+                Ok(values)
+            }
+            Ok(Err(e)) if crate::net::was_not_sent(&e) => Err(BatchFailed::unsent(
+                Error::connection(node.label(), e.to_string()),
+            )),
+            Ok(Err(e)) => {
+                node.connection_failed(&conn);
+                node.discard();
+                self.refresher.request();
+                Err(Error::connection(node.label(), e.to_string()).into())
+            }
+            Err(_) => Err(Error::timeout(deadline, 1, None, Some(node.label()), "no reply").into()),
+        }
     }
 
     async fn execute_on(&self, _: &Arc<SlotRoutes>, node: &Arc<Node>, cmd: &Cmd) -> Result<Value> {

@@ -162,7 +162,14 @@ pub(crate) async fn load(
     let candidates = candidates(state, previous, turn);
     let mut errors = Vec::new();
     for batch in candidates.chunks(state.settings.refresh_fanout) {
-        let answers = join_all(batch.iter().map(|e| ask_node(state, e))).await;
+        let asks = batch.iter().map(|e| ask_node(state, e));
+        let answers = if previous.is_none() {
+            // The first load (`build`): a slow or hung seed must not hold it up once the
+            // answers in hand settle the topology.
+            first_answers(asks, batch.len()).await
+        } else {
+            join_all(asks).await
+        };
         let (mut views, mut epochs) = (Vec::new(), Vec::new());
         for answer in answers {
             match answer {
@@ -207,6 +214,41 @@ pub(crate) async fn load(
     })
 }
 
+/// How long the first load waits for more seeds once one gave a usable answer.
+const SEED_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The answers of `asks` (of `count` nodes) that came in until a majority of the nodes gave a
+/// usable answer, or [`SEED_GRACE`] after the first usable one, or all answered.
+async fn first_answers<F, T>(asks: impl Iterator<Item = F>, count: usize) -> Vec<Result<T, String>>
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    use futures::StreamExt;
+    let mut pending: futures::stream::FuturesUnordered<F> = asks.collect();
+    let mut answers = Vec::with_capacity(count);
+    let mut usable = 0;
+    let mut grace_ends: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match grace_ends {
+            Some(end) => match tokio::time::timeout_at(end, pending.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => pending.next().await,
+        };
+        let Some(answer) = next else { break };
+        if answer.is_ok() {
+            usable += 1;
+            grace_ends.get_or_insert_with(|| tokio::time::Instant::now() + SEED_GRACE);
+        }
+        answers.push(answer);
+        if usable * 2 > count {
+            break;
+        }
+    }
+    answers
+}
+
 /// One refresh: load, swap in if it changed, close connections to nodes that left. A slot
 /// owner learned from a MOVED after the load began stays (the views may predate it).
 pub(crate) async fn refresh_once(state: &ClusterRouter, turn: usize) {
@@ -234,6 +276,7 @@ pub(crate) async fn refresh_once(state: &ClusterRouter, turn: usize) {
                     .map(|n| n.endpoint.clone())
                     .chain(state.seeds.iter().cloned())
                     .collect();
+                state.ramp_takeovers(&current, &routes);
                 state.pool.retain(&|e| keep.contains(e));
                 tracing::info!(elapsed = ?started.elapsed(), "cluster topology changed");
             }

@@ -34,6 +34,34 @@ use crate::error::Result;
 pub(crate) use plan::Plan;
 pub(crate) use request::{Request, Target};
 
+/// Why a per-node batch failed, and whether any of it may have been written.
+#[derive(Debug)]
+pub(crate) struct BatchFailed {
+    pub error: crate::error::Error,
+    /// Nothing of the batch was written (the node refused it before sending, or no
+    /// connection could be had): each command may run again, writes included.
+    pub unsent: bool,
+}
+
+impl From<crate::error::Error> for BatchFailed {
+    fn from(error: crate::error::Error) -> Self {
+        BatchFailed {
+            error,
+            unsent: false,
+        }
+    }
+}
+
+impl BatchFailed {
+    /// Failed before anything was written.
+    pub fn unsent(error: crate::error::Error) -> Self {
+        BatchFailed {
+            error,
+            unsent: true,
+        }
+    }
+}
+
 /// An immutable routing snapshot, loaded once per command (or pipeline) so that every part of
 /// one call is routed against the same topology.
 pub(crate) trait View: Send + Sync + 'static {
@@ -93,14 +121,16 @@ pub(crate) trait Router: Send + Sync + 'static {
 
     /// Sends `pipeline` (commands that all route to `node`; `keys` are theirs) as one write
     /// and returns one reply per command. A reply for which [`Router::needs_rerun`] holds is
-    /// run again on its own; an `Err` fails the batch (reads are then run again on their own).
+    /// run again on its own; an `Err` fails the batch: when nothing of it was written
+    /// ([`BatchFailed::unsent`]) every command runs again on its own (so it waits or fails
+    /// exactly as it would alone), else only its reads do.
     fn execute_batch(
         &self,
         view: &Self::View,
         node: &NodeOf<Self>,
         pipeline: &Pipeline,
         keys: &[&[u8]],
-    ) -> impl Future<Output = Result<Vec<Value>>> + Send;
+    ) -> impl Future<Output = Result<Vec<Value>, BatchFailed>> + Send;
 
     /// Sends `cmd` to `node` once (a fan-out part).
     fn execute_on(

@@ -139,7 +139,7 @@ fn handle_batch<R: Router>(
     view: &R::View,
     node: &NodeOf<R>,
     indices: &[usize],
-    result: Result<Vec<Value>>,
+    result: Result<Vec<Value>, super::BatchFailed>,
     segment: &Segment<'_, '_, ShardOf<R>>,
     replies: &mut [Option<Value>],
     reruns: &mut Vec<usize>,
@@ -163,6 +163,13 @@ fn handle_batch<R: Router>(
                 indices.len()
             ),
         }),
+        // Nothing was written: every command runs on its own, waiting or failing exactly as it
+        // would alone (one error, naming the node once).
+        Err(e) if e.unsent => {
+            tracing::debug!(node = %view.node_label(node), error = %e.error, "pipeline part not sent; its commands run on their own");
+            reruns.extend_from_slice(indices);
+            Ok(())
+        }
         // Running again is safe only if every part only reads (the node may be gone: the
         // reads then go where the fresh view says).
         Err(e)
@@ -170,11 +177,11 @@ fn handle_batch<R: Router>(
                 .iter()
                 .all(|&i| matches!(segment.plans[i], Plan::Keyed { read: true, .. })) =>
         {
-            tracing::debug!(node = %view.node_label(node), error = %e, "pipeline part failed; its reads run again");
+            tracing::debug!(node = %view.node_label(node), error = %e.error, "pipeline part failed; its reads run again");
             reruns.extend_from_slice(indices);
             Ok(())
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.error),
     }
 }
 

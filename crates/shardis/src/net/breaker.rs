@@ -105,11 +105,7 @@ impl BreakerOptions {
         if self.window.is_zero() || self.probe_after.is_zero() {
             return Err("breaker window and probe_after must be greater than zero".into());
         }
-        if let Some(bad) = self
-            .ramp_steps
-            .iter()
-            .find(|f| !(**f > 0.0 && **f <= 1.0))
-        {
+        if let Some(bad) = self.ramp_steps.iter().find(|f| !(**f > 0.0 && **f <= 1.0)) {
             return Err(format!(
                 "breaker ramp steps must each be in (0, 1], not {bad}"
             ));
@@ -368,12 +364,7 @@ mod tests {
         assert_eq!(b.on_failure(t0), Change::None);
         assert_eq!(b.admit(t0), Admit::Yes);
         assert_eq!(b.on_failure(t0 + ms(1)), Change::Opened);
-        assert_eq!(
-            b.admit(t0 + ms(101)),
-            Admit::No {
-                retry_in: ms(400)
-            }
-        );
+        assert_eq!(b.admit(t0 + ms(101)), Admit::No { retry_in: ms(400) });
     }
 
     #[test]
@@ -442,12 +433,7 @@ mod tests {
         assert_eq!(b.admit(t0 + ms(1200)), Admit::Probe);
         assert_eq!(b.probed(true, t0 + ms(1200)), Change::Ramping);
         assert_eq!(b.on_failure(t0 + ms(1300)), Change::Opened);
-        assert_eq!(
-            b.admit(t0 + ms(1300)),
-            Admit::No {
-                retry_in: ms(500)
-            }
-        );
+        assert_eq!(b.admit(t0 + ms(1300)), Admit::No { retry_in: ms(500) });
     }
 
     #[test]

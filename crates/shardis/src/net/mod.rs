@@ -6,9 +6,9 @@ mod conn;
 mod conn_state;
 mod pool;
 
+pub use breaker::BreakerOptions;
 pub(crate) use conn::{
     Connection, NO_STALL_WATCHDOG, check_handshake, connect, handshake, stall_detected_within,
     was_not_sent,
 };
-pub use breaker::BreakerOptions;
 pub(crate) use pool::{Dedicated, Node, Pool, WaitGuard};

@@ -10,6 +10,7 @@ use redis::Value;
 
 use super::placement::{Member, RingTable};
 use super::{HealthPolicy, RingRouter, Snapshot};
+use crate::net::Connection;
 
 impl RingRouter {
     /// Counts a failure of `member`; the K-th in a row marks it down.
@@ -128,10 +129,13 @@ impl RingRouter {
                 if self.probe(member).await {
                     self.readmit(member);
                 }
-            } else if !self.probe(member).await {
-                self.on_failure(member);
             } else {
-                self.on_success(member);
+                match self.probe_once(member).await {
+                    Ok(()) => self.on_success(member),
+                    // A connection that already failed callers counted once.
+                    Err(Some(conn)) if !conn.claim_failure() => {}
+                    Err(_) => self.on_failure(member),
+                }
             }
         });
         futures::future::join_all(probes).await;
@@ -139,16 +143,23 @@ impl RingRouter {
 
     /// `PING` bypassing the down check, bounded by the connect and response timeouts.
     async fn probe(&self, member: &Member) -> bool {
+        self.probe_once(member).await.is_ok()
+    }
+
+    /// `PING` as [`Self::probe`]; on failure, the connection it used, if it had one.
+    async fn probe_once(&self, member: &Member) -> Result<(), Option<Arc<Connection>>> {
         let limit = self.settings.connect_timeout + self.settings.response_timeout;
+        let mut used = None;
         let ping = async {
             let conn = member.server.connection().await.ok()?;
+            used = Some(conn.clone());
             conn.send(&redis::cmd("PING")).await.ok()
         };
         match tokio::time::timeout(limit, ping).await {
-            Ok(Some(Value::SimpleString(_) | Value::Okay | Value::BulkString(_))) => true,
+            Ok(Some(Value::SimpleString(_) | Value::Okay | Value::BulkString(_))) => Ok(()),
             Ok(_) | Err(_) => {
                 member.server.discard();
-                false
+                Err(used)
             }
         }
     }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use arc_swap::ArcSwap;
 use redis::{Cmd, Pipeline, Value};
 
-use crate::engine::{Request, Router, Target, View};
+use crate::engine::{BatchFailed, Request, Router, Target, View};
 use crate::error::{Error, Result};
 use crate::net::Pool;
 use crate::settings::Settings;
@@ -285,15 +285,30 @@ impl Router for Arc<RingRouter> {
         node: &usize,
         pipeline: &Pipeline,
         keys: &[&[u8]],
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<Value>, BatchFailed> {
         let member = RingRouter::live_member(snap, *node)?;
+        // A node that is down or cannot be connected to got nothing: each command then runs
+        // on its own, under the same rules as a single command.
+        if member.health.is_down() {
+            return Err(BatchFailed::unsent(Error::NodeDown {
+                node: member.name().to_string(),
+            }));
+        }
+        if member.server.ready_connection().is_none() {
+            member
+                .server
+                .connection()
+                .await
+                .map_err(BatchFailed::unsent)?;
+        }
         if !snap.previous.is_empty() {
             // Bring this batch's moving keys over first: the batch then runs unchanged, in
             // order, on the new owner.
             self.move_before_touch(snap, keys).await;
         }
-        self.send_pipeline(&member, pipeline, 0, pipeline.len())
-            .await
+        Ok(self
+            .send_pipeline(&member, pipeline, 0, pipeline.len())
+            .await?)
     }
 
     async fn execute_on(&self, snap: &Arc<Snapshot>, node: &usize, cmd: &Cmd) -> Result<Value> {

@@ -34,10 +34,14 @@ impl RingRouter {
         let conn = match member.server.connection().await {
             Ok(conn) => conn,
             Err(e) => {
-                self.on_failure(member);
+                // One failed connect is one failure, not one per caller refused meanwhile.
+                if member.server.claim_connect_failure() {
+                    self.on_failure(member);
+                }
                 return Err(e);
             }
         };
+        let mut used = conn.clone();
         let outcome = match limit {
             None => Ok(send(conn).await),
             Some(limit) => tokio::time::timeout(limit, send(conn)).await,
@@ -47,6 +51,7 @@ impl RingRouter {
         let outcome = match outcome {
             Ok(Err(e)) if was_not_sent(&e) => {
                 let conn = member.server.connection().await?;
+                used = conn.clone();
                 match limit {
                     None => Ok(send(conn).await),
                     Some(limit) => tokio::time::timeout(limit, send(conn)).await,
@@ -61,10 +66,10 @@ impl RingRouter {
             }
             Ok(Err(e)) if e.is_timeout() => {
                 member.server.discard();
-                Err(self.timeout_failure(member))
+                Err(self.timeout_failure(member, &used))
             }
-            Ok(Err(e)) => Err(self.io_failure(member, e.to_string())),
-            Err(_) => Err(self.timeout_failure(member)),
+            Ok(Err(e)) => Err(self.io_failure(member, &used, e.to_string())),
+            Err(_) => Err(self.timeout_failure(member, &used)),
         }
     }
 
@@ -136,15 +141,22 @@ impl RingRouter {
         Ok(reply)
     }
 
-    fn io_failure(&self, member: &Member, message: String) -> Error {
-        // A broken connection: the next caller opens a fresh one.
+    /// A broken connection: the next caller opens a fresh one. It counts as one failure of
+    /// the node however many commands were waiting on it.
+    fn io_failure(&self, member: &Member, conn: &Connection, message: String) -> Error {
         member.server.discard();
-        self.on_failure(member);
+        if conn.claim_failure() {
+            self.on_failure(member);
+        }
         Error::connection(member.server.label(), message)
     }
 
-    fn timeout_failure(&self, member: &Member) -> Error {
-        self.on_failure(member);
+    /// No reply in time: one failure per connection (a stall that fails thirty waiters at
+    /// once is one failure, not thirty).
+    fn timeout_failure(&self, member: &Member, conn: &Connection) -> Error {
+        if conn.claim_failure() {
+            self.on_failure(member);
+        }
         Error::node_timeout(self.settings.response_timeout, member.name())
     }
 
