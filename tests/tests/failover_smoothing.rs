@@ -1,0 +1,393 @@
+//! Failover without a thundering herd (issue 16), on real servers: under the fail-fast policy
+//! the callers of a killed primary's shard get `CircuitOpen` at once and nobody else notices;
+//! under the wait policy at most N commands wait for a dead node and the next ones get
+//! `Overloaded` at once; a hung seed does not hold up `build()`; a ring node that stalls once
+//! is not ejected.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use shardis::{BreakerOptions, DownPolicy, Error, HealthPolicy, RingNode};
+use shardis_testkit::{Cluster, FakeNode, FakeReply, Standalone};
+
+const TASKS: usize = 32;
+const KEYS_PER_TASK: usize = 20;
+
+/// One command of the load: which node owned its key when the load began, when it started,
+/// how long it took, and how it ended.
+struct Op {
+    owner: String,
+    at: Instant,
+    took: Duration,
+    result: Result<(), Error>,
+}
+
+/// 32 tasks, each SET then GET over its own keys, until `stop`.
+async fn load(
+    client: shardis::Client,
+    owners: Arc<HashMap<String, String>>,
+    stop: Arc<AtomicBool>,
+) -> Vec<Op> {
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let client = client.clone();
+            let owners = owners.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut ops = Vec::new();
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    round += 1;
+                    for k in 0..KEYS_PER_TASK {
+                        let key = format!("fs:{t}:{k}");
+                        for write in [true, false] {
+                            let mut cmd = redis::cmd(if write { "SET" } else { "GET" });
+                            cmd.arg(&key);
+                            if write {
+                                cmd.arg(round);
+                            }
+                            let at = Instant::now();
+                            let result = client.send(&cmd).await.map(drop);
+                            ops.push(Op {
+                                owner: owners[&key].clone(),
+                                at,
+                                took: at.elapsed(),
+                                result,
+                            });
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                ops
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("load task"));
+    }
+    all
+}
+
+/// The primary that owns each key of the load now.
+async fn owners(cluster: &Cluster) -> Arc<HashMap<String, String>> {
+    let mut owners = HashMap::new();
+    for t in 0..TASKS {
+        for k in 0..KEYS_PER_TASK {
+            let key = format!("fs:{t}:{k}");
+            let slot = shardis::slots::key_slot(key.as_bytes());
+            let node = cluster.node_for_slot(slot).await.expect("owner of slot");
+            owners.insert(key, node.addr());
+        }
+    }
+    Arc::new(owners)
+}
+
+async fn cluster() -> Cluster {
+    Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(1)
+        .node_timeout_ms(1000)
+        .start()
+        .await
+        .expect("cluster")
+}
+
+/// Until a SET of a key owned by `victim` before the kill succeeds (the replica took over,
+/// and the client found it), within `limit`.
+async fn until_victim_keys_work(
+    client: &shardis::Client,
+    owners: &HashMap<String, String>,
+    victim: &str,
+    limit: Duration,
+) {
+    let key = owners
+        .iter()
+        .find(|(_, o)| *o == victim)
+        .map(|(k, _)| k.clone())
+        .expect("a key of the victim");
+    let started = Instant::now();
+    loop {
+        if client
+            .send(redis::cmd("SET").arg(&key).arg("after"))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "keys of {victim} still fail after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_kill_of_a_primary_fails_its_shard_at_once_and_nobody_else() {
+    let cluster = cluster().await;
+    let client = shardis::Client::builder()
+        .cluster(cluster.seeds())
+        .deadline(Duration::from_secs(5))
+        .refresh_min_interval(Duration::from_millis(100))
+        .node_down_policy(DownPolicy::FailFast)
+        .circuit_breaker(
+            BreakerOptions::new()
+                .consecutive_failures(3)
+                .probe_after(Duration::from_millis(200))
+                .ramp(&[0.1, 0.25, 0.5, 1.0], Duration::from_secs(2)),
+        )
+        .build()
+        .await
+        .expect("client");
+    let owners = owners(&cluster).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(client.clone(), owners.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let victim = cluster.primaries().await.expect("primaries").remove(0);
+    let killed_at = Instant::now();
+    cluster.kill(&victim).expect("kill -9");
+    cluster
+        .wait_for_failover_of(&victim)
+        .await
+        .expect("a replica takes over");
+    until_victim_keys_work(&client, &owners, &victim.addr(), Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let ops = running.await.expect("load");
+
+    let victim_addr = victim.addr();
+    let mut circuit_open = Vec::new();
+    for op in &ops {
+        match &op.result {
+            Err(e) if op.owner != victim_addr => {
+                panic!("a key of {} (not the victim) failed: {e}", op.owner)
+            }
+            Err(Error::CircuitOpen { node, .. }) => {
+                assert!(
+                    *node == victim_addr || op.at > killed_at,
+                    "CircuitOpen for {node} before the kill"
+                );
+                circuit_open.push(op);
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        !circuit_open.is_empty(),
+        "no caller of the killed primary got CircuitOpen"
+    );
+    // Once the breaker is open, nobody waits for the failover: refused at once.
+    let opened = circuit_open
+        .iter()
+        .map(|op| op.at + op.took)
+        .min()
+        .expect("first refusal");
+    let slow: Vec<_> = circuit_open
+        .iter()
+        .filter(|op| op.at > opened && op.took > Duration::from_millis(100))
+        .map(|op| op.took)
+        .collect();
+    assert!(slow.is_empty(), "refusals that waited: {slow:?}");
+    // No caller of the killed shard waited for the failover (which takes seconds).
+    let longest = ops
+        .iter()
+        .filter(|op| op.at > killed_at)
+        .map(|op| op.took)
+        .max()
+        .unwrap_or_default();
+    assert!(
+        longest < Duration::from_secs(1),
+        "a caller waited {longest:?}"
+    );
+    eprintln!(
+        "{} refusals, first {:?} after the kill; longest call {longest:?}",
+        circuit_open.len(),
+        opened - killed_at
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_policy_lets_at_most_n_wait_and_refuses_the_next_at_once() {
+    const N: usize = 4;
+    let cluster = cluster().await;
+    let client = shardis::Client::builder()
+        .cluster(cluster.seeds())
+        .deadline(Duration::from_secs(8))
+        .refresh_min_interval(Duration::from_millis(100))
+        .node_down_policy(DownPolicy::Wait)
+        .max_waiting_per_node(N)
+        .build()
+        .await
+        .expect("client");
+    let owners = owners(&cluster).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(client.clone(), owners.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let victim = cluster.primaries().await.expect("primaries").remove(0);
+    let killed_at = Instant::now();
+    cluster.kill(&victim).expect("kill -9");
+    cluster
+        .wait_for_failover_of(&victim)
+        .await
+        .expect("a replica takes over");
+    until_victim_keys_work(&client, &owners, &victim.addr(), Duration::from_secs(10)).await;
+    stop.store(true, Ordering::Relaxed);
+    let ops = running.await.expect("load");
+
+    let victim_addr = victim.addr();
+    let mut overloaded = 0;
+    for op in &ops {
+        match &op.result {
+            Err(e) if op.owner != victim_addr => {
+                panic!("a key of {} (not the victim) failed: {e}", op.owner)
+            }
+            Err(Error::Overloaded { node, waiting }) => {
+                assert_eq!((node.as_str(), *waiting), (victim_addr.as_str(), N));
+                assert!(
+                    op.took < Duration::from_millis(100),
+                    "Overloaded after {:?}",
+                    op.took
+                );
+                overloaded += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(overloaded > 0, "nobody was refused with Overloaded");
+    // The commands that waited for the failover: never more than N at a time.
+    let waited: Vec<(Instant, Instant)> = ops
+        .iter()
+        .filter(|op| op.at > killed_at && op.took > Duration::from_millis(300))
+        .map(|op| (op.at, op.at + op.took))
+        .collect();
+    assert!(
+        !waited.is_empty(),
+        "no command waited: the wait policy is gone"
+    );
+    let most = waited
+        .iter()
+        .map(|(start, _)| {
+            waited
+                .iter()
+                .filter(|(s, e)| s <= start && e > start)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(most <= N, "{most} commands waited at once (bound {N})");
+    let succeeded_after_waiting = ops
+        .iter()
+        .filter(|op| op.at > killed_at && op.took > Duration::from_millis(300) && op.result.is_ok())
+        .count();
+    eprintln!(
+        "{overloaded} refused, {} waited (at most {most} at once), {succeeded_after_waiting} of them succeeded",
+        waited.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_seed_does_not_hold_up_build() {
+    let cluster = Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(0)
+        .start()
+        .await
+        .expect("cluster");
+    // Accepts connections and never answers anything.
+    let hung = FakeNode::start(|_, _| FakeReply::Silence)
+        .await
+        .expect("fake node");
+    let mut seeds = vec![hung.addr()];
+    seeds.push(cluster.seeds().remove(0));
+    let started = Instant::now();
+    let client = shardis::Client::builder()
+        .cluster(seeds)
+        .connect_timeout(Duration::from_secs(1))
+        .response_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("client");
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(500), "build() took {took:?}");
+    client
+        .send(redis::cmd("SET").arg("hung-seed").arg("1"))
+        .await
+        .expect("SET");
+    let value = client
+        .send(redis::cmd("GET").arg("hung-seed"))
+        .await
+        .expect("GET");
+    assert_eq!(value, redis::Value::BulkString(b"1".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_node_that_stalls_once_is_not_ejected() {
+    let fleet = Standalone::start(4).await.expect("4 standalone nodes");
+    let names = ["r0", "r1", "r2", "r3"];
+    let nodes = names
+        .iter()
+        .zip(fleet.nodes())
+        .map(|(n, node)| RingNode::new(*n, node.addr(), 1));
+    let client = shardis::Client::builder()
+        .ring(nodes)
+        .ring_health(HealthPolicy::Eject {
+            retry_timeout: Duration::from_secs(1),
+        })
+        .ring_failure_limit(2)
+        .heartbeat_interval(Duration::from_millis(100))
+        .connect_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("ring client");
+    let owners: Arc<HashMap<String, String>> = Arc::new(
+        (0..TASKS)
+            .flat_map(|t| (0..KEYS_PER_TASK).map(move |k| format!("fs:{t}:{k}")))
+            .map(|key| {
+                let owner = client.ring_node_for(key.as_bytes()).expect("owner");
+                (key, owner)
+            })
+            .collect(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(client.clone(), owners.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // One stall of a healthy node, longer than the response timeout.
+    let mut direct = fleet.nodes()[1].connection().await.expect("direct connection");
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .query_async(&mut direct)
+        .await
+        .expect("CLIENT PAUSE");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let ops = running.await.expect("load");
+
+    let status = client.ring_status().expect("ring mode");
+    assert_eq!(
+        status.ejections, 0,
+        "a node that stalled once was ejected: {status:?}"
+    );
+    let stalled_errors = ops
+        .iter()
+        .filter(|op| op.owner == "r1" && op.result.is_err())
+        .count();
+    let others: Vec<_> = ops
+        .iter()
+        .filter(|op| op.owner != "r1")
+        .filter_map(|op| op.result.as_ref().err())
+        .collect();
+    assert!(
+        others.is_empty(),
+        "keys of other nodes failed: {:?}",
+        others.first()
+    );
+    eprintln!("{stalled_errors} commands of the stalled node failed at its stall; no ejection");
+}
