@@ -125,7 +125,11 @@ async fn follow(
             // An open breaker refuses at once; one caller probes when it is due.
             match tokio::time::timeout_at(deadline, node.admit()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(refused)) => return Err(refused),
+                Ok(Err(refused)) => {
+                    // Its slots may have a new owner by now: look (coalesced, rate-limited).
+                    router.refresher.request();
+                    return Err(refused);
+                }
                 Err(_) => {
                     trail.node = Some(node);
                     return Err(timeout(attempts, &trail));
