@@ -417,3 +417,83 @@ async fn a_ring_node_that_stalls_once_is_not_ejected() {
     );
     eprintln!("{stalled_errors} commands of the stalled node failed at its stall; no ejection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsent_pipeline_waits_or_fails_as_its_commands_would_alone() {
+    let cluster = cluster().await;
+    let build = |policy: DownPolicy| {
+        shardis::Client::builder()
+            .cluster(cluster.seeds())
+            .deadline(Duration::from_secs(8))
+            .refresh_min_interval(Duration::from_millis(100))
+            .node_down_policy(policy)
+            .build()
+    };
+    let waiting = build(DownPolicy::Wait).await.expect("client");
+    let failing = build(DownPolicy::FailFast).await.expect("client");
+    let victim = cluster.primaries().await.expect("primaries").remove(0);
+    let mut key = String::new();
+    for i in 0.. {
+        let candidate = format!("pipe:{i}");
+        let slot = shardis::slots::key_slot(candidate.as_bytes());
+        if cluster.node_for_slot(slot).await.expect("owner").addr() == victim.addr() {
+            key = candidate;
+            break;
+        }
+    }
+    let pipeline = || {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&key).arg("v").cmd("GET").arg(&key);
+        pipe
+    };
+    // Both clients have a connection to the victim before it dies.
+    for client in [&waiting, &failing] {
+        let (): () = pipeline()
+            .query_async::<((), String)>(&mut client.clone())
+            .await
+            .map(drop)
+            .expect("pipeline before the kill");
+    }
+    cluster.kill(&victim).expect("kill -9");
+    // Let the clients see their connections close (a write sent on a dying connection is
+    // never retried, alone or pipelined).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Fail fast: once the breaker is open (well before the replica takes over), the pipeline
+    // fails as a single command does, with CircuitOpen naming the node once.
+    let started = Instant::now();
+    loop {
+        match failing.send(redis::cmd("GET").arg(&key)).await {
+            Err(Error::CircuitOpen { .. }) => break,
+            // Before the breaker opens (the replica takes over only after the 1 s node
+            // timeout).
+            _ => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "breaker never opened"
+        );
+    }
+    let err = pipeline()
+        .query_async::<((), String)>(&mut failing.clone())
+        .await
+        .expect_err("refused by the open breaker");
+    match Error::from_redis(&err) {
+        Some(Error::CircuitOpen { node, .. }) => assert_eq!(*node, victim.addr()),
+        other => panic!("expected CircuitOpen, got {other:?} ({err})"),
+    }
+    let text = err.to_string();
+    assert_eq!(text.matches(&victim.addr()).count(), 1, "{text}");
+
+    // Wait policy: the pipeline, like a single command, waits for the replica and succeeds.
+    let (pipe, mut conn) = (pipeline(), waiting.clone());
+    // Another key of the same slot, so the pipeline's GET reads its own SET.
+    let mut set = redis::cmd("SET");
+    set.arg(format!("{{{key}}}:single")).arg("single");
+    let (piped, single) = tokio::join!(
+        pipe.query_async::<((), String)>(&mut conn),
+        waiting.send(&set)
+    );
+    assert_eq!(piped.expect("pipeline waits and succeeds").1, "v");
+    single.expect("single command waits and succeeds");
+}
