@@ -187,11 +187,9 @@ impl Router for Arc<ClusterRouter> {
     ) -> Result<Vec<Value>, BatchFailed> {
         // Refused by the breaker, or no connection: nothing was written, and each command
         // then runs on its own through `follow`, under the same rules as a single command.
-        if self.settings.down_policy == crate::settings::DownPolicy::FailFast {
-            if let Err(refused) = node.admit().await {
-                self.refresher.request();
-                return Err(BatchFailed::unsent(refused));
-            }
+        if let Err(refused) = node.admit().await {
+            self.refresher.request();
+            return Err(BatchFailed::unsent(refused));
         }
         let conn = match node.ready_connection() {
             Some(conn) => conn,
