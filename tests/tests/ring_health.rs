@@ -255,8 +255,10 @@ async fn fail_fast_fails_only_the_dead_nodes_keys_quickly_with_node_down() {
         }
     }
     assert!(node_down > 50, "only {node_down} NodeDown errors");
+    // A failure is one connection event (a broken connection, a failed connect), however
+    // many commands it failed: each of the K events may fail every worker's command.
     assert!(
-        other_errors <= FAILURE_LIMIT as usize + WORKERS,
+        other_errors <= FAILURE_LIMIT as usize * WORKERS,
         "{other_errors} errors before NodeDown"
     );
     assert!(
