@@ -146,6 +146,9 @@ pub(crate) enum Admit {
 pub(crate) enum Change {
     None,
     Opened,
+    /// A probe failed: open again (reported quietly: it happens every `probe_after` while
+    /// the node stays down).
+    StillOpen,
     Ramping,
     Closed,
 }
@@ -274,7 +277,10 @@ impl Breaker {
                     Change::Ramping
                 }
             }
-            (State::HalfOpen { .. }, false) => self.open(now),
+            (State::HalfOpen { .. }, false) => {
+                self.open(now);
+                Change::StillOpen
+            }
             _ => Change::None,
         }
     }
@@ -428,7 +434,7 @@ mod tests {
             b.on_failure(t0);
         }
         assert_eq!(b.admit(t0 + ms(600)), Admit::Probe);
-        assert_eq!(b.probed(false, t0 + ms(700)), Change::Opened);
+        assert_eq!(b.probed(false, t0 + ms(700)), Change::StillOpen);
         assert!(matches!(b.admit(t0 + ms(800)), Admit::No { .. }));
         assert_eq!(b.admit(t0 + ms(1200)), Admit::Probe);
         assert_eq!(b.probed(true, t0 + ms(1200)), Change::Ramping);

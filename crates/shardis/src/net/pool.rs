@@ -222,6 +222,10 @@ impl Node {
                 gauge(1.0);
                 self.opened.notify_waiters();
             }
+            Change::StillOpen => {
+                tracing::debug!(node = %self.label, "circuit breaker probe failed; still open");
+                gauge(1.0);
+            }
             Change::Ramping => {
                 tracing::info!(node = %self.label, "circuit breaker half-closed: traffic ramps back");
                 metrics::counter!("shardis_breaker_ramps_total", "node" => self.label.clone())
@@ -790,6 +794,57 @@ mod tests {
         assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
         // Closed for good: the next send fails at once instead of waiting again.
         assert!(conn.send(redis::cmd("ECHO").arg("y")).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stall_is_one_failure_however_many_waited_and_the_breaker_then_refuses() {
+        let (endpoint, _fake) = fake_node(false).await;
+        let settings = Arc::new(Settings {
+            response_timeout: Duration::from_millis(200),
+            down_policy: DownPolicy::FailFast,
+            breaker: BreakerOptions::new()
+                .consecutive_failures(2)
+                .probe_after(Duration::from_secs(30)),
+            ..Settings::default()
+        });
+        let node = Arc::new(Node::new(endpoint, settings));
+        let stall = || {
+            let node = node.clone();
+            async move {
+                let conn = node.connection().await.unwrap();
+                let waiters: Vec<_> = (0..30)
+                    .map(|_| {
+                        let (node, conn) = (node.clone(), conn.clone());
+                        tokio::spawn(async move {
+                            let failed = conn.send(&redis::cmd("SILENT")).await.is_err();
+                            node.connection_failed(&conn);
+                            failed
+                        })
+                    })
+                    .collect();
+                for waiter in waiters {
+                    assert!(waiter.await.unwrap(), "a stalled command succeeded");
+                }
+                node.discard();
+            }
+        };
+        stall().await;
+        assert!(
+            !node.breaker_shut(),
+            "one stall of 30 waiters opened the breaker"
+        );
+        node.admit().await.expect("closed breaker admits");
+        stall().await;
+        match node.admit().await {
+            Err(Error::CircuitOpen {
+                node: name,
+                retry_in,
+            }) => {
+                assert_eq!(name, node.label());
+                assert!(retry_in > Duration::from_secs(20), "{retry_in:?}");
+            }
+            other => panic!("expected CircuitOpen, got {other:?}"),
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
