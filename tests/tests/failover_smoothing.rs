@@ -1,8 +1,9 @@
 //! Failover without a thundering herd (issue 16), on real servers: under the fail-fast policy
 //! the callers of a killed primary's shard get `CircuitOpen` at once and nobody else notices;
 //! under the wait policy at most N commands wait for a dead node and the next ones get
-//! `Overloaded` at once; a hung seed does not hold up `build()`; a ring node that stalls once
-//! is not ejected.
+//! `Overloaded` at once; the promoted replica's served ops (`INFO commandstats`, every 100 ms)
+//! rise along the breaker's ramp; an unsent pipeline waits or fails as its commands would
+//! alone; a hung seed does not hold up `build()`; a ring node that stalls once is not ejected.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -488,4 +489,85 @@ async fn an_unsent_pipeline_waits_or_fails_as_its_commands_would_alone() {
     );
     assert_eq!(piped.expect("pipeline waits and succeeds").1, "v");
     single.expect("single command waits and succeeds");
+}
+
+/// `get` + `set` calls `node` served so far, from `INFO commandstats`.
+async fn served(cluster: &Cluster, node: &shardis_testkit::Node) -> u64 {
+    let stats = cluster.commandstats(node).await.unwrap_or_default();
+    stats.get("get").copied().unwrap_or(0) + stats.get("set").copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_promoted_replica_gets_traffic_along_the_ramp() {
+    let cluster = cluster().await;
+    let ramp = Duration::from_secs(2);
+    let client = shardis::Client::builder()
+        .cluster(cluster.seeds())
+        .deadline(Duration::from_secs(5))
+        .refresh_min_interval(Duration::from_millis(100))
+        .node_down_policy(DownPolicy::FailFast)
+        .circuit_breaker(
+            BreakerOptions::new()
+                .probe_after(Duration::from_millis(200))
+                .ramp(&[0.1, 0.25, 0.5, 1.0], ramp),
+        )
+        .build()
+        .await
+        .expect("client");
+    let owners = owners(&cluster).await;
+    let replicas = cluster.replicas().await.expect("replicas");
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(client.clone(), owners.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let victim = cluster.primaries().await.expect("primaries").remove(0);
+    cluster.kill(&victim).expect("kill -9");
+    // What each replica serves, every 100 ms, from the kill until well after the ramp.
+    let sampling = async {
+        let mut samples: Vec<Vec<u64>> = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        for _ in 0..80 {
+            tick.tick().await;
+            let mut row = Vec::new();
+            for replica in &replicas {
+                row.push(served(&cluster, replica).await);
+            }
+            samples.push(row);
+        }
+        samples
+    };
+    let (samples, promoted) = tokio::join!(sampling, cluster.wait_for_failover_of(&victim));
+    stop.store(true, Ordering::Relaxed);
+    running.await.expect("load");
+    let promoted = promoted.expect("failover").expect("the new primary");
+    let column = replicas
+        .iter()
+        .position(|r| r.addr() == promoted.addr())
+        .expect("the promoted node was a replica");
+    let per_tick: Vec<u64> = samples
+        .windows(2)
+        .map(|w| w[1][column].saturating_sub(w[0][column]))
+        .collect();
+    // Before the kill it applied the primary's writes; after it, nothing until promoted and
+    // found by the client: the ramp begins at the first tick that serves again after a pause.
+    let quiet = per_tick.iter().position(|&n| n == 0).expect("a pause");
+    let start = quiet
+        + per_tick[quiet..]
+            .iter()
+            .position(|&n| n > 0)
+            .expect("traffic came back");
+    let steps = (ramp.as_millis() / 100) as usize;
+    let steady_ticks = &per_tick[start + steps + 3..start + steps + 8];
+    let steady = steady_ticks.iter().sum::<u64>() as f64 / steady_ticks.len() as f64;
+    let first = per_tick[start] as f64;
+    eprintln!(
+        "per 100 ms from the ramp's start: {:?}; steady {steady}",
+        &per_tick[start..start + steps + 3]
+    );
+    // The first step admits 10%: the first 100 ms carries no more than a quarter of the
+    // steady rate (the step plus generous noise), not the backlog.
+    assert!(
+        first <= 0.25 * steady,
+        "first 100 ms of the ramp served {first}, steady {steady}: {per_tick:?}"
+    );
 }
