@@ -48,8 +48,6 @@ pub(crate) struct Node {
     opened: tokio::sync::Notify,
     /// Commands waiting for this node to recover.
     waiting: AtomicUsize,
-    /// The last failed connect was already counted by a caller.
-    connect_failure_claimed: std::sync::atomic::AtomicBool,
 }
 
 /// One command's place among those waiting for a node; given back when dropped.
@@ -138,7 +136,6 @@ impl Node {
             counting: std::sync::atomic::AtomicBool::new(false),
             opened: tokio::sync::Notify::new(),
             waiting: AtomicUsize::new(0),
-            connect_failure_claimed: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -265,12 +262,6 @@ impl Node {
         if self.fail_fast() {
             self.with_breaker(|b| ((), b.start_ramp(Instant::now())));
         }
-    }
-
-    /// True for the first caller after a connect failed: a failed connect is one failure of
-    /// the node, however many callers were refused while it was in backoff.
-    pub fn claim_connect_failure(&self) -> bool {
-        !self.connect_failure_claimed.swap(true, Ordering::Relaxed)
     }
 
     /// Whether this node's breaker is not closed.
@@ -410,7 +401,6 @@ impl Node {
                 *self.last_failure.lock() = Some(Instant::now());
                 tracing::debug!(node = %self.label, failures, %error, "connect failed");
                 metrics::counter!("shardis_connect_failures_total").increment(1);
-                self.connect_failure_claimed.store(false, Ordering::Relaxed);
                 self.record_failure();
                 Err(error)
             }

@@ -34,10 +34,9 @@ impl RingRouter {
         let conn = match member.server.connection().await {
             Ok(conn) => conn,
             Err(e) => {
-                // One failed connect is one failure, not one per caller refused meanwhile.
-                if member.server.claim_connect_failure() {
-                    self.on_failure(member);
-                }
+                // A refused or failed connect is evidence of a dead node (unlike a stall):
+                // every caller it fails counts, so a dead node is marked down at once.
+                self.on_failure(member);
                 return Err(e);
             }
         };
