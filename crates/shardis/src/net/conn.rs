@@ -49,6 +49,8 @@ struct Shared {
     /// Flips to true once the connection is closed, waking a flush task blocked on a full
     /// socket.
     closed_tx: watch::Sender<bool>,
+    /// The same fact, read on every send: an atomic load is cheaper than the watch's lock.
+    is_closed: std::sync::atomic::AtomicBool,
     label: Arc<str>,
     /// Time from writing a batch to its last reply.
     latency: metrics::Histogram,
@@ -106,6 +108,7 @@ impl Connection {
             state: parking_lot::Mutex::new(ConnState::new(Instant::now())),
             writer,
             closed_tx,
+            is_closed: std::sync::atomic::AtomicBool::new(false),
             label,
             latency,
             failure_claimed: std::sync::atomic::AtomicBool::new(false),
@@ -130,7 +133,9 @@ impl Connection {
     /// Whether the connection closed (the server closed it, it broke, or it stalled): a closed
     /// connection fails every send at once and is replaced by the pool.
     pub fn is_closed(&self) -> bool {
-        *self.shared.closed_tx.borrow()
+        self.shared
+            .is_closed
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Sends one command and waits for its reply. A server error is `Ok(Value::ServerError)`;
@@ -257,6 +262,8 @@ impl Shared {
             return;
         };
         tracing::debug!(node = %self.label, %why, "connection closed");
+        self.is_closed
+            .store(true, std::sync::atomic::Ordering::Release);
         self.closed_tx.send_replace(true);
         let error = closed_error(kind, &why);
         for waiter in waiters {

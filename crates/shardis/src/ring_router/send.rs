@@ -31,7 +31,13 @@ impl RingRouter {
                 node: member.name().to_string(),
             });
         }
-        let conn = match member.server.connection().await {
+        // The common case, an open connection, without a future to poll.
+        let ready = member.server.ready_connection();
+        let opened = match ready {
+            Some(conn) => Ok(conn),
+            None => member.server.connection().await,
+        };
+        let conn = match opened {
             Ok(conn) => conn,
             Err(e) => {
                 // A refused or failed connect is evidence of a dead node (unlike a stall):
