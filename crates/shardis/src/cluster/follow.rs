@@ -159,7 +159,8 @@ async fn follow(
                 .await
                 .map(|r| r.map(Conn::Shared)),
         };
-        let reply;
+        // The reply, moved to the caller (not cloned) when it is the answer.
+        let mut reply: Option<Value> = None;
         let outcome = match opened {
             Err(_) => {
                 trail.node = Some(node);
@@ -214,8 +215,7 @@ async fn follow(
                         if let Some(dedicated) = dedicated.as_mut() {
                             dedicated.mark_clean();
                         }
-                        reply = value;
-                        Outcome::Reply(&reply)
+                        Outcome::Reply(&*reply.insert(value))
                     }
                 }
             }
@@ -241,7 +241,7 @@ async fn follow(
                     span.record("node", node.label());
                     span.record("attempts", attempts);
                 }
-                return Ok(reply_of(outcome));
+                return Ok(reply.take().unwrap_or(Value::Nil));
             }
             Step::Fail(failure) => return Err(fail(router, failure, slot, &node, attempts, trail)),
             Step::Retry { next: to, wait } => {
@@ -295,14 +295,6 @@ async fn follow(
                 trail.node = Some(node);
             }
         }
-    }
-}
-
-/// The reply an outcome carries (only called for [`Outcome::Reply`]).
-fn reply_of(outcome: Outcome<'_>) -> Value {
-    match outcome {
-        Outcome::Reply(value) => value.clone(),
-        Outcome::NotSent | Outcome::Lost { .. } => Value::Nil,
     }
 }
 

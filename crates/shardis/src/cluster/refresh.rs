@@ -198,14 +198,24 @@ pub(crate) async fn load(
             Err(e) => errors.push(format!("vote: {e}")),
         }
     }
-    if let Some((node, message)) = errors
+    // The first node, in the order they were asked (seeds first at start-up), that refused
+    // the credentials: answers arrive in any order, the error should not.
+    let refused: Vec<(&str, &str)> = errors
         .iter()
-        .find_map(|e| e.strip_prefix(AUTH_FAILED)?.split_once(' '))
-    {
+        .filter_map(|e| e.strip_prefix(AUTH_FAILED)?.split_once(' '))
+        .collect();
+    let first_refused = candidates.iter().find_map(|c| {
+        let c = c.to_string();
+        refused
+            .iter()
+            .find(|(node, _)| *node == c)
+            .map(|(node, message)| (node.to_string(), message.to_string()))
+    });
+    if let Some((node, message)) = first_refused {
         return Err(Error::Auth {
-            node: node.to_string(),
+            node,
             user: state.settings.username.clone(),
-            message: message.to_string(),
+            message,
         });
     }
     Err(Error::NoSeedReachable {

@@ -172,7 +172,7 @@ impl<R: Router> Engine<R> {
         let name = crate::command::name_of(&args);
         match class::class_of(&name, &args) {
             Class::Shared => {
-                let plan = plan::plan(self, &view, &args).await?;
+                let plan = plan::plan_named(self, &view, &args, &name).await?;
                 self.run_planned(&view, cmd, &args, plan).await
             }
             Class::Blocking { wait } => self.run_blocking(&view, cmd, &args, wait).await,

@@ -27,18 +27,27 @@ pub(crate) async fn plan<R: Router>(
     view: &R::View,
     args: &[&[u8]],
 ) -> Result<Plan<ShardOf<R>>> {
-    let name = command::name_of(args);
+    plan_named(engine, view, args, &command::name_of(args)).await
+}
+
+/// [`plan`] of a command whose upper-case name the caller has already.
+pub(crate) async fn plan_named<R: Router>(
+    engine: &Engine<R>,
+    view: &R::View,
+    args: &[&[u8]],
+    name: &str,
+) -> Result<Plan<ShardOf<R>>> {
     // Unknown to the built-in table and to the server's COMMAND INFO: send it anywhere; in a
     // cluster a keyed command is then redirected to its owner.
     let Some(spec) = engine
         .learned
-        .resolve(&name, |q| engine.router.ask_any(q))
+        .resolve(name, |q| engine.router.ask_any(q))
         .await
     else {
         return Ok(Plan::Keyless);
     };
     let keys = spec.key_indices(args);
-    plan_keys(view, args, keys, spec.readonly, spec.split, &name)
+    plan_keys(view, args, keys, spec.readonly, spec.split, name)
 }
 
 /// The pure part of [`plan`]: given the key indices of a known command.
