@@ -199,7 +199,7 @@ impl Connection {
             .shared
             .state
             .lock()
-            .enqueue(encode, replies, waiter, Instant::now());
+            .enqueue(encode, replies, waiter, Instant::now);
         match queued {
             Ok(Some(batch)) => self.shared.write(batch),
             Ok(None) => {}
@@ -253,7 +253,7 @@ impl Shared {
     /// Releases the writer role, or keeps it with the next batch when the node owes nothing
     /// (only replies-less commands were written) and more is queued.
     fn after_write(&self, done: Vec<u8>) -> Option<Vec<u8>> {
-        self.state.lock().after_write(done, Instant::now())
+        self.state.lock().after_write(done, Instant::now)
     }
 
     /// Closes the connection: every waiter gets `why`, later sends fail at once.

@@ -137,7 +137,7 @@ impl ConnState {
         encode: impl FnOnce(&mut Vec<u8>),
         replies: usize,
         waiter: Option<Waiter>,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> Result<Option<Vec<u8>>, Closed> {
         if let Some(closed) = &self.closed {
             return Err(closed.clone());
@@ -150,7 +150,9 @@ impl ConnState {
         if self.writing || self.owed > 0 {
             return Ok(None);
         }
-        Ok(Some(self.take_batch(now)))
+        // The clock is read only when a batch goes out: a read per command would cost more
+        // than the rest of queueing it.
+        Ok(Some(self.take_batch(now())))
     }
 
     /// Takes what is queued for writing; the caller must write it (and owns `writing`).
@@ -166,12 +168,16 @@ impl ConnState {
 
     /// A batch was written whole: releases the writer role, or keeps it with the next batch
     /// when the node owes nothing (only reply-less commands were written) and more is queued.
-    pub fn after_write(&mut self, mut done: Vec<u8>, now: Instant) -> Option<Vec<u8>> {
+    pub fn after_write(
+        &mut self,
+        mut done: Vec<u8>,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<Vec<u8>> {
         done.clear();
         self.spare = done;
         self.writing = false;
         if self.owed == 0 && !self.queued.is_empty() && self.closed.is_none() {
-            return Some(self.take_batch(now));
+            return Some(self.take_batch(now()));
         }
         None
     }
@@ -314,21 +320,21 @@ mod tests {
         let mut state = ConnState::new(t0);
         let (a, mut ra) = one();
         // The first command finds the node idle: its caller writes at once.
-        let batch = state.enqueue(|b| b.extend_from_slice(b"A"), 1, Some(a), t0);
+        let batch = state.enqueue(|b| b.extend_from_slice(b"A"), 1, Some(a), || t0);
         assert_eq!(batch, Ok(Some(b"A".to_vec())));
         // While the node owes a reply, later commands only queue.
         let (p, mut rp) = many(1, 2, 3);
         assert_eq!(
-            state.enqueue(|b| b.extend_from_slice(b"PPP"), 3, Some(p), t0),
+            state.enqueue(|b| b.extend_from_slice(b"PPP"), 3, Some(p), || t0),
             Ok(None)
         );
         let (c, mut rc) = one();
         assert_eq!(
-            state.enqueue(|b| b.extend_from_slice(b"C"), 1, Some(c), t0),
+            state.enqueue(|b| b.extend_from_slice(b"C"), 1, Some(c), || t0),
             Ok(None)
         );
         assert_eq!(
-            state.after_write(b"A".to_vec(), t0),
+            state.after_write(b"A".to_vec(), || t0),
             None,
             "the node still owes A"
         );
@@ -352,7 +358,7 @@ mod tests {
         assert_eq!(ra.try_recv().expect("answered").expect("ok"), bulk("a"));
 
         // The pipeline's replies arrive split across reads; it keeps replies 2 and 3 only.
-        assert_eq!(state.after_write(b"PPPC".to_vec(), t0), None);
+        assert_eq!(state.after_write(b"PPPC".to_vec(), || t0), None);
         state
             .on_replies(&mut vec![bulk("skip"), bulk("p1")], &mut done, t0)
             .expect("owed");
@@ -382,9 +388,9 @@ mod tests {
         let mut done = Vec::new();
         for i in 0..n {
             let (w, r) = one();
-            if let Ok(Some(batch)) = state.enqueue(|q| q.push(b'x'), 1, Some(w), t0) {
+            if let Ok(Some(batch)) = state.enqueue(|q| q.push(b'x'), 1, Some(w), || t0) {
                 assert_eq!(i, 0, "only the first finds the node idle");
-                assert_eq!(state.after_write(batch, t0), None);
+                assert_eq!(state.after_write(batch, || t0), None);
             }
             receivers.push(r);
         }
@@ -393,7 +399,7 @@ mod tests {
             .expect("owed");
         if let Some(next) = next {
             assert_eq!(next.len(), n - 1, "the rest in one batch");
-            assert_eq!(state.after_write(next, t0), None);
+            assert_eq!(state.after_write(next, || t0), None);
         }
         (receivers, done)
     }
@@ -441,12 +447,12 @@ mod tests {
             "an idle node is not stalled"
         );
         let (a, _ra) = one();
-        let _ = state.enqueue(|q| q.push(b'a'), 1, Some(a), t0);
+        let _ = state.enqueue(|q| q.push(b'a'), 1, Some(a), || t0);
         assert!(!state.stalled(t0 + limit / 2, limit));
         assert!(state.stalled(t0 + limit, limit));
         // Any reply is progress.
         let (b, _rb) = one();
-        let _ = state.enqueue(|q| q.push(b'b'), 1, Some(b), t0);
+        let _ = state.enqueue(|q| q.push(b'b'), 1, Some(b), || t0);
         let mut done = Vec::new();
         state
             .on_replies(&mut vec![Value::Okay], &mut done, t0 + limit)
@@ -460,8 +466,8 @@ mod tests {
         let mut state = ConnState::new(t0);
         let (a, mut ra) = one();
         let (p, mut rp) = many(0, 2, 2);
-        let _ = state.enqueue(|q| q.push(b'a'), 1, Some(a), t0);
-        let _ = state.enqueue(|q| q.push(b'p'), 2, Some(p), t0);
+        let _ = state.enqueue(|q| q.push(b'a'), 1, Some(a), || t0);
+        let _ = state.enqueue(|q| q.push(b'p'), 2, Some(p), || t0);
         let waiters = state
             .close(io::ErrorKind::UnexpectedEof, "peer closed")
             .expect("open");
@@ -475,7 +481,7 @@ mod tests {
             "closed once"
         );
         let (c, _rc) = one();
-        let refused = state.enqueue(|q| q.push(b'c'), 1, Some(c), t0);
+        let refused = state.enqueue(|q| q.push(b'c'), 1, Some(c), || t0);
         assert!(matches!(refused, Err((io::ErrorKind::UnexpectedEof, _))));
     }
 
