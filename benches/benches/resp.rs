@@ -2,12 +2,26 @@
 //! way a connection receives a multi-megabyte MGET/HGETALL/LRANGE reply.
 //!
 //! - `decoder`: one `Decoder` kept across reads (append, decode, drain): each
-//!   byte is looked at once, so time per byte stays flat from 10 KB to 10 MB.
+//!   byte is looked at once, so time per byte stays flat from 10 KB to 10 MB
+//!   (see the allocator note below).
 //! - `reparse`: the previous approach, a stateless parse of the whole
 //!   buffer from its start after every read: quadratic, so only run up to 1 MB.
 //! - `whole`: the complete reply in one buffer, parsed once (the floor).
 //!
 //! Run: `nice cargo bench -p shardis-benches --bench resp -- --quick`
+//!
+//! Allocator note: each iteration allocates the reply's values (~16 MB at 10 MB) and frees
+//! them. With glibc's default dynamic thresholds, the decoder's growing element vector makes
+//! the freed heap large enough to be returned to the OS at the end of every iteration, so the
+//! 10 MB cell then measures the kernel faulting those pages back in (42% of its time in a
+//! profile), not the decoder (2026-11-28: 713 MiB/s at 10 MB vs 2.6 GiB/s at 1 MB). Pinning the
+//! thresholds shows the decoder itself, flat from 10 KB to 10 MB (2.39 / 2.46 / 2.72 / 2.38
+//! GiB/s):
+//!
+//! ```text
+//! GLIBC_TUNABLES=glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=1073741824 \
+//!     cargo bench -p shardis-benches --bench resp -- decoder --quick
+//! ```
 
 use std::hint::black_box;
 use std::time::Duration;
