@@ -151,7 +151,7 @@ pub(crate) struct Inner<V> {
 /// ```no_run
 /// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct Product { name: String }
 /// # #[derive(Clone)] struct Db;
-/// # impl Db { async fn load(&self, id: u64) -> Result<Product, std::io::Error> { unimplemented!() } }
+/// # impl Db { async fn load(&self, id: u64) -> Result<Product, std::io::Error> { Ok(Product { name: format!("product {id}") }) } }
 /// # async fn run(client: shardis::Client, db: Db) -> Result<(), shardis_cache::Error> {
 /// use std::time::Duration;
 /// use shardis_cache::Cache;

@@ -6,7 +6,7 @@
 //! ```no_run
 //! # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct Product { name: String }
 //! # #[derive(Clone)] struct Db;
-//! # impl Db { async fn load(&self, id: u64) -> Result<Product, std::io::Error> { unimplemented!() } }
+//! # impl Db { async fn load(&self, id: u64) -> Result<Product, std::io::Error> { Ok(Product { name: format!("product {id}") }) } }
 //! # async fn run(db: Db) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use shardis_cache::{Cache, FillLock};
