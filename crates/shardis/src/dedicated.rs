@@ -116,15 +116,18 @@ impl DedicatedConnection {
             "UNWATCH" => self.watching = false,
             _ => {}
         }
-        if let Value::ServerError(e) = reply
-            && matches!(e.code(), "MOVED" | "ASK")
-        {
-            return Err(Error::SlotMoved {
+        self.moved(reply)
+    }
+
+    /// A redirect means the slot moved away: the connection no longer serves the key.
+    fn moved(&self, reply: &Value) -> Result<()> {
+        match reply {
+            Value::ServerError(e) if matches!(e.code(), "MOVED" | "ASK") => Err(Error::SlotMoved {
                 node: self.node.clone(),
                 reply: format!("{} {}", e.code(), e.details().unwrap_or("")),
-            });
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     async fn send(&mut self, cmd: &Cmd) -> Result<Value> {
@@ -161,19 +164,12 @@ impl DedicatedConnection {
             // MULTI … EXEC ran whole: whatever was watched is released.
             self.in_multi = false;
             self.watching = false;
+            for reply in &replies {
+                self.moved(reply)?;
+            }
         } else {
             for (cmd, reply) in pipeline.cmd_iter().zip(&replies) {
                 self.after(cmd, reply)?;
-            }
-        }
-        for reply in &replies {
-            if let Value::ServerError(e) = reply
-                && matches!(e.code(), "MOVED" | "ASK")
-            {
-                return Err(Error::SlotMoved {
-                    node: self.node.clone(),
-                    reply: format!("{} {}", e.code(), e.details().unwrap_or("")),
-                });
             }
         }
         self.settle();

@@ -342,15 +342,18 @@ impl Error {
     /// }
     /// ```
     pub fn from_redis(err: &redis::RedisError) -> Option<&Error> {
-        use std::error::Error as _;
-        let source = err.source()?;
-        // redis-rs keeps the io::Error behind an Arc.
-        let io = match source.downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
-        {
-            Some(arc) => arc.downcast_ref::<std::io::Error>()?,
-            None => source.downcast_ref::<std::io::Error>()?,
-        };
-        io.get_ref()?.downcast_ref::<Error>()
+        io_error_of(err)?.get_ref()?.downcast_ref::<Error>()
+    }
+}
+
+/// The `std::io::Error` a `RedisError` was made from, if any.
+pub(crate) fn io_error_of(err: &redis::RedisError) -> Option<&std::io::Error> {
+    use std::error::Error as _;
+    let source = err.source()?;
+    // redis-rs keeps the io::Error behind an Arc.
+    match source.downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>() {
+        Some(arc) => arc.downcast_ref::<std::io::Error>(),
+        None => source.downcast_ref::<std::io::Error>(),
     }
 }
 

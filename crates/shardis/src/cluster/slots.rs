@@ -153,16 +153,14 @@ impl SlotRoutes {
 
     /// The next primary in turn, for a keyless command.
     pub fn next_primary(&self) -> Option<Arc<Node>> {
-        let primaries: Vec<&Arc<Node>> = self
-            .shards
-            .iter()
-            .filter_map(|s| s.primary.as_ref())
-            .collect();
-        if primaries.is_empty() {
+        // No list built per command: count, then take the one in turn.
+        let primaries = || self.shards.iter().filter_map(|s| s.primary.as_ref());
+        let count = primaries().count();
+        if count == 0 {
             return None;
         }
         let turn = self.next_primary.fetch_add(1, Ordering::Relaxed);
-        Some(primaries[turn % primaries.len()].clone())
+        primaries().nth(turn % count).cloned()
     }
 
     /// Every distinct primary with a known address.

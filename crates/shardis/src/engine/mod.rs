@@ -283,15 +283,14 @@ impl<R: Router> Engine<R> {
 /// The refusal of a command that may not run on a shared connection.
 fn refusal(args: &[&[u8]], alternative: &'static str) -> crate::Error {
     let name = crate::command::name_of(args);
-    let command = match class::class_of(&name, args) {
-        // Name the subcommand too: `CLIENT TRACKING`, not `CLIENT`.
-        _ if &*name == "CLIENT" => match args.get(1) {
-            Some(sub) => format!(
+    // Name the subcommand too: `CLIENT TRACKING`, not `CLIENT`.
+    let command = match args.get(1) {
+        Some(sub) if &*name == "CLIENT" => {
+            format!(
                 "CLIENT {}",
                 String::from_utf8_lossy(sub).to_ascii_uppercase()
-            ),
-            None => name.to_string(),
-        },
+            )
+        }
         _ => name.to_string(),
     };
     crate::Error::Unsupported {

@@ -360,15 +360,7 @@ pub(crate) fn check_handshake(
 /// Whether a send failed before anything of it was written (the connection had already
 /// closed): such a command may be sent again on a fresh connection, write or not.
 pub(crate) fn was_not_sent(err: &RedisError) -> bool {
-    use std::error::Error as _;
-    let Some(source) = err.source() else {
-        return false;
-    };
-    let io = match source.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>() {
-        Some(arc) => arc.downcast_ref::<io::Error>(),
-        None => source.downcast_ref::<io::Error>(),
-    };
-    io.is_some_and(|e| e.kind() == io::ErrorKind::NotConnected)
+    crate::error::io_error_of(err).is_some_and(|e| e.kind() == io::ErrorKind::NotConnected)
 }
 
 /// The error every send gets once the connection closed for `why`.
