@@ -551,3 +551,73 @@ async fn ring_mode_refuses_what_cannot_work_at_build() {
         "{err}"
     );
 }
+
+/// The id of the server connection behind a dedicated connection.
+async fn client_id(conn: &mut shardis::DedicatedConnection) -> i64 {
+    redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(conn)
+        .await
+        .expect("CLIENT ID")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedicated_connection_is_reused_only_clean() {
+    for (mode, setup) in both().await {
+        let client = &setup.client;
+        // Left with a WATCH open: closed, never handed to the next caller.
+        let mut first = client.dedicated("{d}k").await.expect("dedicated");
+        let watched = client_id(&mut first).await;
+        let _: () = redis::cmd("WATCH")
+            .arg("{d}k")
+            .query_async(&mut first)
+            .await
+            .expect("WATCH");
+        drop(first);
+        let mut second = client.dedicated("{d}k").await.expect("dedicated");
+        let fresh = client_id(&mut second).await;
+        assert_ne!(
+            watched, fresh,
+            "{mode}: a connection with a WATCH open was reused"
+        );
+        // Clean: reused.
+        let _: Option<String> = second.get("{d}k").await.expect("GET");
+        drop(second);
+        let mut third = client.dedicated("{d}k").await.expect("dedicated");
+        assert_eq!(
+            client_id(&mut third).await,
+            fresh,
+            "{mode}: a clean connection is reused"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_moving_under_a_dedicated_connection_fails_clearly() {
+    let setup = cluster().await;
+    let cluster = setup._cluster.as_ref().expect("cluster");
+    let slot = shardis::slots::key_slot(b"{mv}k");
+    let owner = cluster.node_for_slot(slot).await.expect("owner");
+    let target = cluster
+        .primaries()
+        .await
+        .expect("primaries")
+        .into_iter()
+        .find(|p| p.id != owner.id)
+        .expect("another primary");
+    let mut conn = setup.client.dedicated("{mv}k").await.expect("dedicated");
+    let _: () = conn.set("{mv}k", 1).await.expect("SET");
+    cluster.migrate_slot(slot, &target).await.expect("reshard");
+    let err = conn
+        .get::<_, Value>("{mv}k")
+        .await
+        .expect_err("the slot moved");
+    assert!(
+        matches!(Error::from_redis(&err), Some(Error::SlotMoved { .. })),
+        "{err}"
+    );
+    // The client itself follows the move.
+    let mut client = setup.client.clone();
+    let v: i64 = client.get("{mv}k").await.expect("GET after the move");
+    assert_eq!(v, 1);
+}
