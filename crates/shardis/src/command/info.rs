@@ -2,6 +2,7 @@
 
 use redis::Value;
 
+use super::policy::{Aggregate, Fanout, Nodes};
 use super::{Begin, CommandSpec, Find, KeySpec};
 
 /// Field/value pairs of a RESP3 map or a RESP2 flattened array.
@@ -103,11 +104,46 @@ pub(crate) fn parse_command_info(entry: &Value) -> Option<CommandSpec> {
             }
         }
     };
+    let tips = match items.get(7) {
+        Some(Value::Array(t) | Value::Set(t)) => t.iter().filter_map(text).collect(),
+        _ => Vec::new(),
+    };
     Some(CommandSpec {
+        fanout: if keys.is_empty() {
+            fanout_of_tips(&tips)
+        } else {
+            None
+        },
         keys,
         readonly,
         split: None,
     })
+}
+
+/// Redis 7's request and response policy tips (`request_policy:all_shards`,
+/// `response_policy:agg_sum`, ...) as a fan-out; `None` when the command goes to one node, or
+/// its response policy is one the client cannot combine (`special`): it then runs on one node,
+/// as before tips existed.
+fn fanout_of_tips(tips: &[String]) -> Option<Fanout> {
+    let tip = |prefix: &str| {
+        tips.iter()
+            .find_map(|t| t.strip_prefix(prefix).map(str::to_ascii_lowercase))
+    };
+    let nodes = match tip("request_policy:")?.as_str() {
+        "all_shards" => Nodes::Primaries,
+        "all_nodes" => Nodes::All,
+        _ => return None,
+    };
+    let aggregate = match tip("response_policy:").as_deref() {
+        // No response policy: replies are arrays to concatenate (as KEYS).
+        None => Aggregate::Concat,
+        Some("agg_sum") => Aggregate::Sum,
+        Some("all_succeeded") => Aggregate::AllSucceeded,
+        Some("one_succeeded") => Aggregate::OneSucceeded,
+        Some("agg_logical_and") => Aggregate::LogicalAnd,
+        Some(_) => return None,
+    };
+    Some(Fanout { nodes, aggregate })
 }
 
 #[cfg(test)]
@@ -167,5 +203,57 @@ mod tests {
             vec![1]
         );
         assert!(parse_command_info(&Value::Nil).is_none());
+        assert_eq!(spec.fanout, None);
+    }
+
+    #[test]
+    fn learns_whole_keyspace_commands_from_their_tips() {
+        // A keyless command with Redis 7 tips (the shape of `COMMAND INFO DBSIZE`).
+        let entry = |tips: &[&str]| {
+            Value::Array(vec![
+                bulk("mycount"),
+                Value::Int(1),
+                Value::Array(vec![Value::SimpleString("readonly".into())]),
+                Value::Int(0),
+                Value::Int(0),
+                Value::Int(0),
+                Value::Array(vec![]),
+                Value::Array(tips.iter().map(|t| bulk(t)).collect()),
+                Value::Array(vec![]),
+                Value::Array(vec![]),
+            ])
+        };
+        let spec = parse_command_info(&entry(&[
+            "request_policy:all_shards",
+            "response_policy:agg_sum",
+        ]))
+        .expect("parses");
+        assert_eq!(
+            spec.fanout,
+            Some(Fanout {
+                nodes: Nodes::Primaries,
+                aggregate: Aggregate::Sum
+            })
+        );
+        let all_nodes = parse_command_info(&entry(&["request_policy:all_nodes"])).expect("parses");
+        assert_eq!(
+            all_nodes.fanout,
+            Some(Fanout {
+                nodes: Nodes::All,
+                aggregate: Aggregate::Concat
+            })
+        );
+        let special = parse_command_info(&entry(&[
+            "request_policy:all_shards",
+            "response_policy:special",
+        ]))
+        .expect("parses");
+        assert_eq!(special.fanout, None);
+        assert_eq!(
+            parse_command_info(&entry(&["nondeterministic_output"]))
+                .expect("parses")
+                .fanout,
+            None
+        );
     }
 }

@@ -67,6 +67,9 @@ pub(crate) struct CommandSpec {
     pub readonly: bool,
     /// Multi-key commands that may be split per slot and reassembled.
     pub split: Option<Split>,
+    /// For a keyless command about the whole keyspace, where it goes and how replies combine
+    /// (learned from `COMMAND INFO` tips; the built-in ones are in [`policy`]).
+    pub fanout: Option<policy::Fanout>,
 }
 
 /// How a splittable multi-key command is split and its replies combined.

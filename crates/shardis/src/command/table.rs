@@ -75,6 +75,7 @@ fn build() -> HashMap<&'static str, CommandSpec> {
                         keys: keys.clone(),
                         readonly,
                         split,
+                        fanout: None,
                     },
                 );
             }

@@ -200,7 +200,9 @@ impl<R: Router> Engine<R> {
                 };
                 self.router.execute(view, request, target).await
             }
-            Plan::Keyless => self.router.execute(view, request, Target::Any).await,
+            Plan::Keyless | Plan::Fanout(_) => {
+                self.router.execute(view, request, Target::Any).await
+            }
             Plan::Split(_) => Err(view.spread_error(
                 &crate::command::name_of(args),
                 view.shard_of(args.get(1).copied().unwrap_or_default()),
@@ -219,14 +221,13 @@ impl<R: Router> Engine<R> {
     ) -> Result<Value> {
         match plan {
             Plan::Keyless => {
-                let name = crate::command::name_of(args);
-                if let Some(policy) = crate::command::policy::fanout_of(&name, args) {
-                    // About the whole keyspace: every shard answers, replies combined.
-                    return fanout::run_policy(&self.router, cmd, &name, policy).await;
-                }
                 self.router
                     .execute(view, Request::Cmd(cmd), Target::Any)
                     .await
+            }
+            Plan::Fanout(policy) => {
+                let name = crate::command::name_of(args);
+                fanout::run_policy(&self.router, cmd, &name, policy).await
             }
             Plan::Keyed { shard, read, keys } => {
                 let keys: crate::command::ArgList<'_> = keys.iter().map(|&i| args[i]).collect();

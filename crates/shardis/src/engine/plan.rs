@@ -1,5 +1,6 @@
 //! Planning a command, once: where are its keys, does it only read, and does it fit one shard.
 
+use crate::command::policy::{self, Fanout};
 use crate::command::{self, KeyIndices, Split};
 use crate::error::Result;
 
@@ -18,6 +19,9 @@ pub(crate) enum Plan<S> {
     },
     /// Keys in several shards, and the command can be split per shard.
     Split(Split),
+    /// About the whole keyspace (`DBSIZE`, `FLUSHALL`, `SCRIPT LOAD`, ...): every shard or node,
+    /// replies combined per its policy.
+    Fanout(Fanout),
 }
 
 /// Plans `args` (a command's arguments) against `view`. A command whose keys span shards and
@@ -47,6 +51,11 @@ pub(crate) async fn plan_named<R: Router>(
         return Ok(Plan::Keyless);
     };
     let keys = spec.key_indices(args);
+    if keys.is_empty()
+        && let Some(fanout) = policy::fanout_of(name, args).or(spec.fanout)
+    {
+        return Ok(Plan::Fanout(fanout));
+    }
     plan_keys(view, args, keys, spec.readonly, spec.split, name)
 }
 

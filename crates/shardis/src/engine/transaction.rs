@@ -18,16 +18,13 @@ pub(crate) async fn run<R: Router>(engine: &Engine<R>, pipeline: &Pipeline) -> R
     let mut keys: Vec<&[u8]> = Vec::new();
     for args in &all_args {
         let indices = match plan::plan(engine, &view, args).await {
-            Ok(Plan::Keyless) => {
-                let name = command::name_of(args);
-                if crate::command::policy::fanout_of(&name, args).is_some() {
-                    return Err(crate::Error::Unsupported {
-                        command: name.to_string(),
-                        reason: "it concerns every shard, and a transaction runs on one: send \
-                                 it outside the transaction",
-                    });
-                }
-                continue;
+            Ok(Plan::Keyless) => continue,
+            Ok(Plan::Fanout(_)) => {
+                return Err(crate::Error::Unsupported {
+                    command: command::name_of(args).to_string(),
+                    reason: "it concerns every shard, and a transaction runs on one: send \
+                             it outside the transaction",
+                });
             }
             Ok(Plan::Keyed { keys, .. }) => keys,
             // Keys of one command span shards: the transaction cannot run on one node.
