@@ -161,10 +161,17 @@ async fn parent() -> Res<()> {
         }
     })
     .await?;
-    wait_for("the victim inside a batch", Duration::from_secs(10), || {
-        let mut c = c.clone();
-        async move { Ok(c.get::<_, Option<u64>>("wbf:victim:busy").await? == Some(1)) }
-    })
+    // Freeze the victim half-way through its next batch (first half written, second not),
+    // so the kill lands inside a batch however busy the machine is.
+    let _: () = c.set("wbf:freeze", 1).await?;
+    wait_for(
+        "the victim frozen inside a batch",
+        Duration::from_secs(10),
+        || {
+            let mut c = c.clone();
+            async move { Ok(c.get::<_, Option<u64>>("wbf:victim:busy").await? == Some(2)) }
+        },
+    )
     .await?;
     // SIGKILL (std's Child::kill), then reaped.
     for v in &mut victim.0 {
@@ -181,9 +188,9 @@ async fn parent() -> Res<()> {
     eprintln!(
         "victim killed (SIGKILL) at {:.1} s after {victim_batches} batches; inside a batch: {}",
         killed_at.as_secs_f64(),
-        mid_batch == Some(1)
+        mid_batch == Some(2)
     );
-    if mid_batch != Some(1) {
+    if mid_batch != Some(2) {
         return Err("the victim was not killed inside a batch".into());
     }
 
@@ -314,6 +321,12 @@ async fn child(spec: &str) -> Res<()> {
                 let half = batch.len() / 2;
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 let _: () = write(&batch[..half]).query_async(&mut c).await?;
+                if c.get::<_, Option<u64>>("wbf:freeze").await? == Some(1) {
+                    // Told to stop here: half the batch delivered, nothing acknowledged,
+                    // until the SIGKILL.
+                    let _: () = c.set("wbf:victim:busy", 2).await?;
+                    std::future::pending::<()>().await;
+                }
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 let _: () = write(&batch[half..]).query_async(&mut c).await?;
                 let _: () = c.set("wbf:victim:busy", 0).await?;
