@@ -267,3 +267,67 @@ async fn a_partial_failure_names_the_nodes_that_failed_and_succeeded() {
         other => panic!("expected a partial failure, got {other}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_across_a_reshard_returns_every_key_present_throughout() {
+    let cluster = Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(0)
+        .start()
+        .await
+        .expect("cluster");
+    let mut client = Client::builder()
+        .cluster(cluster.seeds())
+        .refresh_interval(Duration::from_millis(200))
+        .build()
+        .await
+        .expect("client");
+    for i in 0..KEYS {
+        let _: () = client.set(format!("scan:{i}"), i).await.expect("SET");
+    }
+    // The scan walks primaries in topology order: move slots from the last one (not scanned
+    // yet) to the first one (scanned already) while the scan is on the first.
+    let topology = client.topology();
+    let endpoint = |i: usize| topology.shards()[i].primary.endpoint.clone();
+    let (first, last) = (endpoint(0), endpoint(topology.shards().len() - 1));
+    let owner_of = |slot: u16| {
+        topology
+            .shards()
+            .iter()
+            .find(|s| s.slots.iter().any(|r| r.start <= slot && slot <= r.end))
+            .and_then(|s| s.primary.endpoint.clone())
+    };
+    let mut moving: Vec<u16> = (0..KEYS)
+        .map(|i| shardis::slots::key_slot(format!("scan:{i}").as_bytes()))
+        .filter(|&slot| owner_of(slot) == last)
+        .collect();
+    moving.sort_unstable();
+    moving.dedup();
+    moving.truncate(10);
+    let primaries = cluster.primaries().await.expect("primaries");
+    let target = primaries
+        .iter()
+        .find(|p| Some(p.addr()) == first.as_ref().map(|e| e.to_string()))
+        .expect("the first primary")
+        .clone();
+
+    let mut stream = client.scan(ScanOptions::new().pattern("scan:*").count(5));
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    for _ in 0..20 {
+        seen.insert(stream.next().await.expect("a key").expect("scan"));
+    }
+    for &slot in &moving {
+        cluster.migrate_slot(slot, &target).await.expect("reshard");
+    }
+    while let Some(key) = stream.next().await {
+        seen.insert(key.expect("scan"));
+    }
+    assert!(!moving.is_empty());
+    assert_eq!(
+        seen.len(),
+        KEYS,
+        "every key present for the whole scan is returned, though {} slots moved to a node \
+         already scanned",
+        moving.len()
+    );
+}

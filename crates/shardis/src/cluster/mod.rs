@@ -220,6 +220,10 @@ impl Router for Arc<ClusterRouter> {
     }
 
     async fn keys_moving(&self, routes: &Arc<SlotRoutes>) -> bool {
+        // The map may be older than a reshard that finished during the scan (no command
+        // of this client was redirected): load it now, so the scan sees the move.
+        let until = tokio::time::Instant::now() + self.settings.deadline;
+        self.refresher.request_and_wait(until).await;
         // A slot being migrated shows in CLUSTER NODES as `[slot->-id]` / `[slot-<-id]`.
         let mut nodes = redis::cmd("CLUSTER");
         nodes.arg("NODES");

@@ -141,7 +141,9 @@ pub(crate) trait Router: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Value>> + Send;
 
     /// Whether keys are moving between nodes now (a slot migrating, a ring rebalancing): a
-    /// whole-keyspace scan then needs another pass.
+    /// whole-keyspace scan then needs another pass. Brings the router's view up to date first
+    /// (a cluster reloads its slot map), so a move that already finished shows in the next
+    /// [`Router::view`].
     fn keys_moving(&self, view: &Self::View) -> impl Future<Output = bool> + Send;
 
     /// Whether a reply inside a pipeline means "this command did not run there; run it again

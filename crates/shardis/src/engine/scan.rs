@@ -112,8 +112,10 @@ where
                     let current = scan.as_mut()?;
                     let Some(node) = current.nodes.front().cloned() else {
                         // The pass is over: done if the topology held still and settled.
+                        // Asked first: it also brings the router's view up to date (the
+                        // client may not have seen a reshard that happened meanwhile).
+                        let moving = router.keys_moving(&current.view).await;
                         let now = router.view();
-                        let moving = router.keys_moving(&now).await;
                         if now.epoch() == current.epoch && !moving {
                             return None;
                         }
