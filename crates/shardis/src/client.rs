@@ -13,7 +13,7 @@ use crate::builder::{Builder, Mode};
 use crate::cluster::ClusterRouter;
 use crate::dedicated::DedicatedConnection;
 use crate::engine::scan::ScanOptions;
-use crate::engine::{Engine, Router, View};
+use crate::engine::{Engine, Router, Shards, View};
 use crate::error::{Error, Result};
 use crate::hot::{CopyPlacement, Hot};
 use crate::pubsub::{Kind, Placement, Subscription};
@@ -300,16 +300,16 @@ impl Client {
     /// Whether `a` and `b` route to the same shard now.
     pub(crate) fn same_shard(&self, a: &[u8], b: &[u8]) -> bool {
         with_engine!(&*self.inner, engine => {
-            let view = engine.router.view();
-            view.shard_of(a) == view.shard_of(b)
+            let shards = engine.router.shards();
+            shards.shard_of(a) == shards.shard_of(b)
         })
     }
 
     /// The refusal of `command` over keys `a` and `b` of different shards.
     pub(crate) fn spread_error(&self, command: &str, a: &[u8], b: &[u8]) -> Error {
         with_engine!(&*self.inner, engine => {
-            let view = engine.router.view();
-            view.spread_error(command, view.shard_of(a), view.shard_of(b))
+            let shards = engine.router.shards();
+            shards.spread_error(command, shards.shard_of(a), shards.shard_of(b))
         })
     }
 

@@ -221,6 +221,13 @@ async fn follow(
             }
         };
 
+        if redirect::is_final(&outcome) {
+            if !span.is_disabled() {
+                span.record("node", node.label());
+                span.record("attempts", attempts);
+            }
+            return Ok(reply.take().unwrap_or(Value::Nil));
+        }
         let attempt = Attempt {
             number: attempts,
             redirects,

@@ -25,7 +25,7 @@ use crate::net::{Connection, Node, Pool};
 use crate::settings::Settings;
 use crate::stats::Counters;
 use refresh::Refresher;
-use slots::SlotRoutes;
+use slots::{SlotRoutes, Slots};
 
 /// Everything cluster mode shares between clones of the client.
 pub(crate) struct ClusterRouter {
@@ -154,7 +154,16 @@ impl ClusterRouter {
 }
 
 impl Router for Arc<ClusterRouter> {
+    type Shards = Slots;
     type View = Arc<SlotRoutes>;
+
+    fn shards(&self) -> Slots {
+        Slots
+    }
+
+    fn shards_in(_: &Arc<SlotRoutes>) -> Slots {
+        Slots
+    }
 
     fn view(&self) -> Arc<SlotRoutes> {
         self.routes.load_full()
@@ -169,7 +178,7 @@ impl Router for Arc<ClusterRouter> {
 
     async fn execute(
         &self,
-        _: &Arc<SlotRoutes>,
+        _: &Slots,
         request: Request<'_>,
         target: Target<'_, u16>,
     ) -> Result<Value> {

@@ -111,6 +111,13 @@ pub(crate) fn backoff(number: u32) -> Duration {
 }
 
 /// Decides what follows `outcome` of `attempt`, sent to `from`.
+/// Whether `outcome` is the caller's answer whatever the attempt: a reply that is not an error.
+/// [`decide`] answers [`Step::Reply`] with no side effect for every such outcome; asking this
+/// first lets the shell skip building an [`Attempt`] (a clock read) on the common path.
+pub(crate) fn is_final(outcome: &Outcome<'_>) -> bool {
+    matches!(outcome, Outcome::Reply(reply) if !matches!(reply, Value::ServerError(_)))
+}
+
 pub(crate) fn decide(outcome: Outcome<'_>, attempt: Attempt, from: &Endpoint) -> Decision {
     let after_backoff = |refresh: bool, reason: Option<&'static str>| {
         let wait = backoff(attempt.number);
@@ -248,6 +255,35 @@ mod tests {
             assert_eq!(d.step, Step::Reply, "{}", String::from_utf8_lossy(bytes));
             assert!(!d.refresh && !d.discard);
         }
+    }
+
+    #[test]
+    fn a_final_outcome_is_one_decide_answers_with_the_reply_and_nothing_else() {
+        // The shell's shortcut must never skip a decision that would have done something.
+        for bytes in [
+            &b"+OK\r\n"[..],
+            b"$5\r\nhello\r\n",
+            b"$-1\r\n",
+            b"*2\r\n:1\r\n$-1\r\n",
+            b"*1\r\n-MOVED 1 10.0.0.2:7000\r\n",
+            b"-MOVED 3999 127.0.0.1:6381\r\n",
+            b"-ASK 1 127.0.0.1:6381\r\n",
+            b"-TRYAGAIN later\r\n",
+            b"-CLUSTERDOWN down\r\n",
+            b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        ] {
+            let value = parse(bytes);
+            let outcome = Outcome::Reply(&value);
+            if is_final(&outcome) {
+                let d = decide(outcome, attempt(3, 4, false), &from());
+                assert_eq!(d.step, Step::Reply, "{}", String::from_utf8_lossy(bytes));
+                assert!(!d.refresh && !d.discard && d.retry_reason.is_none());
+            }
+        }
+        assert!(is_final(&Outcome::Reply(&parse(b":1\r\n"))));
+        assert!(!is_final(&Outcome::Reply(&parse(b"-MOVED 1 :6390\r\n"))));
+        assert!(!is_final(&Outcome::NotSent));
+        assert!(!is_final(&Outcome::Lost { broken: false }));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use shardis_slots::{Endpoint, SlotMap, key_slot};
 
-use crate::engine::View;
+use crate::engine::{Shards, View};
 use crate::error::Error;
 use crate::net::{Node, Pool};
 use crate::settings::ReadFrom;
@@ -193,13 +193,40 @@ pub(crate) fn keep_newer_moves(map: &SlotMap, moves: &[Move]) -> SlotMap {
     map
 }
 
-impl View for Arc<SlotRoutes> {
+/// A cluster's key → shard: the key's slot, whatever the map says, so one command needs no
+/// reference to the slot map (see [`Shards`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slots;
+
+impl Shards for Slots {
     type Shard = u16;
-    type Node = Arc<Node>;
 
     fn shard_of(&self, key: &[u8]) -> u16 {
         key_slot(key)
     }
+
+    fn spread_error(&self, command: &str, a: u16, b: u16) -> Error {
+        Error::CrossSlot {
+            command: command.to_string(),
+            slots: vec![a, b],
+        }
+    }
+}
+
+impl Shards for Arc<SlotRoutes> {
+    type Shard = u16;
+
+    fn shard_of(&self, key: &[u8]) -> u16 {
+        Slots.shard_of(key)
+    }
+
+    fn spread_error(&self, command: &str, a: u16, b: u16) -> Error {
+        Slots.spread_error(command, a, b)
+    }
+}
+
+impl View for Arc<SlotRoutes> {
+    type Node = Arc<Node>;
 
     fn node_of(&self, slot: u16, read: bool) -> Option<Arc<Node>> {
         self.node_for(slot, read)
@@ -223,13 +250,6 @@ impl View for Arc<SlotRoutes> {
 
     fn epoch(&self) -> u64 {
         self.map.topology().fingerprint()
-    }
-
-    fn spread_error(&self, command: &str, a: u16, b: u16) -> Error {
-        Error::CrossSlot {
-            command: command.to_string(),
-            slots: vec![a, b],
-        }
     }
 }
 

@@ -62,17 +62,30 @@ impl BatchFailed {
     }
 }
 
-/// An immutable routing snapshot, loaded once per command (or pipeline) so that every part of
-/// one call is routed against the same topology.
-pub(crate) trait View: Send + Sync + 'static {
+/// Key → shard: all that planning one command needs of a routing snapshot.
+///
+/// Separate from [`View`] because it can be free: a cluster's shard (a slot) is CRC16 of the
+/// key whatever the map says, so a single command takes no reference to the slot map (a
+/// reference count shared by every task is a cache line two cores fight over, measured as a
+/// visible share of a command's cost). A ring's shard is a member of one ring snapshot, so its
+/// `Shards` is that snapshot.
+pub(crate) trait Shards: Send + Sync + 'static {
     /// The unit one command may not span: a slot (cluster) or a ring member (ring). Keys of
     /// one shard may share a command.
     type Shard: Copy + Eq + Ord + Hash + Debug + Send + Sync;
-    /// A node that commands of several shards may share a pipeline to.
-    type Node: Clone + Eq + Hash + Send + Sync;
 
     /// The shard of `key`.
     fn shard_of(&self, key: &[u8]) -> Self::Shard;
+
+    /// The refusal of a command whose keys span shards and which cannot be split.
+    fn spread_error(&self, command: &str, a: Self::Shard, b: Self::Shard) -> crate::Error;
+}
+
+/// An immutable routing snapshot, loaded once per pipeline, fan-out or scan pass so that every
+/// part of one call is routed against the same topology.
+pub(crate) trait View: Shards {
+    /// A node that commands of several shards may share a pipeline to.
+    type Node: Clone + Eq + Hash + Send + Sync;
 
     /// The node that serves `shard` now (`read`: a replica may serve it); `None` when no node
     /// is known.
@@ -89,20 +102,25 @@ pub(crate) trait View: Send + Sync + 'static {
 
     /// A number that changes whenever the topology changes (which node owns what).
     fn epoch(&self) -> u64;
-
-    /// The refusal of a command whose keys span shards and which cannot be split.
-    fn spread_error(&self, command: &str, a: Self::Shard, b: Self::Shard) -> crate::Error;
 }
 
 /// The shard type of a router's view.
-pub(crate) type ShardOf<R> = <<R as Router>::View as View>::Shard;
+pub(crate) type ShardOf<R> = <<R as Router>::Shards as Shards>::Shard;
 /// The node type of a router's view.
 pub(crate) type NodeOf<R> = <<R as Router>::View as View>::Node;
 
 /// One deployment's way of reaching nodes. Everything else is the engine's.
 pub(crate) trait Router: Send + Sync + 'static {
+    /// Key → shard for one command (see [`Shards`]).
+    type Shards: Shards;
     /// The routing snapshot.
-    type View: View;
+    type View: View<Shard = ShardOf<Self>>;
+
+    /// Key → shard now, for planning and running one command.
+    fn shards(&self) -> Self::Shards;
+
+    /// The key → shard part of `view`, for running one of its commands on its own.
+    fn shards_in(view: &Self::View) -> Self::Shards;
 
     /// The current snapshot.
     fn view(&self) -> Self::View;
@@ -114,7 +132,7 @@ pub(crate) trait Router: Send + Sync + 'static {
     /// health accounting and deadline.
     fn execute(
         &self,
-        view: &Self::View,
+        shards: &Self::Shards,
         request: Request<'_>,
         target: Target<'_, ShardOf<Self>>,
     ) -> impl Future<Output = Result<Value>> + Send;
@@ -169,15 +187,15 @@ impl<R: Router> Engine<R> {
     /// Runs one command wherever it belongs; refuses, before sending anything, a command
     /// that would leave state on a shared connection (see [`crate::command::class`]).
     pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
-        let view = self.router.view();
+        let shards = self.router.shards();
         let args = crate::command::args_of(cmd);
         let name = crate::command::name_of(&args);
         match class::class_of(&name, &args) {
             Class::Shared => {
-                let plan = plan::plan_named(self, &view, &args, &name).await?;
-                self.run_planned(&view, cmd, &args, plan).await
+                let plan = plan::plan_named(self, &shards, &args, &name).await?;
+                self.run_planned(&shards, cmd, &args, plan).await
             }
-            Class::Blocking { wait } => self.run_blocking(&view, cmd, &args, wait).await,
+            Class::Blocking { wait } => self.run_blocking(&shards, cmd, &args, wait).await,
             Class::Refused { alternative } => Err(refusal(&args, alternative)),
         }
     }
@@ -186,7 +204,7 @@ impl<R: Router> Engine<R> {
     /// sent, bounded by its own timeout.
     async fn run_blocking(
         &self,
-        view: &R::View,
+        view: &R::Shards,
         cmd: &Cmd,
         args: &[&[u8]],
         wait: Option<std::time::Duration>,
@@ -216,7 +234,7 @@ impl<R: Router> Engine<R> {
     /// Runs `cmd` as `plan` says.
     pub(crate) async fn run_planned(
         &self,
-        view: &R::View,
+        view: &R::Shards,
         cmd: &Cmd,
         args: &[&[u8]],
         plan: Plan<ShardOf<R>>,

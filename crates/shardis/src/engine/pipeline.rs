@@ -46,7 +46,11 @@ pub(crate) async fn run<R: Router>(engine: &Engine<R>, pipeline: &Pipeline) -> R
             }
         } else {
             let plan = std::mem::replace(&mut plans[i], Plan::Keyless);
-            replies[i] = Some(engine.run_planned(&view, cmds[i], &args[i], plan).await?);
+            replies[i] = Some(
+                engine
+                    .run_planned(&R::shards_in(&view), cmds[i], &args[i], plan)
+                    .await?,
+            );
             i += 1;
         }
     }

@@ -4,7 +4,7 @@ use crate::command::policy::{self, Fanout};
 use crate::command::{self, KeyIndices, Split};
 use crate::error::Result;
 
-use super::{Engine, Router, ShardOf, View};
+use super::{Engine, Router, ShardOf, Shards};
 
 /// How one command will run.
 #[derive(Debug)]
@@ -24,20 +24,20 @@ pub(crate) enum Plan<S> {
     Fanout(Fanout),
 }
 
-/// Plans `args` (a command's arguments) against `view`. A command whose keys span shards and
+/// Plans `args` (a command's arguments) against `shards`. A command whose keys span shards and
 /// which cannot be split is refused here, before anything is sent.
 pub(crate) async fn plan<R: Router>(
     engine: &Engine<R>,
-    view: &R::View,
+    shards: &impl Shards<Shard = ShardOf<R>>,
     args: &[&[u8]],
 ) -> Result<Plan<ShardOf<R>>> {
-    plan_named(engine, view, args, &command::name_of(args)).await
+    plan_named(engine, shards, args, &command::name_of(args)).await
 }
 
 /// [`plan`] of a command whose upper-case name the caller has already.
 pub(crate) async fn plan_named<R: Router>(
     engine: &Engine<R>,
-    view: &R::View,
+    shards: &impl Shards<Shard = ShardOf<R>>,
     args: &[&[u8]],
     name: &str,
 ) -> Result<Plan<ShardOf<R>>> {
@@ -56,12 +56,12 @@ pub(crate) async fn plan_named<R: Router>(
     {
         return Ok(Plan::Fanout(fanout));
     }
-    plan_keys(view, args, keys, spec.readonly, spec.split, name)
+    plan_keys(shards, args, keys, spec.readonly, spec.split, name)
 }
 
 /// The pure part of [`plan`]: given the key indices of a known command.
-pub(crate) fn plan_keys<V: View>(
-    view: &V,
+pub(crate) fn plan_keys<V: Shards>(
+    shards: &V,
     args: &[&[u8]],
     keys: KeyIndices,
     read: bool,
@@ -71,15 +71,15 @@ pub(crate) fn plan_keys<V: View>(
     let Some(&first) = keys.first() else {
         return Ok(Plan::Keyless);
     };
-    let shard = view.shard_of(args[first]);
+    let shard = shards.shard_of(args[first]);
     let other = keys[1..]
         .iter()
-        .map(|&i| view.shard_of(args[i]))
+        .map(|&i| shards.shard_of(args[i]))
         .find(|s| *s != shard);
     match (other, split) {
         (None, _) => Ok(Plan::Keyed { shard, read, keys }),
         (Some(_), Some(split)) => Ok(Plan::Split(split)),
-        (Some(other), None) => Err(view.spread_error(name, shard, other)),
+        (Some(other), None) => Err(shards.spread_error(name, shard, other)),
     }
 }
 
@@ -90,10 +90,10 @@ mod tests {
 
     #[test]
     fn one_shard_is_keyed_several_split_or_refused() {
-        let view = Buckets;
+        let shards = Buckets;
         let args: Vec<&[u8]> = vec![b"MGET", b"a1", b"a2"];
         let plan = plan_keys(
-            &view,
+            &shards,
             &args,
             KeyIndices::from_slice(&[1, 2]),
             true,
@@ -111,7 +111,7 @@ mod tests {
 
         let args: Vec<&[u8]> = vec![b"MGET", b"a1", b"b1"];
         let plan = plan_keys(
-            &view,
+            &shards,
             &args,
             KeyIndices::from_slice(&[1, 2]),
             true,
@@ -122,7 +122,7 @@ mod tests {
 
         let args: Vec<&[u8]> = vec![b"SUNION", b"a1", b"b1"];
         let plan = plan_keys(
-            &view,
+            &shards,
             &args,
             KeyIndices::from_slice(&[1, 2]),
             true,
@@ -132,7 +132,7 @@ mod tests {
         assert!(matches!(plan, Err(crate::Error::CrossSlot { .. })));
 
         let args: Vec<&[u8]> = vec![b"PING"];
-        let plan = plan_keys(&view, &args, KeyIndices::new(), true, None, "PING");
+        let plan = plan_keys(&shards, &args, KeyIndices::new(), true, None, "PING");
         assert!(matches!(plan, Ok(Plan::Keyless)));
     }
 }

@@ -12,7 +12,7 @@ use redis::{Cmd, Value};
 use crate::command::{self, ArgList, Split};
 use crate::error::{Error, Result};
 
-use super::{Request, Router, Target, View};
+use super::{Request, Router, Shards, Target};
 
 /// One shard's part of a split command.
 #[derive(Debug, PartialEq)]
@@ -27,15 +27,15 @@ pub(crate) struct Part<'a, S> {
 }
 
 /// Groups the keys (or pairs) of `args` by shard, in order of first appearance.
-pub(crate) fn parts<'a, V: View>(
-    view: &V,
+pub(crate) fn parts<'a, V: Shards>(
+    shards: &V,
     args: &[&'a [u8]],
     split: Split,
 ) -> Vec<Part<'a, V::Shard>> {
     let width = if split == Split::PairsToOk { 2 } else { 1 };
     let mut out: Vec<Part<'a, V::Shard>> = Vec::new();
     for (position, chunk) in args[1..].chunks(width).enumerate() {
-        let shard = view.shard_of(chunk[0]);
+        let shard = shards.shard_of(chunk[0]);
         let i = match out.iter().position(|p| p.shard == shard) {
             Some(i) => i,
             None => {
@@ -58,7 +58,7 @@ pub(crate) fn parts<'a, V: View>(
 /// Runs a splittable command whose keys span shards.
 pub(crate) async fn run<R: Router>(
     router: &R,
-    view: &R::View,
+    shards: &R::Shards,
     args: &[&[u8]],
     split: Split,
 ) -> Result<Value> {
@@ -74,14 +74,14 @@ pub(crate) async fn run<R: Router>(
         }
         let keys: ArgList<'_> = std::iter::once(args[1]).collect();
         let target = Target::Keyed {
-            shard: view.shard_of(args[1]),
+            shard: shards.shard_of(args[1]),
             read: false,
             keys: &keys,
         };
-        return router.execute(view, Request::Cmd(&cmd), target).await;
+        return router.execute(shards, Request::Cmd(&cmd), target).await;
     }
     let read = split != Split::PairsToOk && &*name != "DEL" && &*name != "UNLINK";
-    let parts = parts(view, args, split);
+    let parts = parts(shards, args, split);
     let subcommands: Vec<Cmd> = parts
         .iter()
         .map(|part| {
@@ -98,7 +98,7 @@ pub(crate) async fn run<R: Router>(
             read,
             keys: &part.keys,
         };
-        router.execute(view, Request::Cmd(sub), target)
+        router.execute(shards, Request::Cmd(sub), target)
     }))
     .await?;
     reassemble(&name, split, args.len() - 1, &parts, replies)
@@ -186,12 +186,21 @@ pub(crate) mod tests {
     /// A view whose shard is a key's first byte: enough to test the engine's pure parts.
     pub(crate) struct Buckets;
 
-    impl View for Buckets {
+    impl Shards for Buckets {
         type Shard = u8;
-        type Node = u8;
         fn shard_of(&self, key: &[u8]) -> u8 {
             key.first().copied().unwrap_or(0)
         }
+        fn spread_error(&self, command: &str, a: u8, b: u8) -> Error {
+            Error::CrossSlot {
+                command: command.to_string(),
+                slots: vec![a.into(), b.into()],
+            }
+        }
+    }
+
+    impl crate::engine::View for Buckets {
+        type Node = u8;
         fn node_of(&self, shard: u8, _read: bool) -> Option<u8> {
             Some(shard)
         }
@@ -206,12 +215,6 @@ pub(crate) mod tests {
         }
         fn epoch(&self) -> u64 {
             0
-        }
-        fn spread_error(&self, command: &str, a: u8, b: u8) -> Error {
-            Error::CrossSlot {
-                command: command.to_string(),
-                slots: vec![a.into(), b.into()],
-            }
         }
     }
 

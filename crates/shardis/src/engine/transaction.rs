@@ -7,17 +7,17 @@ use crate::command::{self, ArgList};
 use crate::error::Result;
 
 use super::plan::{self, Plan};
-use super::{Engine, Request, Router, Target, View};
+use super::{Engine, Request, Router, Shards, Target};
 
 /// Runs `pipeline` as one transaction; returns the `EXEC` reply.
 pub(crate) async fn run<R: Router>(engine: &Engine<R>, pipeline: &Pipeline) -> Result<Value> {
     let router = &engine.router;
-    let view = router.view();
+    let shards = router.shards();
     let all_args: Vec<ArgList<'_>> = pipeline.cmd_iter().map(command::args_of).collect();
     let mut shard = None;
     let mut keys: Vec<&[u8]> = Vec::new();
     for args in &all_args {
-        let indices = match plan::plan(engine, &view, args).await {
+        let indices = match plan::plan(engine, &shards, args).await {
             Ok(Plan::Keyless) => continue,
             Ok(Plan::Fanout(_)) => {
                 return Err(crate::Error::Unsupported {
@@ -31,22 +31,22 @@ pub(crate) async fn run<R: Router>(engine: &Engine<R>, pipeline: &Pipeline) -> R
             Ok(Plan::Split(_)) | Err(_) => {
                 let name = command::name_of(args);
                 let first = args.get(1).copied().unwrap_or_default();
-                let a = view.shard_of(first);
+                let a = shards.shard_of(first);
                 let b = args[1..]
                     .iter()
-                    .map(|k| view.shard_of(k))
+                    .map(|k| shards.shard_of(k))
                     .find(|s| *s != a)
                     .unwrap_or(a);
-                return Err(view.spread_error(&format!("MULTI ({name})"), a, b));
+                return Err(shards.spread_error(&format!("MULTI ({name})"), a, b));
             }
         };
         for i in indices {
             let key = args[i];
-            let this = view.shard_of(key);
+            let this = shards.shard_of(key);
             match shard {
                 None => shard = Some(this),
                 Some(first) if first != this => {
-                    return Err(view.spread_error("MULTI", first, this));
+                    return Err(shards.spread_error("MULTI", first, this));
                 }
                 Some(_) => {}
             }
@@ -62,7 +62,7 @@ pub(crate) async fn run<R: Router>(engine: &Engine<R>, pipeline: &Pipeline) -> R
         None => Target::Any,
     };
     let reply = router
-        .execute(&view, Request::Transaction(pipeline), target)
+        .execute(&shards, Request::Transaction(pipeline), target)
         .await?;
     match reply {
         Value::ServerError(e) if e.code() == "EXECABORT" => Err(crate::Error::TransactionAborted {

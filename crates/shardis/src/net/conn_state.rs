@@ -241,7 +241,6 @@ impl ConnState {
 pub(crate) struct ReplyReader {
     buf: Vec<u8>,
     decoder: shardis_resp::Decoder,
-    frames: Vec<shardis_resp::Frame>,
     /// Push frames seen (RESP3): they answer no command and are never matched to a waiter.
     pub pushes: u64,
 }
@@ -251,7 +250,6 @@ impl ReplyReader {
         ReplyReader {
             buf: Vec::with_capacity(capacity),
             decoder: shardis_resp::Decoder::new(),
-            frames: Vec::new(),
             pushes: 0,
         }
     }
@@ -267,14 +265,20 @@ impl ReplyReader {
     /// Decodes what was read: complete replies are appended to `values`; pushes are counted
     /// and dropped. A malformed reply is an error (the connection must close).
     pub fn decode(&mut self, values: &mut Vec<Value>) -> Result<(), shardis_resp::RespError> {
-        let consumed = self.decoder.decode(&self.buf, &mut self.frames)?;
-        self.buf.drain(..consumed);
-        for frame in self.frames.drain(..) {
+        // Frame by frame straight into `values`: a reply is moved once, not through a list
+        // of frames first (measurable at hundreds of thousands of small replies a second).
+        let mut consumed = 0;
+        loop {
+            let rest = self.buf.get(consumed..).unwrap_or_default();
+            let (frame, n) = self.decoder.decode_frame(rest)?;
+            consumed += n;
             match frame {
-                shardis_resp::Frame::Reply(value) => values.push(value),
-                shardis_resp::Frame::Push(_) => self.pushes += 1,
+                Some(shardis_resp::Frame::Reply(value)) => values.push(value),
+                Some(shardis_resp::Frame::Push(_)) => self.pushes += 1,
+                None => break,
             }
         }
+        self.buf.drain(..consumed);
         Ok(())
     }
 }

@@ -334,13 +334,23 @@ impl Node {
         self.failures.load(Ordering::Relaxed) == 0
     }
 
+    /// The index of the connection whose turn it is.
+    fn turn(&self) -> usize {
+        // One connection (the default) needs no turn: the counter is a cache line every
+        // worker thread would write per command.
+        match self.connections.len() {
+            1 => 0,
+            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        }
+    }
+
     /// A connection to this node, opening one if needed.
     ///
     /// While the node is in reconnect backoff this fails at once instead of queueing: callers
     /// must not wait behind each other on a dead node (their deadline is better spent on a
     /// topology refresh that routes them elsewhere).
     pub async fn connection(&self) -> Result<Arc<Connection>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let i = self.turn();
         if let Some(conn) = self.connections[i].load_full()
             && !conn.is_closed()
         {
@@ -352,7 +362,7 @@ impl Node {
     /// The next connection in turn if it is open (the common case, without a future to poll
     /// or a timer to arm around it); `None` when it must be opened with [`Node::connection`].
     pub fn ready_connection(&self) -> Option<Arc<Connection>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let i = self.turn();
         // A connection the server closed (idle timeout, CLIENT KILL, restart) is noticed by its
         // reader: it is not handed out again, so no command is written to it.
         self.connections[i].load_full().filter(|c| !c.is_closed())

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use arc_swap::ArcSwap;
 use redis::{Cmd, Pipeline, Value};
 
-use crate::engine::{BatchFailed, Request, Router, Target, View};
+use crate::engine::{BatchFailed, Request, Router, Shards, Target, View};
 use crate::error::{Error, Result};
 use crate::net::Pool;
 use crate::settings::Settings;
@@ -158,14 +158,31 @@ impl RingRouter {
     }
 }
 
-impl View for Arc<Snapshot> {
+impl Shards for Arc<Snapshot> {
     /// The index of the owner in the live ring.
     type Shard = usize;
-    type Node = usize;
 
     fn shard_of(&self, key: &[u8]) -> usize {
         self.live.owner_index(key)
     }
+
+    fn spread_error(&self, command: &str, _a: usize, _b: usize) -> Error {
+        tracing::debug!(command, "keys on several ring nodes");
+        let reason = if command.starts_with("MULTI") {
+            "a transaction's keys must all live on one ring node; give them one hash tag"
+        } else {
+            "its keys live on different ring nodes; give them one hash tag \
+             (e.g. {user1}) with .ring_hash_tag(*b\"{}\")"
+        };
+        Error::Unsupported {
+            command: command.split(' ').next().unwrap_or(command).to_string(),
+            reason,
+        }
+    }
+}
+
+impl View for Arc<Snapshot> {
+    type Node = usize;
 
     fn node_of(&self, shard: usize, _read: bool) -> Option<usize> {
         Some(shard)
@@ -193,20 +210,6 @@ impl View for Arc<Snapshot> {
     fn server(&self, node: &usize) -> Option<Arc<crate::net::Node>> {
         self.live.members().get(*node).map(|m| m.server.clone())
     }
-
-    fn spread_error(&self, command: &str, _a: usize, _b: usize) -> Error {
-        tracing::debug!(command, "keys on several ring nodes");
-        let reason = if command.starts_with("MULTI") {
-            "a transaction's keys must all live on one ring node; give them one hash tag"
-        } else {
-            "its keys live on different ring nodes; give them one hash tag \
-             (e.g. {user1}) with .ring_hash_tag(*b\"{}\")"
-        };
-        Error::Unsupported {
-            command: command.split(' ').next().unwrap_or(command).to_string(),
-            reason,
-        }
-    }
 }
 
 impl RingRouter {
@@ -229,7 +232,16 @@ impl RingRouter {
 }
 
 impl Router for Arc<RingRouter> {
+    type Shards = Arc<Snapshot>;
     type View = Arc<Snapshot>;
+
+    fn shards(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    fn shards_in(view: &Arc<Snapshot>) -> Arc<Snapshot> {
+        view.clone()
+    }
 
     fn view(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
