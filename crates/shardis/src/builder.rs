@@ -11,8 +11,12 @@ use crate::settings::{DownPolicy, ReadFrom, Secret, Settings};
 /// The deployment the client talks to.
 #[derive(Clone, Debug)]
 pub(crate) enum Mode {
-    Cluster { seeds: Vec<String> },
+    Cluster {
+        seeds: Vec<String>,
+    },
     Ring(RingConfig),
+    /// One primary with replicas, without Redis Cluster (given, or from Sentinel).
+    Replicated(crate::replicated::Source),
 }
 
 /// Builds a [`Client`](crate::Client). Start with [`Client::builder`](crate::Client::builder),
@@ -41,6 +45,8 @@ pub struct Builder {
     pub(crate) hot: Option<crate::hot::HotKeyOptions>,
     /// What connection URLs said (seeds given as URLs).
     pub(crate) from_urls: crate::url::FromUrls,
+    /// Sentinel mode: the sentinels' own credentials.
+    pub(crate) sentinel_auth: crate::replicated::SentinelAuth,
 }
 
 impl Builder {
@@ -96,7 +102,91 @@ impl Builder {
         self
     }
 
-    /// Where reads go (cluster mode). Default [`ReadFrom::Primary`].
+    // ---- primary + replicas, Sentinel: see `replicated/` ----
+
+    /// Primary + replicas mode, without Redis Cluster: writes go to the primary, reads as
+    /// [`read_from`](Builder::read_from) says (only read-only commands ever go to a replica),
+    /// and whole-keyspace commands (`KEYS`, `DBSIZE`, `FLUSHALL`, ...) to the primary. Every
+    /// node's role is checked with `ROLE` (`INFO replication` where `ROLE` is refused) at
+    /// start — if `primary` is not the primary, the client uses the node that is — and again
+    /// after a connection failure, a `READONLY`, `LOADING` or `MASTERDOWN` reply, so a
+    /// promotion is followed: the new primary is found among the known nodes and the
+    /// replicas they report. A write that may have run is never sent twice.
+    ///
+    /// A managed service's primary endpoint and reader endpoint fit as they are (a reader
+    /// endpoint is a replica address):
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), shardis::Error> {
+    /// let client = shardis::Client::builder()
+    ///     .replicated(
+    ///         "my-cache.xxxxxx.ng.0001.use1.cache.amazonaws.com:6379",
+    ///         ["my-cache-ro.xxxxxx.ng.0001.use1.cache.amazonaws.com:6379"],
+    ///     )
+    ///     .read_from(shardis::ReadFrom::PreferReplica)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn replicated<I, S>(mut self, primary: impl Into<String>, replicas: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.mode = Some(Mode::Replicated(crate::replicated::Source::Nodes {
+            primary: primary.into(),
+            replicas: replicas.into_iter().map(Into::into).collect(),
+        }));
+        self
+    }
+
+    /// Redis Sentinel mode: the primary and replicas of the master `master_name`, as the
+    /// sentinels at `sentinels` (`host:port`) report them, checked with `ROLE` on the node
+    /// they name. The client follows `+switch-master` announcements (subscribed on every
+    /// sentinel) and asks again after a connection failure or a `READONLY` reply; routing is
+    /// then as in [`replicated`](Builder::replicated). Sentinels' credentials are their own:
+    /// [`sentinel_password`](Builder::sentinel_password); [`password`](Builder::password)
+    /// is for the data nodes.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), shardis::Error> {
+    /// let client = shardis::Client::builder()
+    ///     .sentinel("mymaster", ["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"])
+    ///     .sentinel_password("sentinel-secret")
+    ///     .password("data-secret")
+    ///     .read_from(shardis::ReadFrom::PreferReplica)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sentinel<I, S>(mut self, master_name: impl Into<String>, sentinels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.mode = Some(Mode::Replicated(crate::replicated::Source::Sentinel {
+            name: master_name.into(),
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+            auth: Default::default(),
+        }));
+        self
+    }
+
+    /// ACL user name for `AUTH` to the sentinels (Sentinel mode).
+    pub fn sentinel_username(mut self, username: impl Into<String>) -> Self {
+        self.sentinel_auth.username = Some(username.into());
+        self
+    }
+
+    /// Password for `AUTH` to the sentinels (Sentinel mode: their `requirepass`); never
+    /// shown in `Debug`, logs or errors.
+    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
+        self.sentinel_auth.password = Some(Secret::new(password));
+        self
+    }
+
+    /// Where reads go (cluster, primary+replicas and Sentinel modes). Default
+    /// [`ReadFrom::Primary`].
     pub fn read_from(mut self, read_from: ReadFrom) -> Self {
         self.settings.read_from = read_from;
         self
@@ -297,7 +387,7 @@ impl Builder {
     fn with_ring(mut self, f: impl FnOnce(&mut RingConfig)) -> Self {
         match &mut self.mode {
             Some(Mode::Ring(config)) => f(config),
-            Some(Mode::Cluster { .. }) => {}
+            Some(Mode::Cluster { .. } | Mode::Replicated(_)) => {}
             None => {
                 let mut config = RingConfig::new(Vec::new());
                 f(&mut config);
@@ -349,7 +439,9 @@ impl Builder {
         }
         match &self.mode {
             None => Err(Error::Config(
-                "choose a deployment mode with .cluster(seeds) or .ring(nodes)".into(),
+                "choose a deployment mode with .cluster(seeds), .ring(nodes), \
+                 .replicated(primary, replicas) or .sentinel(master, sentinels)"
+                    .into(),
             )),
             Some(Mode::Cluster { seeds }) if seeds.is_empty() => Err(Error::Config(
                 "cluster mode needs at least one seed address".into(),
@@ -361,6 +453,24 @@ impl Builder {
                     .into(),
             )),
             Some(Mode::Ring(config)) => config.validate(),
+            Some(Mode::Replicated(_)) if self.hot.is_some() => Err(Error::Config(
+                "hot-key copies spread reads over shards, and a primary with replicas is one \
+                 shard: spread reads over the replicas with read_from(ReadFrom::PreferReplica)"
+                    .into(),
+            )),
+            Some(Mode::Replicated(source)) => {
+                if !matches!(source, crate::replicated::Source::Sentinel { .. })
+                    && (self.sentinel_auth.username.is_some()
+                        || self.sentinel_auth.password.is_some())
+                {
+                    return Err(Error::Config(
+                        "sentinel credentials are for sentinel mode (.sentinel(master, sentinels))"
+                            .into(),
+                    ));
+                }
+                self.sentinel_auth.validate()?;
+                source.validate()
+            }
         }
     }
 }

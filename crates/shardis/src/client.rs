@@ -17,6 +17,7 @@ use crate::engine::{Engine, Router, Shards, View};
 use crate::error::{Error, Result};
 use crate::hot::{CopyPlacement, Hot};
 use crate::pubsub::{Kind, Placement, Subscription};
+use crate::replicated::{ReplicatedRouter, Replication};
 use crate::ring_router::{MembershipChange, RingNode, RingRouter, RingStatus};
 use crate::stats::Stats;
 
@@ -54,6 +55,7 @@ pub struct Client {
 enum Inner {
     Cluster(Engine<Arc<ClusterRouter>>),
     Ring(Engine<Arc<RingRouter>>),
+    Replicated(Engine<Arc<ReplicatedRouter>>),
 }
 
 impl std::fmt::Debug for Client {
@@ -69,6 +71,12 @@ impl std::fmt::Debug for Client {
                 .field("mode", &"ring")
                 .field("settings", &engine.router.settings)
                 .finish_non_exhaustive(),
+            Inner::Replicated(engine) => f
+                .debug_struct("Client")
+                .field("mode", &"replicated")
+                .field("source", &engine.router.source)
+                .field("settings", &engine.router.settings)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -80,6 +88,7 @@ macro_rules! with_engine {
         match $inner {
             Inner::Cluster($engine) => $body,
             Inner::Ring($engine) => $body,
+            Inner::Replicated($engine) => $body,
         }
     };
 }
@@ -101,6 +110,13 @@ impl Client {
             )),
             Mode::Ring(config) => Inner::Ring(Engine::new(
                 RingRouter::connect(config, builder.settings).await?,
+            )),
+            Mode::Replicated(source) => Inner::Replicated(Engine::new(
+                ReplicatedRouter::connect(
+                    source.with_sentinel_auth(builder.sentinel_auth),
+                    builder.settings,
+                )
+                .await?,
             )),
         };
         let hot = builder.hot.map(|options| {
@@ -294,6 +310,9 @@ impl Client {
             Inner::Ring(engine) => {
                 crate::engine::scan::stream(Box::new(engine.router.clone()), options).boxed()
             }
+            Inner::Replicated(engine) => {
+                crate::engine::scan::stream(Box::new(engine.router.clone()), options).boxed()
+            }
         }
     }
 
@@ -384,11 +403,12 @@ impl Client {
     pub fn topology(&self) -> Topology {
         match &*self.inner {
             Inner::Cluster(engine) => engine.router.routes.load().map.topology().clone(),
-            Inner::Ring(_) => Topology::empty(),
+            Inner::Ring(_) | Inner::Replicated(_) => Topology::empty(),
         }
     }
 
-    /// Reloads the cluster topology now and waits for it (bounded by the command deadline).
+    /// Reloads the cluster topology now and waits for it (bounded by the command deadline);
+    /// in primary+replicas and Sentinel modes, finds the primary and replicas again.
     ///
     /// Fails with [`Error::Config`] in ring mode, where the client owns the topology (see
     /// [`Client::add_node`]).
@@ -398,6 +418,12 @@ impl Client {
                 let router = &engine.router;
                 let until = tokio::time::Instant::now() + router.settings.deadline;
                 router.refresher.request_and_wait(until).await;
+                Ok(())
+            }
+            Inner::Replicated(engine) => {
+                let router = &engine.router;
+                let until = tokio::time::Instant::now() + router.settings.deadline;
+                router.rediscovery.request_and_wait(until).await;
                 Ok(())
             }
             Inner::Ring(_) => Err(Error::Config(
@@ -413,12 +439,29 @@ impl Client {
     pub fn stats(&self) -> Stats {
         let mut stats = match &*self.inner {
             Inner::Cluster(engine) => engine.router.stats.snapshot(),
-            Inner::Ring(_) => Stats::default(),
+            Inner::Ring(_) | Inner::Replicated(_) => Stats::default(),
         };
         if let Some(hot) = &self.hot {
             hot.add_to(&mut stats);
         }
         stats
+    }
+
+    /// Where a primary+replicas or Sentinel client routes now: the primary, the replicas
+    /// reads may use, and how many promotions it followed; `None` in the other modes.
+    ///
+    /// ```no_run
+    /// # fn run(client: shardis::Client) {
+    /// if let Some(replication) = client.replication() {
+    ///     println!("writes go to {}", replication.primary);
+    /// }
+    /// # }
+    /// ```
+    pub fn replication(&self) -> Option<Replication> {
+        match &*self.inner {
+            Inner::Replicated(engine) => Some(engine.router.replication()),
+            Inner::Cluster(_) | Inner::Ring(_) => None,
+        }
     }
 
     /// The keys that are hot now (detected or declared), with their estimated read rates.
@@ -440,13 +483,14 @@ impl Client {
         match &*self.inner {
             Inner::Cluster(engine) => engine.router.routes.load_full(),
             Inner::Ring(engine) => engine.router.snapshot.load().live.clone(),
+            Inner::Replicated(engine) => engine.router.routes.load_full(),
         }
     }
 
     fn ring_router(&self) -> Result<&Arc<RingRouter>> {
         match &*self.inner {
             Inner::Ring(engine) => Ok(&engine.router),
-            Inner::Cluster(_) => Err(Error::Config(
+            Inner::Cluster(_) | Inner::Replicated(_) => Err(Error::Config(
                 "ring membership changes need a ring-mode client".into(),
             )),
         }
@@ -567,6 +611,7 @@ impl Client {
         match &*self.inner {
             Inner::Cluster(engine) => Placement::Cluster(engine.router.clone()),
             Inner::Ring(engine) => Placement::Ring(engine.router.clone()),
+            Inner::Replicated(engine) => Placement::Replicated(engine.router.clone()),
         }
     }
 }

@@ -31,6 +31,16 @@ pub enum Error {
         errors: Vec<String>,
     },
 
+    /// Primary+replicas or Sentinel mode: no node could be confirmed as the primary (no node
+    /// said it is one, no sentinel named one that agreed, or none answered).
+    #[error("no primary found from {from}; errors: {}", errors.join("; "))]
+    NoPrimary {
+        /// Where the primary was looked for: the nodes, or the master name and sentinels.
+        from: String,
+        /// What each node or sentinel answered, or why it could not be reached.
+        errors: Vec<String>,
+    },
+
     /// A node could not be reached, or the connection broke while the command was in flight.
     #[error("node {node} unreachable{}: {message}", slot_suffix(*slot))]
     Connection {
@@ -274,6 +284,7 @@ impl Error {
         match self {
             Error::Config(_) => "config",
             Error::NoSeedReachable { .. } => "no_seed",
+            Error::NoPrimary { .. } => "no_primary",
             Error::Connection { .. } => "connection",
             Error::Auth { .. } => "auth",
             Error::Timeout { .. } => "timeout",
@@ -310,6 +321,7 @@ impl From<Error> for redis::RedisError {
             Error::Timeout { .. } => Io::TimedOut,
             Error::Connection { .. }
             | Error::NoSeedReachable { .. }
+            | Error::NoPrimary { .. }
             | Error::NodeDown { .. }
             | Error::CircuitOpen { .. }
             | Error::Overloaded { .. }

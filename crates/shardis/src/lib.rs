@@ -98,6 +98,7 @@ mod error;
 mod hot;
 mod net;
 mod pubsub;
+mod replicated;
 mod ring_router;
 mod settings;
 mod stats;
@@ -111,6 +112,7 @@ pub use error::{Error, Result};
 pub use hot::HotKeyOptions;
 pub use net::BreakerOptions;
 pub use pubsub::{Message, Subscription};
+pub use replicated::Replication;
 pub use ring_router::{
     HealthPolicy, MembershipChange, NodeState, RebalanceHandle, RebalanceOptions,
     RebalanceProgress, RebalanceReport, RingNode, RingNodeStatus, RingPlacement, RingStatus,

@@ -51,6 +51,29 @@ impl Refresher {
     pub fn wake_for_shutdown(&self) {
         self.wake.notify_one();
     }
+
+    /// Waits until the next refresh is due: asked for, or `interval` after `last`; never
+    /// sooner than `min_interval` after `last` (for the background task).
+    pub async fn due(
+        &self,
+        last: tokio::time::Instant,
+        interval: std::time::Duration,
+        min_interval: std::time::Duration,
+    ) {
+        tokio::select! {
+            _ = tokio::time::sleep_until(last + interval) => {}
+            _ = self.wake.notified() => {}
+        }
+        let not_before = last + min_interval;
+        if tokio::time::Instant::now() < not_before {
+            tokio::time::sleep_until(not_before).await;
+        }
+    }
+
+    /// Marks a refresh attempt done: callers of [`Refresher::request_and_wait`] wake.
+    pub fn completed(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
 }
 
 /// Marks an answer that failed on credentials, so a load where no node answered and one refused
@@ -306,7 +329,7 @@ pub(crate) async fn refresh_once(state: &ClusterRouter, turn: usize) {
             tracing::warn!(error = %e, "topology refresh failed; keeping the last good map");
         }
     }
-    state.refresher.generation.send_modify(|g| *g += 1);
+    state.refresher.completed();
 }
 
 /// The background task: refresh on request (rate-limited) and periodically, until the client
@@ -319,14 +342,7 @@ pub(crate) async fn run(state: Weak<ClusterRouter>, refresher: Arc<Refresher>) {
             Some(s) => (s.settings.refresh_interval, s.settings.refresh_min_interval),
             None => return,
         };
-        tokio::select! {
-            _ = tokio::time::sleep_until(last + interval) => {}
-            _ = refresher.wake.notified() => {}
-        }
-        let not_before = last + min_interval;
-        if tokio::time::Instant::now() < not_before {
-            tokio::time::sleep_until(not_before).await;
-        }
+        refresher.due(last, interval, min_interval).await;
         let Some(state) = state.upgrade() else { return };
         if state.closed.load(std::sync::atomic::Ordering::Relaxed) {
             return;

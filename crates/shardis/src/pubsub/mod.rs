@@ -11,7 +11,7 @@
 //! share the client's pipelined connections: a `SUBSCRIBE` sent through
 //! [`Client::send`](crate::Client::send) is refused.
 
-mod conn;
+pub(crate) mod conn;
 mod message;
 mod place;
 mod supervisor;

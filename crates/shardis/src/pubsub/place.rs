@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | cluster | one node for all of them (any node hears every `PUBLISH` over the cluster bus); kept while it stays in the cluster | as channels | the primary of the channel's slot |
 //! | ring | the channel's ring owner (where `PUBLISH` of it is routed) | every live node (a pattern matches channels of every owner) | the channel's ring owner |
+//! | primary+replicas | the primary (moved to the new one after a promotion) | the primary | the primary |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use super::{Kind, Sub};
 use crate::cluster::ClusterRouter;
 use crate::cluster::slots::SlotRoutes;
 use crate::error::Error;
+use crate::replicated::{ReplicaRoutes, ReplicatedRouter};
 use crate::ring_router::{RingRouter, Snapshot as RingSnapshot};
 use crate::settings::Settings;
 
@@ -87,12 +89,14 @@ pub(crate) fn commands<'a>(subs: impl IntoIterator<Item = &'a Sub>) -> Vec<(Kind
 pub(crate) enum Placement {
     Cluster(Arc<ClusterRouter>),
     Ring(Arc<RingRouter>),
+    Replicated(Arc<ReplicatedRouter>),
 }
 
 /// One routing snapshot. Held (not just compared by address), so a new one is always noticed.
 pub(crate) enum Routes {
     Cluster(Arc<SlotRoutes>),
     Ring(Arc<RingSnapshot>),
+    Replicated(Arc<ReplicaRoutes>),
 }
 
 impl Placement {
@@ -100,6 +104,7 @@ impl Placement {
         match self {
             Placement::Cluster(router) => &router.settings,
             Placement::Ring(router) => &router.settings,
+            Placement::Replicated(router) => &router.settings,
         }
     }
 
@@ -108,23 +113,33 @@ impl Placement {
         match self {
             Placement::Cluster(router) => Routes::Cluster(router.routes.load_full()),
             Placement::Ring(router) => Routes::Ring(router.snapshot.load_full()),
+            Placement::Replicated(router) => Routes::Replicated(router.routes.load_full()),
         }
     }
 
     /// Cluster mode: reloads the topology and waits for it (bounded by the deadline). A ring's
     /// topology is the client's own: nothing to load.
     pub async fn refresh(&self) {
-        if let Placement::Cluster(router) = self {
-            let until = tokio::time::Instant::now() + router.settings.deadline;
-            router.refresher.request_and_wait(until).await;
+        match self {
+            Placement::Cluster(router) => {
+                let until = tokio::time::Instant::now() + router.settings.deadline;
+                router.refresher.request_and_wait(until).await;
+            }
+            Placement::Replicated(router) => {
+                let until = tokio::time::Instant::now() + router.settings.deadline;
+                router.rediscovery.request_and_wait(until).await;
+            }
+            Placement::Ring(_) => {}
         }
     }
 
     /// Cluster mode: asks for a topology reload soon, without waiting (reloads are
     /// rate-limited and shared with the client's commands).
     pub fn request_refresh(&self) {
-        if let Placement::Cluster(router) = self {
-            router.refresher.request();
+        match self {
+            Placement::Cluster(router) => router.refresher.request(),
+            Placement::Replicated(router) => router.rediscovery.request(),
+            Placement::Ring(_) => {}
         }
     }
 
@@ -145,6 +160,9 @@ impl Placement {
             Placement::Ring(_) => Error::NodeDown {
                 node: "every ring node".into(),
             },
+            Placement::Replicated(router) => Error::NodeDown {
+                node: router.routes.load().primary.label().to_string(),
+            },
         }
     }
 }
@@ -155,6 +173,7 @@ impl Routes {
         match (self, other) {
             (Routes::Cluster(a), Routes::Cluster(b)) => Arc::ptr_eq(a, b),
             (Routes::Ring(a), Routes::Ring(b)) => Arc::ptr_eq(a, b),
+            (Routes::Replicated(a), Routes::Replicated(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -172,6 +191,7 @@ impl Locate for Routes {
                 }
                 Some(snap.live.owner(name).server.endpoint.clone())
             }
+            Routes::Replicated(routes) => Some(routes.primary.endpoint.clone()),
         }
     }
 
@@ -192,6 +212,7 @@ impl Locate for Routes {
                 .iter()
                 .map(|m| m.server.endpoint.clone())
                 .collect(),
+            Routes::Replicated(routes) => vec![routes.primary.endpoint.clone()],
         }
     }
 
@@ -203,6 +224,7 @@ impl Locate for Routes {
                 .members()
                 .iter()
                 .any(|m| m.server.endpoint == *node),
+            Routes::Replicated(routes) => routes.primary.endpoint == *node,
         }
     }
 }
