@@ -5,7 +5,8 @@
 //! `redis-cli --cluster reshard`, `CLUSTER FAILOVER` in every mode, SIGKILL / SIGSTOP /
 //! SIGCONT / restart of single nodes, and waits that poll until every node agrees.
 //! [`Standalone`] starts independent non-cluster nodes with the same process helpers.
-//! [`Twemproxy`] starts twemproxy (`nutcracker`) in front of such nodes. [`FakeNode`] is no
+//! [`Replication`] starts a primary with replicas (`REPLICAOF`), and [`Sentinels`] real
+//! sentinels watching it. [`Twemproxy`] starts twemproxy (`nutcracker`) in front of such nodes. [`FakeNode`] is no
 //! server at all: a RESP peer whose every reply a test scripts, for unit tests of clients.
 //!
 //! Every process runs in the foreground on a leased 127.0.0.1 port (bus port +10000 free
@@ -44,6 +45,8 @@ mod info;
 mod migrate;
 mod node;
 mod ports;
+mod replication;
+mod sentinel;
 mod server;
 mod settings;
 mod standalone;
@@ -58,6 +61,8 @@ pub use failover::FailoverMode;
 pub use fake::{FakeCommand, FakeCtx, FakeNode, FakeReply};
 pub use migrate::Migration;
 pub use node::{Node, Role};
+pub use replication::{Replication, ReplicationBuilder};
+pub use sentinel::{Sentinels, SentinelsBuilder};
 pub use server::ProcessState;
 pub use standalone::{Standalone, StandaloneBuilder};
 pub use twemproxy::{Twemproxy, TwemproxyBuilder, TwemproxyHash};

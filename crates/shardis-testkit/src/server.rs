@@ -40,6 +40,8 @@ pub(crate) struct ServerSpec {
     pub(crate) auth: Option<Auth>,
     /// How long to wait for the first PONG.
     pub(crate) startup_timeout: Duration,
+    /// Command-line arguments after the config file (`--sentinel`).
+    pub(crate) args: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -198,7 +200,8 @@ impl Server {
         let child = spawn_in(
             dir,
             &self.spec.binary,
-            [dir.join("redis.conf").into_os_string()],
+            std::iter::once(dir.join("redis.conf").into_os_string())
+                .chain(self.spec.args.iter().map(std::ffi::OsString::from)),
         )
         .map_err(fatal)?;
         *self.lock() = Proc {

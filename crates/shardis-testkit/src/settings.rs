@@ -101,6 +101,7 @@ impl Settings {
                     lines,
                     auth: self.auth.clone(),
                     startup_timeout: self.timeout,
+                    args: Vec::new(),
                 })
             })
             .collect()

@@ -1,0 +1,263 @@
+//! Primary + replicas without cluster mode: writes reach the primary, reads the replicas under
+//! `ReadFrom::PreferReplica` (as their own `INFO commandstats` show), whole-keyspace commands the
+//! primary only; every client feature works on the one shard; a promotion by hand is followed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use redis::AsyncCommands;
+use shardis::ReadFrom;
+use shardis_testkit::{Node, Replication};
+
+fn calls(stats: &HashMap<String, u64>, command: &str) -> u64 {
+    stats.get(command).copied().unwrap_or(0)
+}
+
+/// `WAIT` on the primary until every replica has its writes: `WAIT` counts the replicas that
+/// have this connection's last write, so the connection writes (and removes) a key first.
+async fn wait_replicated(set: &Replication, primary: &Node, replicas: i64) {
+    let mut conn = set.connection(primary).await.expect("connection");
+    let _: () = conn.set("wait:mark", 1).await.expect("mark");
+    let _: () = conn.del("wait:mark").await.expect("unmark");
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(replicas)
+        .arg(10_000)
+        .query_async(&mut conn)
+        .await
+        .expect("WAIT");
+    assert_eq!(acked, replicas, "replicas caught up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_reach_replicas_writes_and_whole_keyspace_commands_the_primary() {
+    let set = Replication::builder()
+        .replicas(2)
+        .start()
+        .await
+        .expect("set");
+    let (primary, replicas) = (set.nodes()[0].clone(), set.nodes()[1..].to_vec());
+    let mut client = shardis::Client::builder()
+        .replicated(primary.addr(), replicas.iter().map(Node::addr))
+        .read_from(ReadFrom::PreferReplica)
+        .build()
+        .await
+        .expect("client");
+    let replication = client.replication().expect("replicated mode");
+    assert_eq!(replication.primary, primary.addr());
+    assert_eq!(replication.replicas.len(), 2);
+
+    for i in 0..200 {
+        let _: () = client.set(format!("k:{i}"), i).await.expect("write");
+    }
+    wait_replicated(&set, &primary, 2).await;
+    for node in set.nodes() {
+        set.config_resetstat(node).await.expect("reset");
+    }
+    for i in 0..200 {
+        let v: Option<i64> = client.get(format!("k:{i}")).await.expect("read");
+        assert_eq!(v, Some(i));
+    }
+    let values: Vec<Option<i64>> = client.mget(&["k:1", "k:2", "nope"]).await.expect("mget");
+    assert_eq!(values, vec![Some(1), Some(2), None]);
+    for i in 0..50 {
+        let _: () = client.set(format!("w:{i}"), i).await.expect("write");
+    }
+    let size: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut client)
+        .await
+        .expect("dbsize");
+    assert_eq!(size, 250, "the primary's whole keyspace");
+    let keys: Vec<String> = client.keys("w:*").await.expect("keys");
+    assert_eq!(keys.len(), 50);
+
+    let on_primary = set.commandstats(&primary).await.expect("stats");
+    assert_eq!(calls(&on_primary, "get"), 0, "the primary served reads");
+    assert_eq!(calls(&on_primary, "mget"), 0, "the primary served reads");
+    assert_eq!(calls(&on_primary, "set"), 50, "writes go to the primary");
+    assert_eq!(calls(&on_primary, "dbsize"), 1);
+    assert_eq!(calls(&on_primary, "keys"), 1);
+    let mut replica_gets = 0;
+    for replica in &replicas {
+        let stats = set.commandstats(replica).await.expect("stats");
+        assert!(
+            calls(&stats, "get") > 0,
+            "{} served no reads",
+            replica.addr()
+        );
+        assert_eq!(calls(&stats, "dbsize") + calls(&stats, "keys"), 0);
+        replica_gets += calls(&stats, "get");
+    }
+    assert_eq!(replica_gets, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_scripts_blocking_pubsub_and_scan_work_on_the_one_shard() {
+    let set = Replication::builder()
+        .replicas(1)
+        .start()
+        .await
+        .expect("set");
+    let (primary, replica) = (set.nodes()[0].clone(), set.nodes()[1].clone());
+    // Given the replica as "primary": the roles are checked, the real primary is used.
+    let mut client = shardis::Client::builder()
+        .replicated(replica.addr(), [primary.addr()])
+        .read_from(ReadFrom::PreferReplica)
+        .build()
+        .await
+        .expect("client");
+    let replication = client.replication().expect("replicated mode");
+    assert_eq!(replication.primary, primary.addr());
+    assert_eq!(replication.replicas, vec![replica.addr()]);
+
+    // Keys of no common hash tag share a transaction: one shard.
+    let (a, b): (i64, i64) = redis::pipe()
+        .atomic()
+        .incr("tx:a", 1)
+        .incr("tx:b", 2)
+        .query_async(&mut client)
+        .await
+        .expect("MULTI/EXEC");
+    assert_eq!((a, b), (1, 2));
+    let total: i64 = client
+        .transaction(&["tx:a", "tx:b"], async |conn, mut pipe| {
+            let a: i64 = conn.get("tx:a").await?;
+            let b: i64 = conn.get("tx:b").await?;
+            pipe.set("tx:sum", a + b).ignore().get("tx:sum");
+            let done: Option<(i64,)> = pipe.query_async(conn).await?;
+            Ok(done.map(|(v,)| v))
+        })
+        .await
+        .expect("WATCH transaction");
+    assert_eq!(total, 3);
+    let script = redis::Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    let n: i64 = script
+        .key("s:1")
+        .arg(5)
+        .invoke_async(&mut client)
+        .await
+        .expect("script");
+    assert_eq!(n, 5);
+
+    // A blocking pop waits on the primary for a push.
+    let popper = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .send(redis::cmd("BLPOP").arg("q").arg(10))
+                .await
+                .expect("BLPOP")
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _: () = client.rpush("q", "job").await.expect("push");
+    let popped = popper.await.expect("task");
+    assert_eq!(
+        redis::from_redis_value::<(String, String)>(popped).expect("reply"),
+        ("q".to_string(), "job".to_string())
+    );
+
+    let mut news = client.subscribe(["news"]).await.expect("subscribe");
+    let receivers: i64 = redis::cmd("PUBLISH")
+        .arg("news")
+        .arg("hello")
+        .query_async(&mut client)
+        .await
+        .expect("publish");
+    assert_eq!(receivers, 1);
+    let message = tokio::time::timeout(Duration::from_secs(10), news.next())
+        .await
+        .expect("a message in time")
+        .expect("a message");
+    assert_eq!(message.payload(), b"hello");
+
+    let mut keys: Vec<Vec<u8>> = client
+        .scan(shardis::ScanOptions::new().pattern("tx:*"))
+        .map(|k| k.expect("key"))
+        .collect()
+        .await;
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![b"tx:a".to_vec(), b"tx:b".to_vec(), b"tx:sum".to_vec()]
+    );
+
+    let refused = shardis::Client::builder()
+        .replicated(primary.addr(), [replica.addr()])
+        .hot_keys(shardis::HotKeyOptions::default())
+        .build()
+        .await
+        .expect_err("hot-key copies need shards");
+    assert!(refused.to_string().contains("PreferReplica"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_by_hand_is_followed_by_writes_reads_and_subscriptions() {
+    let set = Replication::builder()
+        .replicas(2)
+        .start()
+        .await
+        .expect("set");
+    let (old, next) = (set.nodes()[0].clone(), set.nodes()[1].clone());
+    let mut client = shardis::Client::builder()
+        .replicated(old.addr(), set.nodes()[1..].iter().map(Node::addr))
+        .read_from(ReadFrom::PreferReplica)
+        .build()
+        .await
+        .expect("client");
+    for i in 0..100 {
+        let _: () = client.set(format!("p:{i}"), i).await.expect("write");
+    }
+    let mut news = client.subscribe(["news"]).await.expect("subscribe");
+    wait_replicated(&set, &old, 2).await;
+
+    set.promote(&next).await.expect("promotion");
+
+    // The first write reaches the demoted primary (READONLY: it did not run), the client
+    // finds the new primary and sends it there: no write fails.
+    for i in 0..100 {
+        let _: () = client
+            .set(format!("p:{i}"), i + 1000)
+            .await
+            .expect("write after the promotion");
+    }
+    let replication = client.replication().expect("replicated mode");
+    assert_eq!(replication.primary, next.addr());
+    assert_eq!(replication.primary_changes, 1);
+    assert!(
+        replication.replicas.contains(&old.addr()),
+        "the demoted primary serves reads: {replication:?}"
+    );
+    let mut on_new = set.connection(&next).await.expect("connection");
+    for i in 0..100 {
+        let v: i64 = on_new.get(format!("p:{i}")).await.expect("read");
+        assert_eq!(v, i + 1000, "the write reached the new primary");
+    }
+    wait_replicated(&set, &next, 2).await;
+    for i in 0..100 {
+        let v: i64 = client.get(format!("p:{i}")).await.expect("read");
+        assert_eq!(v, i + 1000);
+    }
+
+    // The subscription moved to the new primary, where PUBLISH now goes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("news")
+            .arg("after")
+            .query_async(&mut client)
+            .await
+            .expect("publish");
+        match tokio::time::timeout(Duration::from_millis(500), news.next()).await {
+            Ok(Some(message)) => {
+                assert_eq!(message.payload(), b"after");
+                break;
+            }
+            Ok(None) => panic!("the subscription ended"),
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no message through the new primary"
+            ),
+        }
+    }
+}
