@@ -52,6 +52,23 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With **one primary and its replicas** (no cluster mode), given as addresses
+//! ([`Builder::replicated`]: a managed service's primary and reader endpoints fit) or named by
+//! **Redis Sentinel** ([`Builder::sentinel`]), writes go to the primary, reads to replicas per
+//! [`ReadFrom`], and a promotion is followed: the roles are checked with `ROLE`, and sentinels'
+//! `+switch-master` announcements are listened to. [`Client::replication`] says where the
+//! client routes now.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = shardis::Client::builder()
+//!     .sentinel("mymaster", ["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"])
+//!     .read_from(shardis::ReadFrom::PreferReplica)
+//!     .build()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
 //! The pure building blocks are re-exported: [`slots`] (slot math, topology parsing) and
 //! [`ring`] (consistent hashing).
 //!
@@ -81,6 +98,7 @@
 //!   commands, groups pipelines in order, runs transactions and fan-outs, reassembles replies.
 //! - `cluster/`: the slot-map router (redirect policy as a pure function, topology refresh).
 //! - `ring_router/`: the hash-ring router (placement, health, membership, online rebalancing).
+//! - `replicated/`: the primary+replicas router (roles, promotions, Sentinel).
 //! - `hot/`: the hot-key layer over the engine (copies on distinct shards, near cache).
 //! - `net/`: the node pool and shardis' own pipelined connection.
 //! - `command/`: where each command keeps its keys, built in or learned from the server.

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Where reads go in cluster mode. Writes always go to primaries.
+/// Where reads go in cluster, primary+replicas and Sentinel modes (only read-only commands ever go
+/// to a replica). Writes always go to primaries.
 ///
 /// ```
 /// use shardis::ReadFrom;
