@@ -236,10 +236,15 @@ async fn a_manual_failover_under_load_loses_no_acknowledged_write() {
     }
     let replication = client.replication().expect("sentinel mode");
     assert_eq!(replication.primary, new.addr());
+    let last_failure = results
+        .iter()
+        .flat_map(|r| r.failures.iter())
+        .max()
+        .map(|at| at.saturating_duration_since(began));
     println!(
-        "manual failover: {} acknowledged writes, {failures} failed or unacknowledged, all within \
-         {:?} of the failover command (sentinels settled after {:?}, client followed after {:?}); \
-         0 acknowledged writes lost",
+        "manual failover: {} acknowledged writes, {failures} failed or unacknowledged (the last \
+         {last_failure:?} after the failover command), all within the window of {:?} (sentinels \
+         settled after {:?}, client followed after {:?}); 0 acknowledged writes lost",
         results.iter().map(|r| r.acked).sum::<u64>(),
         window_end - began,
         settled - began,

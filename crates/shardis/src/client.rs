@@ -398,8 +398,9 @@ impl Client {
         with_engine!(&*self.inner, engine => engine.fan_out(cmd, true).await)
     }
 
-    /// The cluster topology the client routes by right now. A ring has no cluster topology:
-    /// in ring mode this is empty; see [`Client::ring_status`].
+    /// The cluster topology the client routes by right now. A ring or a primary with replicas
+    /// has no cluster topology: in those modes this is empty; see [`Client::ring_status`] and
+    /// [`Client::replication`].
     pub fn topology(&self) -> Topology {
         match &*self.inner {
             Inner::Cluster(engine) => engine.router.routes.load().map.topology().clone(),
