@@ -338,3 +338,81 @@ mod shared {
         }
     }
 }
+
+/// The address ring node `name` has in the client now.
+fn ring_addr(client: &shardis::Client, name: &str) -> String {
+    let status = client.ring_status().expect("ring mode");
+    let node = status.nodes.iter().find(|n| n.name == name);
+    node.map(|n| n.addr.clone()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_of_sentinel_shards_follows_a_failover_and_moves_no_key() {
+    let a = Replication::builder()
+        .replicas(1)
+        .start()
+        .await
+        .expect("shard a");
+    let b = Replication::builder()
+        .replicas(1)
+        .start()
+        .await
+        .expect("shard b");
+    let sentinels = Sentinels::builder()
+        .start_many(&[("cache-a", &a), ("cache-b", &b)])
+        .await
+        .expect("sentinels");
+    let mut client = shardis::Client::builder()
+        .ring([
+            shardis::RingNode::sentinel("cache-a", 1),
+            shardis::RingNode::sentinel("cache-b", 1),
+        ])
+        .ring_sentinels(sentinels.addrs())
+        .build()
+        .await
+        .expect("client");
+    let (old_a, old_b) = (a.primary().await.unwrap(), b.primary().await.unwrap());
+    assert_eq!(ring_addr(&client, "cache-a"), old_a.addr());
+    assert_eq!(ring_addr(&client, "cache-b"), old_b.addr());
+
+    let keys: Vec<String> = (0..200).map(|i| format!("ring:{i}")).collect();
+    let owners: Vec<Option<String>> = keys
+        .iter()
+        .map(|k| client.ring_node_for(k.as_bytes()))
+        .collect();
+    assert!(owners.iter().any(|o| o.as_deref() == Some("cache-b")));
+    for (i, key) in keys.iter().enumerate() {
+        let _: () = client.set(key, i).await.expect("write");
+    }
+
+    sentinels.failover_of("cache-b").await.expect("failover");
+    let new_b = sentinels
+        .wait_for_new_primary_of("cache-b", &b, &old_b)
+        .await
+        .expect("a new primary for cache-b");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ring_addr(&client, "cache-b") != new_b.addr() {
+        assert!(Instant::now() < deadline, "the ring never followed cache-b");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ring_addr(&client, "cache-a"), old_a.addr());
+    let now: Vec<Option<String>> = keys
+        .iter()
+        .map(|k| client.ring_node_for(k.as_bytes()))
+        .collect();
+    assert_eq!(now, owners, "a failover moves no key");
+
+    let mut on_new_b = b.connection(&new_b).await.expect("connection");
+    for (i, key) in keys.iter().enumerate() {
+        let _: () = client
+            .set(key, i + 1000)
+            .await
+            .expect("write after the failover");
+        if owners[i].as_deref() == Some("cache-b") {
+            let v: usize = on_new_b.get(key).await.expect("read on the new primary");
+            assert_eq!(v, i + 1000, "{key} written to cache-b's new primary");
+        }
+        let v: usize = client.get(key).await.expect("read");
+        assert_eq!(v, i + 1000);
+    }
+}

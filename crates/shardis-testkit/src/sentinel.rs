@@ -70,32 +70,41 @@ impl SentinelsBuilder {
         self
     }
 
-    /// Starts the sentinels monitoring the current primary of `set` (with its credentials),
-    /// and waits until every sentinel knows every replica and every other sentinel (a
-    /// failover needs both).
+    /// Starts the sentinels monitoring the current primary of `set` (with its credentials)
+    /// under the master name, and waits until every sentinel knows every replica and every
+    /// other sentinel (a failover needs both).
     pub async fn start(self, set: &Replication) -> Result<Sentinels> {
-        let primary = set.primary().await?;
+        let name = self.master.clone();
+        self.start_many(&[(name.as_str(), set)]).await
+    }
+
+    /// [`start`](Self::start) for several sets, each monitored under its own master name
+    /// (a ring of Sentinel-managed shards); the first is the default of the handle's methods.
+    pub async fn start_many(self, sets: &[(&str, &Replication)]) -> Result<Sentinels> {
         let binary = resolve(Binary::Server, None)?;
-        let m = &self.master;
-        let mut lines = vec![
-            format!(
-                "sentinel monitor {m} 127.0.0.1 {} {}",
-                primary.port, self.quorum
-            ),
-            format!(
-                "sentinel down-after-milliseconds {m} {}",
-                self.down_after.as_millis()
-            ),
-            format!(
-                "sentinel failover-timeout {m} {}",
-                self.failover_timeout.as_millis()
-            ),
-            format!("sentinel parallel-syncs {m} 1"),
-        ];
-        if let Some(auth) = &primary.auth {
-            lines.push(format!("sentinel auth-pass {m} {}", quote(&auth.password)));
-            if let Some(user) = &auth.user {
-                lines.push(format!("sentinel auth-user {m} {user}"));
+        let mut lines = Vec::new();
+        for (m, set) in sets {
+            let primary = set.primary().await?;
+            lines.extend([
+                format!(
+                    "sentinel monitor {m} 127.0.0.1 {} {}",
+                    primary.port, self.quorum
+                ),
+                format!(
+                    "sentinel down-after-milliseconds {m} {}",
+                    self.down_after.as_millis()
+                ),
+                format!(
+                    "sentinel failover-timeout {m} {}",
+                    self.failover_timeout.as_millis()
+                ),
+                format!("sentinel parallel-syncs {m} 1"),
+            ]);
+            if let Some(auth) = &primary.auth {
+                lines.push(format!("sentinel auth-pass {m} {}", quote(&auth.password)));
+                if let Some(user) = &auth.user {
+                    lines.push(format!("sentinel auth-user {m} {user}"));
+                }
             }
         }
         let auth = self.password.as_ref().map(|password| Auth {
@@ -117,10 +126,14 @@ impl SentinelsBuilder {
         let specs = vec![spec; self.count];
         let sentinels = Sentinels {
             fleet: Fleet::start(&specs, self.timeout).await?,
-            master: self.master,
+            master: sets
+                .first()
+                .map(|(m, _)| m.to_string())
+                .unwrap_or(self.master),
         };
-        let replicas = set.nodes().len() - 1;
-        sentinels.wait_aware(replicas).await?;
+        for (m, set) in sets {
+            sentinels.wait_aware(m, set.nodes().len() - 1).await?;
+        }
         Ok(sentinels)
     }
 }
@@ -165,18 +178,22 @@ impl Sentinels {
     }
 
     /// `SENTINEL MASTER <name>` of `sentinel`, as field → value.
-    pub async fn master_state(&self, sentinel: &Node) -> Result<HashMap<String, String>> {
+    pub async fn master_state(
+        &self,
+        sentinel: &Node,
+        name: &str,
+    ) -> Result<HashMap<String, String>> {
         let mut cmd = redis::cmd("SENTINEL");
-        cmd.arg("MASTER").arg(&self.master);
+        cmd.arg("MASTER").arg(name);
         self.fleet
             .query_within(sentinel, &cmd, POLL_COMMAND_TIMEOUT)
             .await
     }
 
-    /// The port of the primary `sentinel` names now.
-    pub async fn primary_port(&self, sentinel: &Node) -> Result<u16> {
+    /// The port of the primary `sentinel` names now for master `name`.
+    pub async fn primary_port(&self, sentinel: &Node, name: &str) -> Result<u16> {
         let mut cmd = redis::cmd("SENTINEL");
-        cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.master);
+        cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(name);
         let (_host, port): (String, u16) = self
             .fleet
             .query_within(sentinel, &cmd, POLL_COMMAND_TIMEOUT)
@@ -187,6 +204,11 @@ impl Sentinels {
     /// `SENTINEL FAILOVER <name>` on the first running sentinel: a failover without asking
     /// the others (the primary may be up). Sent again while a previous one is in progress.
     pub async fn failover(&self) -> Result<()> {
+        self.failover_of(&self.master).await
+    }
+
+    /// [`failover`](Self::failover) of master `name`.
+    pub async fn failover_of(&self, name: &str) -> Result<()> {
         let sentinel = self
             .fleet
             .live()
@@ -194,7 +216,7 @@ impl Sentinels {
             .map(|n| (*n).clone())
             .ok_or_else(|| TestkitError::InvalidArgument("no sentinel runs".into()))?;
         let mut cmd = redis::cmd("SENTINEL");
-        cmd.arg("FAILOVER").arg(&self.master);
+        cmd.arg("FAILOVER").arg(name);
         self.fleet.query::<()>(&sentinel, &cmd).await
     }
 
@@ -202,6 +224,17 @@ impl Sentinels {
     /// says (`ROLE`) it is a primary, and every other running node of `set` replicates it
     /// with its link up. Returns it.
     pub async fn wait_for_new_primary(&self, set: &Replication, old: &Node) -> Result<Node> {
+        self.wait_for_new_primary_of(&self.master, set, old).await
+    }
+
+    /// [`wait_for_new_primary`](Self::wait_for_new_primary) of master `name`, whose nodes are
+    /// `set`.
+    pub async fn wait_for_new_primary_of(
+        &self,
+        name: &str,
+        set: &Replication,
+        old: &Node,
+    ) -> Result<Node> {
         let deadline = Deadline::new(
             format!("sentinels to promote a node other than {}", old.addr()),
             self.fleet.timeout,
@@ -209,7 +242,7 @@ impl Sentinels {
         let new = poll!(deadline, {
             let mut named = Vec::new();
             for sentinel in self.fleet.live() {
-                named.push(self.primary_port(sentinel).await.ok());
+                named.push(self.primary_port(sentinel, name).await.ok());
             }
             let agreed = named
                 .first()
@@ -228,14 +261,15 @@ impl Sentinels {
         Ok(new)
     }
 
-    /// Waits until every running sentinel sees `replicas` replicas and every other sentinel.
-    async fn wait_aware(&self, replicas: usize) -> Result<()> {
+    /// Waits until every running sentinel sees `replicas` replicas of master `name` and every
+    /// other sentinel.
+    async fn wait_aware(&self, name: &str, replicas: usize) -> Result<()> {
         let others = self.fleet.nodes().len() - 1;
         let deadline = Deadline::new("sentinels to know each other", self.fleet.timeout);
         poll!(deadline, {
             let mut behind = Vec::new();
             for sentinel in self.fleet.live() {
-                let state = self.master_state(sentinel).await?;
+                let state = self.master_state(sentinel, name).await?;
                 let count = |field: &str| {
                     state
                         .get(field)

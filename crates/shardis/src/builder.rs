@@ -360,6 +360,18 @@ impl Builder {
         self.with_ring(|c| c.hash_tag = Some(tag))
     }
 
+    /// The sentinels that name the addresses of [`RingNode::sentinel`] nodes (ring mode);
+    /// their credentials are [`sentinel_password`](Builder::sentinel_password) and
+    /// [`sentinel_username`](Builder::sentinel_username).
+    pub fn ring_sentinels<I, S>(self, sentinels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let sentinels: Vec<String> = sentinels.into_iter().map(Into::into).collect();
+        self.with_ring(|c| c.sentinels = sentinels)
+    }
+
     /// What happens when a node fails (ring mode). Default [`HealthPolicy::FailFast`].
     pub fn ring_health(self, policy: HealthPolicy) -> Self {
         self.with_ring(|c| c.health = policy)
@@ -452,7 +464,11 @@ impl Builder {
                  standalone primaries: leave read_from at ReadFrom::Primary in ring mode"
                     .into(),
             )),
-            Some(Mode::Ring(config)) => config.validate(),
+            Some(Mode::Ring(config)) => {
+                let mut config = config.clone();
+                config.sentinel_auth = self.sentinel_auth.clone();
+                config.validate()
+            }
             Some(Mode::Replicated(_)) if self.hot.is_some() => Err(Error::Config(
                 "hot-key copies spread reads over shards, and a primary with replicas is one \
                  shard: spread reads over the replicas with read_from(ReadFrom::PreferReplica)"
@@ -557,6 +573,53 @@ mod tests {
         let none = Builder::default().cluster(["a:1"]).connections_per_node(0);
         assert!(matches!(none.validate(), Err(Error::Config(_))));
         assert!(Builder::default().cluster(["a:1"]).validate().is_ok());
+    }
+
+    #[test]
+    fn replicated_and_sentinel_settings_are_checked_before_connecting() {
+        let err = |b: Builder| match b.validate() {
+            Err(Error::Config(message)) => message,
+            other => panic!("expected a config error, got {other:?}"),
+        };
+        let none: [&str; 0] = [];
+        assert!(
+            Builder::default()
+                .replicated("127.0.0.1:6379", ["127.0.0.1:6380"])
+                .read_from(ReadFrom::PreferReplica)
+                .validate()
+                .is_ok()
+        );
+        assert!(err(Builder::default().replicated("no-port", none)).contains("not host:port"));
+        assert!(err(Builder::default().sentinel("m", none)).contains("at least one sentinel"));
+        assert!(err(Builder::default().sentinel("", ["127.0.0.1:26379"])).contains("empty"));
+        let user = Builder::default()
+            .sentinel("m", ["127.0.0.1:26379"])
+            .sentinel_username("watcher");
+        assert!(err(user).contains("without a password"));
+        let misplaced = Builder::default()
+            .replicated("127.0.0.1:6379", none)
+            .sentinel_password("pw");
+        assert!(err(misplaced).contains("sentinel mode"));
+        let hot = Builder::default()
+            .replicated("127.0.0.1:6379", none)
+            .hot_keys(crate::HotKeyOptions::default());
+        assert!(err(hot).contains("one shard"));
+        let ring = Builder::default().ring([RingNode::sentinel("cache-a", 1)]);
+        assert!(err(ring).contains("ring_sentinels"));
+        let ring = Builder::default()
+            .ring([
+                RingNode::sentinel("cache-a", 1),
+                RingNode::sentinel("cache-b", 1),
+            ])
+            .ring_sentinels(["127.0.0.1:26379"]);
+        assert!(ring.validate().is_ok());
+        let shown = format!(
+            "{:?}",
+            Builder::default()
+                .sentinel("m", ["127.0.0.1:26379"])
+                .sentinel_password("s3nt1nel")
+        );
+        assert!(!shown.contains("s3nt1nel"), "{shown}");
     }
 
     fn ring_config(builder: &Builder) -> &RingConfig {

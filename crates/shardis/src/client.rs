@@ -108,9 +108,12 @@ impl Client {
             Mode::Cluster { seeds } => Inner::Cluster(Engine::new(
                 ClusterRouter::connect(&seeds, builder.settings).await?,
             )),
-            Mode::Ring(config) => Inner::Ring(Engine::new(
-                RingRouter::connect(config, builder.settings).await?,
-            )),
+            Mode::Ring(mut config) => {
+                config.sentinel_auth = builder.sentinel_auth;
+                Inner::Ring(Engine::new(
+                    RingRouter::connect(config, builder.settings).await?,
+                ))
+            }
             Mode::Replicated(source) => Inner::Replicated(Engine::new(
                 ReplicatedRouter::connect(
                     source.with_sentinel_auth(builder.sentinel_auth),

@@ -70,6 +70,35 @@ impl Refresher {
         }
     }
 
+    /// The body of a background refresh task: runs `round` whenever a refresh is due (see
+    /// [`Refresher::due`], with `settings`' intervals) and marks it [`completed`](Self::completed),
+    /// until `owner` is dropped.
+    pub async fn serve<T, Fut>(
+        &self,
+        owner: Weak<T>,
+        settings: fn(&T) -> &crate::settings::Settings,
+        mut round: impl FnMut(Arc<T>) -> Fut,
+    ) where
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut last = tokio::time::Instant::now();
+        loop {
+            let Some((interval, min_interval)) = owner.upgrade().map(|o| {
+                let s = settings(&o);
+                (s.refresh_interval, s.refresh_min_interval)
+            }) else {
+                return;
+            };
+            self.due(last, interval, min_interval).await;
+            let Some(owner) = owner.upgrade() else {
+                return;
+            };
+            round(owner).await;
+            self.completed();
+            last = tokio::time::Instant::now();
+        }
+    }
+
     /// Marks a refresh attempt done: callers of [`Refresher::request_and_wait`] wake.
     pub fn completed(&self) {
         self.generation.send_modify(|g| *g += 1);
@@ -329,28 +358,27 @@ pub(crate) async fn refresh_once(state: &ClusterRouter, turn: usize) {
             tracing::warn!(error = %e, "topology refresh failed; keeping the last good map");
         }
     }
-    state.refresher.completed();
 }
 
 /// The background task: refresh on request (rate-limited) and periodically, until the client
 /// is dropped.
 pub(crate) async fn run(state: Weak<ClusterRouter>, refresher: Arc<Refresher>) {
     let mut turn = 0usize;
-    let mut last = tokio::time::Instant::now();
-    loop {
-        let (interval, min_interval) = match state.upgrade() {
-            Some(s) => (s.settings.refresh_interval, s.settings.refresh_min_interval),
-            None => return,
-        };
-        refresher.due(last, interval, min_interval).await;
-        let Some(state) = state.upgrade() else { return };
-        if state.closed.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
-        }
-        turn = turn.wrapping_add(1);
-        refresh_once(&state, turn).await;
-        last = tokio::time::Instant::now();
-    }
+    refresher
+        .serve(
+            state,
+            |s| &s.settings,
+            |state| {
+                turn = turn.wrapping_add(1);
+                let turn = turn;
+                async move {
+                    if !state.closed.load(std::sync::atomic::Ordering::Relaxed) {
+                        refresh_once(&state, turn).await;
+                    }
+                }
+            },
+        )
+        .await;
 }
 
 #[cfg(test)]

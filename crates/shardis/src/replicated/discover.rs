@@ -13,14 +13,16 @@ use super::role::{self, Found, Role};
 use super::{ReplicaRoutes, ReplicatedRouter, Source};
 use crate::cluster::refresh::Refresher;
 use crate::error::{Error, Result};
+use crate::net::Pool;
 use crate::settings::ReadFrom;
+use std::time::Duration;
 
 impl ReplicatedRouter {
     /// Asks where the primary and the replicas are now.
     pub(super) async fn discover(&self) -> Result<Found> {
         match &self.sentinels {
             Some(sentinels) => {
-                let (found, errors) = sentinels.ask(self).await;
+                let (found, errors) = sentinels.ask(&self.pool).await;
                 found.ok_or_else(|| Error::NoPrimary {
                     from: self.describe_source(),
                     errors,
@@ -68,45 +70,10 @@ impl ReplicatedRouter {
         })
     }
 
-    /// What the node at `endpoint` says it is: `ROLE`, or `INFO replication` when `ROLE` is
-    /// refused.
+    /// What the node at `endpoint` says it is.
     pub(super) async fn role_of(&self, endpoint: &Endpoint) -> Result<Role> {
-        let node = self.node(endpoint);
         let limit = self.settings.connect_timeout + self.settings.response_timeout;
-        let label = node.label().to_string();
-        let ask = async {
-            let conn = node.connection().await?;
-            let reply = conn
-                .send(&redis::cmd("ROLE"))
-                .await
-                .map_err(|e| Error::connection(&label, e.to_string()))?;
-            if !matches!(reply, Value::ServerError(_)) {
-                return role::parse_role(&reply).map_err(|e| Error::protocol(&label, e));
-            }
-            let mut info = redis::cmd("INFO");
-            info.arg("replication");
-            let reply = conn
-                .send(&info)
-                .await
-                .map_err(|e| Error::connection(&label, e.to_string()))?;
-            match role::text(&reply) {
-                Some(text) => {
-                    role::parse_info_replication(&text).map_err(|e| Error::protocol(&label, e))
-                }
-                None => Err(Error::protocol(
-                    &label,
-                    format!("neither ROLE nor INFO replication answered: {reply:?}"),
-                )),
-            }
-        };
-        match tokio::time::timeout(limit, ask).await {
-            Ok(Err(e)) => {
-                node.discard();
-                Err(e)
-            }
-            Ok(answer) => answer,
-            Err(_) => Err(Error::node_timeout(limit, &label)),
-        }
+        role_at(&self.pool, endpoint, limit).await
     }
 
     /// The primary routed to now, if one was found yet.
@@ -154,6 +121,46 @@ impl ReplicatedRouter {
     }
 }
 
+/// What the node at `endpoint` says it is: `ROLE`, or `INFO replication` when `ROLE` is
+/// refused; asked over `pool`'s connection to it (the data nodes' credentials), within `limit`.
+pub(crate) async fn role_at(pool: &Pool, endpoint: &Endpoint, limit: Duration) -> Result<Role> {
+    let node = pool.node(endpoint);
+    let label = node.label().to_string();
+    let ask = async {
+        let conn = node.connection().await?;
+        let reply = conn
+            .send(&redis::cmd("ROLE"))
+            .await
+            .map_err(|e| Error::connection(&label, e.to_string()))?;
+        if !matches!(reply, Value::ServerError(_)) {
+            return role::parse_role(&reply).map_err(|e| Error::protocol(&label, e));
+        }
+        let mut info = redis::cmd("INFO");
+        info.arg("replication");
+        let reply = conn
+            .send(&info)
+            .await
+            .map_err(|e| Error::connection(&label, e.to_string()))?;
+        match role::text(&reply) {
+            Some(text) => {
+                role::parse_info_replication(&text).map_err(|e| Error::protocol(&label, e))
+            }
+            None => Err(Error::protocol(
+                &label,
+                format!("neither ROLE nor INFO replication answered: {reply:?}"),
+            )),
+        }
+    };
+    match tokio::time::timeout(limit, ask).await {
+        Ok(Err(e)) => {
+            node.discard();
+            Err(e)
+        }
+        Ok(answer) => answer,
+        Err(_) => Err(Error::node_timeout(limit, &label)),
+    }
+}
+
 /// An `Error::Auth` again (errors are not `Clone`).
 fn clone_auth(error: &Error) -> Error {
     match error {
@@ -173,26 +180,25 @@ fn clone_auth(error: &Error) -> Error {
 /// The background task: rediscover on request (rate-limited) and periodically, until the
 /// client is dropped. A failed rediscovery keeps the routes in use.
 pub(super) async fn run(state: Weak<ReplicatedRouter>, rediscovery: Arc<Refresher>) {
-    let mut last = tokio::time::Instant::now();
-    loop {
-        let (interval, min_interval) = match state.upgrade() {
-            Some(s) => (s.settings.refresh_interval, s.settings.refresh_min_interval),
-            None => return,
-        };
-        rediscovery.due(last, interval, min_interval).await;
-        let Some(state) = state.upgrade() else { return };
-        if state.closed.load(Ordering::Relaxed) {
-            return;
+    rediscovery
+        .serve(
+            state,
+            |s| &s.settings,
+            |state| async move {
+                rediscover_once(&state).await;
+            },
+        )
+        .await;
+}
+
+/// One rediscovery: the routes are replaced when it finds the primary, kept when it fails.
+async fn rediscover_once(state: &ReplicatedRouter) {
+    let read_from = state.routes.load().read_from;
+    match state.discover().await {
+        Ok(found) => state.install(found, read_from),
+        Err(e) => {
+            metrics::counter!("shardis_rediscoveries_failed_total").increment(1);
+            tracing::warn!(error = %e, "rediscovery of the primary failed; keeping the routes in use");
         }
-        let read_from = state.routes.load().read_from;
-        match state.discover().await {
-            Ok(found) => state.install(found, read_from),
-            Err(e) => {
-                metrics::counter!("shardis_rediscoveries_failed_total").increment(1);
-                tracing::warn!(error = %e, "rediscovery of the primary failed; keeping the routes in use");
-            }
-        }
-        rediscovery.completed();
-        last = tokio::time::Instant::now();
     }
 }

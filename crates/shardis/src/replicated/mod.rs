@@ -320,7 +320,18 @@ impl ReplicatedRouter {
             router.rediscovery.clone(),
         ));
         if let Some(sentinels) = &router.sentinels {
-            sentinels.watch(Arc::downgrade(&router));
+            let weak = Arc::downgrade(&router);
+            let on_switch: sentinel::OnSwitch = Arc::new(move |_| {
+                if let Some(router) = weak.upgrade() {
+                    router.rediscovery.request();
+                }
+            });
+            sentinel::watch_switches(
+                sentinels,
+                vec![sentinels.name().to_string()],
+                Arc::downgrade(&router),
+                on_switch,
+            );
         }
         Ok(router)
     }

@@ -13,7 +13,6 @@ use redis::Value;
 use shardis_slots::Endpoint;
 use tokio::sync::mpsc;
 
-use super::ReplicatedRouter;
 use super::role::{self, Found, Role};
 use crate::error::{Error, Result};
 use crate::net::Pool;
@@ -76,13 +75,24 @@ impl Sentinels {
         }
     }
 
-    /// Asks the sentinels in turn until one names a node that says it is the primary; that
-    /// node and its replicas, or every sentinel's failure.
-    pub async fn ask(&self, router: &ReplicatedRouter) -> (Option<Found>, Vec<String>) {
+    /// The master's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The sentinels' addresses.
+    pub fn addrs(&self) -> Vec<Endpoint> {
+        self.order.lock().clone()
+    }
+
+    /// Asks the sentinels in turn until one names a node that says (`ROLE`, asked through
+    /// `data`, the data nodes' pool) it is the primary; that node and its replicas, or every
+    /// sentinel's failure.
+    pub async fn ask(&self, data: &Pool) -> (Option<Found>, Vec<String>) {
         let order = self.order.lock().clone();
         let mut errors = Vec::new();
         for (i, sentinel) in order.iter().enumerate() {
-            match self.ask_one(router, sentinel).await {
+            match self.ask_one(data, sentinel).await {
                 Ok(found) => {
                     if i > 0 {
                         let mut order = self.order.lock();
@@ -99,7 +109,7 @@ impl Sentinels {
         (None, errors)
     }
 
-    async fn ask_one(&self, router: &ReplicatedRouter, sentinel: &Endpoint) -> Result<Found> {
+    async fn ask_one(&self, data: &Pool, sentinel: &Endpoint) -> Result<Found> {
         let node = self.pool.node(sentinel);
         let label = node.label().to_string();
         let limit = self.settings.connect_timeout + self.settings.response_timeout;
@@ -132,7 +142,8 @@ impl Sentinels {
             Err(_) => return Err(Error::node_timeout(limit, &label)),
         };
         // The node must agree: a sentinel may not know of a failover yet.
-        match router.role_of(&primary).await? {
+        let limit = self.settings.connect_timeout + self.settings.response_timeout;
+        match super::discover::role_at(data, &primary, limit).await? {
             Role::Primary { replicas: listed } => {
                 for r in listed {
                     if !replicas.contains(&r) && r != primary {
@@ -150,42 +161,47 @@ impl Sentinels {
             )),
         }
     }
+}
 
-    /// Starts one watcher per sentinel; they end when the router is dropped.
-    pub fn watch(&self, router: Weak<ReplicatedRouter>) {
-        let sentinels = self.order.lock().clone();
-        for (id, sentinel) in sentinels.into_iter().enumerate() {
-            tokio::spawn(watch(
-                router.clone(),
-                sentinel,
-                self.settings.clone(),
-                self.name.clone(),
-                id as u64,
-            ));
-        }
+/// What a watcher calls: on a `+switch-master` of one of its masters (with its name), and on
+/// every reconnect to a sentinel (with `None`: a switch may have been missed meanwhile).
+pub(crate) type OnSwitch = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
+/// Starts one watcher per sentinel in `sentinels`, for the masters `names`; they end once
+/// `owner` is gone.
+pub(crate) fn watch_switches<T: Send + Sync + 'static>(
+    sentinels: &Sentinels,
+    names: Vec<String>,
+    owner: Weak<T>,
+    on_switch: OnSwitch,
+) {
+    for (id, sentinel) in sentinels.addrs().into_iter().enumerate() {
+        tokio::spawn(watch(
+            owner.clone(),
+            sentinel,
+            sentinels.settings.clone(),
+            names.clone(),
+            on_switch.clone(),
+            id as u64,
+        ));
     }
 }
 
 /// How often a watcher checks that its client still exists, and waits before reconnecting.
 const WATCH_TICK: Duration = Duration::from_millis(500);
 
-/// Subscribes to `+switch-master` on `sentinel`, again after every loss, and asks for a
-/// rediscovery on each switch of `name` (and on every reconnect: a switch may have been
-/// missed meanwhile).
-async fn watch(
-    router: Weak<ReplicatedRouter>,
+/// Subscribes to `+switch-master` on `sentinel`, again after every loss, and calls
+/// `on_switch` on each switch of one of `names` (and on every reconnect).
+async fn watch<T>(
+    owner: Weak<T>,
     sentinel: Endpoint,
     settings: Arc<Settings>,
-    name: String,
+    names: Vec<String>,
+    on_switch: OnSwitch,
     id: u64,
 ) {
-    let alive = || {
-        router
-            .upgrade()
-            .is_some_and(|r| !r.closed.load(std::sync::atomic::Ordering::Relaxed))
-    };
     let mut connected_before = false;
-    while alive() {
+    while owner.strong_count() > 0 {
         let (deliver, mut messages) = mpsc::unbounded_channel();
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let opened = PubSubConn::open(id, &sentinel, &settings, deliver, events_tx).await;
@@ -205,18 +221,21 @@ async fn watch(
             tokio::time::sleep(WATCH_TICK).await;
             continue;
         }
-        if connected_before && let Some(router) = router.upgrade() {
-            router.rediscovery.request();
+        if connected_before {
+            on_switch(None);
         }
         connected_before = true;
         loop {
             tokio::select! {
                 message = messages.recv() => {
                     let Some(message) = message else { break };
-                    if switch_of(message.payload(), &name).is_some() {
-                        let Some(router) = router.upgrade() else { return };
+                    let named = names.iter().find(|n| switch_of(message.payload(), n).is_some());
+                    if let Some(name) = named {
+                        if owner.strong_count() == 0 {
+                            return;
+                        }
                         tracing::info!(%sentinel, announcement = %String::from_utf8_lossy(message.payload()), "sentinel announced a new master");
-                        router.rediscovery.request();
+                        on_switch(Some(name));
                     }
                 }
                 event = events.recv() => {
@@ -225,7 +244,7 @@ async fn watch(
                     }
                 }
                 () = tokio::time::sleep(WATCH_TICK) => {
-                    if !alive() {
+                    if owner.strong_count() == 0 {
                         return;
                     }
                 }

@@ -26,6 +26,9 @@ pub struct RingNode {
     pub(crate) name: String,
     pub(crate) addr: String,
     pub(crate) weight: u32,
+    /// Its address is the master `name` of the ring's sentinels
+    /// ([`Builder::ring_sentinels`](crate::Builder::ring_sentinels)).
+    pub(crate) sentinel: bool,
 }
 
 impl RingNode {
@@ -35,6 +38,32 @@ impl RingNode {
             name: name.into(),
             addr: addr.into(),
             weight,
+            sentinel: false,
+        }
+    }
+
+    /// A node whose address Redis Sentinel gives: the primary of the master `master_name`
+    /// that the ring's sentinels ([`Builder::ring_sentinels`](crate::Builder::ring_sentinels))
+    /// watch. The ring hashes the master name, so a failover moves no key: the client asks
+    /// the sentinels at start, follows their `+switch-master` announcements and asks again
+    /// when the node fails.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), shardis::Error> {
+    /// use shardis::RingNode;
+    /// let client = shardis::Client::builder()
+    ///     .ring([RingNode::sentinel("cache-a", 1), RingNode::sentinel("cache-b", 1)])
+    ///     .ring_sentinels(["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"])
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sentinel(master_name: impl Into<String>, weight: u32) -> Self {
+        RingNode {
+            name: master_name.into(),
+            addr: String::new(),
+            weight,
+            sentinel: true,
         }
     }
 
@@ -54,7 +83,8 @@ impl RingNode {
         &self.name
     }
 
-    /// The address the client connects to.
+    /// The address the client connects to (empty for a [`RingNode::sentinel`] node until
+    /// the sentinels named it).
     pub fn addr(&self) -> &str {
         &self.addr
     }
@@ -203,6 +233,9 @@ pub(crate) struct RingConfig {
     pub failure_limit: u32,
     pub heartbeat_interval: Duration,
     pub rebalance: Option<RebalanceOptions>,
+    /// The sentinels that name the addresses of [`RingNode::sentinel`] nodes.
+    pub sentinels: Vec<String>,
+    pub sentinel_auth: crate::replicated::SentinelAuth,
 }
 
 impl RingConfig {
@@ -217,6 +250,8 @@ impl RingConfig {
             failure_limit: 2,
             heartbeat_interval: Duration::from_secs(1),
             rebalance: None,
+            sentinels: Vec::new(),
+            sentinel_auth: Default::default(),
         }
     }
 
@@ -226,6 +261,21 @@ impl RingConfig {
             return Err(Error::Config("ring mode needs at least one node".into()));
         }
         validate_nodes(&self.nodes)?;
+        if let Some(node) = self.nodes.iter().find(|n| n.sentinel)
+            && self.sentinels.is_empty()
+        {
+            return Err(Error::Config(format!(
+                "ring node {:?} is named by Sentinel: give the sentinels' addresses with \
+                 .ring_sentinels([...])",
+                node.name
+            )));
+        }
+        for sentinel in &self.sentinels {
+            Endpoint::parse(sentinel).map_err(|e| {
+                Error::Config(format!("sentinel {sentinel:?} is not host:port: {e}"))
+            })?;
+        }
+        self.sentinel_auth.validate()?;
         if let (Some(hash), RingPlacement::Native) = (self.key_hash, self.placement) {
             return Err(Error::Config(format!(
                 "ring_key_hash({hash}) applies to ketama placement only: add \
@@ -283,6 +333,10 @@ pub(crate) fn validate_nodes(nodes: &[RingNode]) -> Result<()> {
                 "duplicate ring node name {:?}",
                 node.name
             )));
+        }
+        if node.sentinel && node.addr.is_empty() {
+            // Named by the sentinels at start.
+            continue;
         }
         let endpoint = parse_addr(node)?;
         if !addrs.insert(endpoint) {

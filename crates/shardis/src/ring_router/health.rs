@@ -15,6 +15,12 @@ use crate::net::Connection;
 impl RingRouter {
     /// Counts a failure of `member`; the K-th in a row marks it down.
     pub(crate) fn on_failure(&self, member: &Member) {
+        if member.node.sentinel
+            && let Some(shards) = &self.sentinel
+        {
+            // Its primary may have moved: ask the sentinels (coalesced, rate-limited).
+            shards.recheck.request();
+        }
         let failures = member.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= self.config.failure_limit && !member.health.is_down() {
             self.mark_down(member);

@@ -12,6 +12,7 @@ mod membership;
 mod placement;
 mod rebalance;
 mod send;
+mod sentinel;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -86,20 +87,30 @@ pub(crate) struct RingRouter {
     /// Round-robin position for keyless commands.
     next_keyless: AtomicUsize,
     pub closed: AtomicBool,
+    /// The nodes whose addresses Sentinel gives, if any.
+    pub sentinel: Option<sentinel::SentinelShards>,
 }
 
 impl Drop for RingRouter {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Relaxed);
+        if let Some(shards) = &self.sentinel {
+            shards.recheck.wake_for_shutdown();
+        }
     }
 }
 
 impl RingRouter {
     /// Checks every node, builds the first ring and starts the heartbeat.
-    pub async fn connect(config: RingConfig, settings: Settings) -> Result<Arc<RingRouter>> {
+    pub async fn connect(mut config: RingConfig, settings: Settings) -> Result<Arc<RingRouter>> {
         config.validate()?;
         let settings = Arc::new(settings);
         let pool = Pool::new(settings.clone());
+        let sentinel = sentinel::SentinelShards::new(&config, &settings);
+        if let Some(shards) = &sentinel {
+            shards.resolve(&mut config.nodes, &pool).await?;
+            config::validate_nodes(&config.nodes)?;
+        }
         let mut members = Vec::with_capacity(config.nodes.len());
         for node in &config.nodes {
             let endpoint = config::parse_addr(node)?;
@@ -125,11 +136,15 @@ impl RingRouter {
             key_locks: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
             next_keyless: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            sentinel,
             config,
         };
         state.check_at_start(&members).await?;
         let state = Arc::new(state);
         tokio::spawn(health::heartbeat(Arc::downgrade(&state)));
+        if let Some(shards) = &state.sentinel {
+            shards.start(&state);
+        }
         Ok(state)
     }
 
