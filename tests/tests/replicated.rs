@@ -261,3 +261,49 @@ async fn a_promotion_by_hand_is_followed_by_writes_reads_and_subscriptions() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_its_primary_serves_no_read_the_primary_does() {
+    let set = Replication::builder()
+        .replicas(1)
+        .start()
+        .await
+        .expect("set");
+    let (primary, replica) = (set.nodes()[0].clone(), set.nodes()[1].clone());
+    let mut client = shardis::Client::builder()
+        .replicated(primary.addr(), [replica.addr()])
+        .read_from(ReadFrom::Replica)
+        .build()
+        .await
+        .expect("client");
+    for i in 0..50 {
+        let _: () = client.set(format!("s:{i}"), i).await.expect("write");
+    }
+    wait_replicated(&set, &primary, 1).await;
+    // The replica now follows a primary that does not exist, and refuses stale reads
+    // (`MASTERDOWN`): no read may fail (the primary serves the retry, then the replica is
+    // dropped from the read set).
+    let mut conn = set.connection(&replica).await.expect("connection");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("replica-serve-stale-data")
+        .arg("no")
+        .query_async(&mut conn)
+        .await
+        .expect("config");
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .expect("replicaof");
+    for i in 0..50 {
+        let v: Option<i64> = client.get(format!("s:{i}")).await.expect("read");
+        assert_eq!(v, Some(i));
+    }
+    let replication = client.replication().expect("replicated mode");
+    assert!(
+        replication.replicas.is_empty(),
+        "a node replicating another primary serves no reads: {replication:?}"
+    );
+}

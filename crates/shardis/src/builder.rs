@@ -111,7 +111,8 @@ impl Builder {
     /// start — if `primary` is not the primary, the client uses the node that is — and again
     /// after a connection failure, a `READONLY`, `LOADING` or `MASTERDOWN` reply, so a
     /// promotion is followed: the new primary is found among the known nodes and the
-    /// replicas they report. A write that may have run is never sent twice.
+    /// replicas they report. A write that may have run is never sent twice; a read a replica
+    /// failed is retried on the primary.
     ///
     /// A managed service's primary endpoint and reader endpoint fit as they are (a reader
     /// endpoint is a replica address):

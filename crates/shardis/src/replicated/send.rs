@@ -25,7 +25,7 @@ pub(super) async fn execute(
     let deadline = Instant::now() + limit.unwrap_or(NO_STALL_WATCHDOG);
     // Only plain reads may go to a replica: a transaction or a blocking command writes, or
     // must see the primary's latest state.
-    let read = matches!(request, Request::Cmd(_)) && target.retry_safe();
+    let mut read = matches!(request, Request::Cmd(_)) && target.retry_safe();
     let fail_fast = settings.down_policy == DownPolicy::FailFast;
     let mut attempts = 0u32;
     let mut last = String::new();
@@ -106,6 +106,9 @@ pub(super) async fn execute(
             }
             Step::Fail(Failure::Deadline) => return Err(timeout(attempts, &node, &last)),
             Step::Retry(wait) => {
+                // A replica that failed a read (loading after a resync, its primary lost, its
+                // connection gone) is not asked again: the primary serves the retry.
+                read = false;
                 if !matches!(sent, Sent::Reply(_)) && waiting.is_none() {
                     // It waits for this node to come back (or for a new primary): within
                     // the bound, else it fails now.
