@@ -182,6 +182,30 @@ async fn transactions_scripts_blocking_pubsub_and_scan_work_on_the_one_shard() {
         vec![b"tx:a".to_vec(), b"tx:b".to_vec(), b"tx:sum".to_vec()]
     );
 
+    // Fan-outs: every node, or the primary alone; the rest of the API says what it is for.
+    let everywhere = client
+        .on_all_nodes(&redis::cmd("PING"))
+        .await
+        .expect("fan-out");
+    assert_eq!(everywhere.len(), 2);
+    let primaries = client
+        .on_all_primaries(&redis::cmd("PING"))
+        .await
+        .expect("fan-out");
+    assert_eq!(primaries.len(), 1);
+    assert_eq!(primaries[0].0, primary.addr());
+    client
+        .refresh_topology()
+        .await
+        .expect("rediscovery on demand");
+    assert!(client.topology().shards().is_empty());
+    assert!(client.ring_status().is_none());
+    let not_a_ring = client
+        .add_node(shardis::RingNode::at("127.0.0.1:1"))
+        .await
+        .expect_err("no ring");
+    assert!(not_a_ring.to_string().contains("ring-mode"), "{not_a_ring}");
+
     let refused = shardis::Client::builder()
         .replicated(primary.addr(), [replica.addr()])
         .hot_keys(shardis::HotKeyOptions::default())
