@@ -11,7 +11,7 @@ use super::ReplicatedRouter;
 use super::retry::{self, Attempt, Failure, Outcome, Step, Wait};
 use crate::engine::{BatchFailed, Request, Target, request};
 use crate::error::{Error, Result};
-use crate::net::{NO_STALL_WATCHDOG, Node, WaitGuard, was_not_sent};
+use crate::net::{NO_STALL_WATCHDOG, Node, WaitGuard, stall_detected_within, was_not_sent};
 use crate::settings::DownPolicy;
 
 /// Runs `request` on the node `target` reads from or writes to, following promotions.
@@ -58,8 +58,19 @@ pub(super) async fn execute(
                 Err(_) => return Err(timeout(attempts, &node, &last)),
             }
         }
-        let Ok(sent) = tokio::time::timeout_at(deadline, attempt(&node, request)).await else {
-            return Err(timeout(attempts, &node, &last));
+        // One reply is already bounded by the connection's stall watchdog (and a connect by
+        // the connect timeout): a timer is only needed when the deadline comes first.
+        let sending = attempt(&node, request);
+        let sent = if !request.is_blocking()
+            && deadline.saturating_duration_since(Instant::now())
+                > stall_detected_within(settings.response_timeout) + settings.connect_timeout
+        {
+            sending.await
+        } else {
+            let Ok(sent) = tokio::time::timeout_at(deadline, sending).await else {
+                return Err(timeout(attempts, &node, &last));
+            };
+            sent
         };
         let outcome = match &sent {
             Sent::Reply(value) => Outcome::Reply(value),
