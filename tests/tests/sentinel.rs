@@ -14,16 +14,20 @@ use shardis_testkit::{Node, Replication, Sentinels};
 
 const DATA_PASSWORD: &str = "data-s3cret";
 const SENTINEL_PASSWORD: &str = "sentinel-s3cret";
+/// Every testkit wait: generous, for a loaded 2-core machine.
+const WAITS: Duration = Duration::from_secs(120);
 
 async fn start() -> (Replication, Sentinels) {
     let set = Replication::builder()
         .replicas(2)
         .password(DATA_PASSWORD)
+        .timeout(WAITS)
         .start()
         .await
         .expect("primary and replicas");
     let sentinels = Sentinels::builder()
         .password(SENTINEL_PASSWORD)
+        .timeout(WAITS)
         .start(&set)
         .await
         .expect("sentinels");
@@ -370,17 +374,11 @@ fn ring_addr(client: &shardis::Client, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ring_of_sentinel_shards_follows_a_failover_and_moves_no_key() {
-    let a = Replication::builder()
-        .replicas(1)
-        .start()
-        .await
-        .expect("shard a");
-    let b = Replication::builder()
-        .replicas(1)
-        .start()
-        .await
-        .expect("shard b");
+    let shard = || Replication::builder().replicas(1).timeout(WAITS).start();
+    let a = shard().await.expect("shard a");
+    let b = shard().await.expect("shard b");
     let sentinels = Sentinels::builder()
+        .timeout(WAITS)
         .start_many(&[("cache-a", &a), ("cache-b", &b)])
         .await
         .expect("sentinels");
