@@ -331,3 +331,58 @@ async fn a_replica_that_lost_its_primary_serves_no_read_the_primary_does() {
         "a node replicating another primary serves no reads: {replication:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_of_a_node_the_client_never_knew_is_followed() {
+    let set = Replication::builder()
+        .replicas(2)
+        .start()
+        .await
+        .expect("set");
+    let (primary, replica, stranger) = (
+        set.nodes()[0].clone(),
+        set.nodes()[1].clone(),
+        set.nodes()[2].clone(),
+    );
+    // The third node leaves: the client is given, and its primary reports, two nodes only
+    // (as a client given a managed service's endpoints never hears of the nodes behind them).
+    let mut conn = set.connection(&stranger).await.expect("connection");
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut conn)
+        .await
+        .expect("detach");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = set.info(&primary, "replication").await.expect("info");
+        if info.get("connected_slaves").map(String::as_str) == Some("1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the node never left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut client = shardis::Client::builder()
+        .replicated(primary.addr(), [replica.addr()])
+        .build()
+        .await
+        .expect("client");
+    assert_eq!(
+        client.replication().expect("mode").replicas,
+        vec![replica.addr()]
+    );
+
+    // An operator promotes it: the old primary and its replica now replicate it.
+    set.promote(&stranger).await.expect("promotion");
+    for i in 0..20 {
+        let _: () = client
+            .set(format!("x:{i}"), i)
+            .await
+            .expect("write after the promotion");
+    }
+    let replication = client.replication().expect("mode");
+    assert_eq!(replication.primary, stranger.addr());
+    let mut on_new = set.connection(&stranger).await.expect("connection");
+    let v: i64 = on_new.get("x:19").await.expect("read");
+    assert_eq!(v, 19);
+}

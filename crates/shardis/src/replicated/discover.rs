@@ -32,19 +32,29 @@ impl ReplicatedRouter {
         }
     }
 
-    /// `ROLE` on every known node, then [`role::choose`].
+    /// `ROLE` on every known node, then on the primaries replicas name that were not asked
+    /// (a node promoted that the client never heard of: a managed service's primary endpoint
+    /// now points to a replica of it), then [`role::choose`].
     async fn discover_from_nodes(&self) -> Result<Found> {
-        let known = self.known.lock().clone();
-        let asks = known
-            .iter()
-            .map(|e| async move { (e.clone(), self.role_of(e).await) });
+        let mut ask: Vec<Endpoint> = self.known.lock().clone();
         let mut answers = Vec::new();
         let mut errors = Vec::new();
-        for (endpoint, answer) in futures::future::join_all(asks).await {
-            match answer {
-                Ok(role) => answers.push((endpoint, role)),
-                Err(e) => errors.push(e),
+        for _round in 0..2 {
+            let asks = ask
+                .iter()
+                .map(|e| async move { (e.clone(), self.role_of(e).await) });
+            for (endpoint, answer) in futures::future::join_all(asks).await {
+                match answer {
+                    Ok(role) => answers.push((endpoint, role)),
+                    Err(e) => errors.push(e),
+                }
             }
+            let asked: Vec<Endpoint> = self.known.lock().clone();
+            ask = role::unasked_primaries(&answers, &asked);
+            if ask.is_empty() {
+                break;
+            }
+            self.known.lock().extend(ask.iter().cloned());
         }
         // A refused login says so, rather than "no primary".
         if answers.is_empty()

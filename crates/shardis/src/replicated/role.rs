@@ -111,6 +111,20 @@ pub(crate) fn parse_info_replication(info: &str) -> Result<Role, String> {
     }
 }
 
+/// The primaries that replicas among `answers` name and that are not in `asked`, each once.
+pub(crate) fn unasked_primaries(answers: &[(Endpoint, Role)], asked: &[Endpoint]) -> Vec<Endpoint> {
+    let mut out: Vec<Endpoint> = Vec::new();
+    for (_, role) in answers {
+        if let Role::Replica { primary } = role
+            && !asked.contains(primary)
+            && !out.contains(primary)
+        {
+            out.push(primary.clone());
+        }
+    }
+    out
+}
+
 /// The primary and the replicas reads may use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Found {
@@ -278,6 +292,21 @@ mod tests {
         let found = choose(&done, Some(&ep(1)), &[ep(2), ep(3)]).expect("a primary");
         assert_eq!(found.primary, ep(2));
         assert_eq!(found.replicas, vec![ep(1)], "3 replicates another node");
+    }
+
+    #[test]
+    fn primaries_named_by_replicas_are_asked_once() {
+        let answers = vec![
+            (ep(1), Role::Replica { primary: ep(9) }),
+            (ep(2), Role::Replica { primary: ep(9) }),
+            (ep(3), Role::Replica { primary: ep(1) }),
+            (ep(4), Role::Primary { replicas: vec![] }),
+        ];
+        assert_eq!(
+            unasked_primaries(&answers, &[ep(1), ep(2), ep(3), ep(4)]),
+            vec![ep(9)]
+        );
+        assert!(unasked_primaries(&answers, &[ep(1), ep(9)]).is_empty());
     }
 
     #[test]
