@@ -58,7 +58,7 @@ pub use error::{ConsensusError, EndpointError, RedirectError, TopologyError};
 pub use node::{Health, Node, Role};
 pub use parse::{
     cluster_nodes_config_epoch, parse_cluster_nodes, parse_cluster_nodes_text,
-    parse_cluster_shards, parse_cluster_slots,
+    parse_cluster_shards, parse_cluster_shards_tls, parse_cluster_slots,
 };
 pub use range::SlotRange;
 pub use redirect::{Redirect, RedirectKind, RedirectTarget, parse_redirect, parse_redirect_parts};

@@ -42,6 +42,7 @@ impl Fleet {
             .map(|s| Node {
                 port: s.port(),
                 id: String::new(),
+                tls_port: s.tls_port(),
                 auth: auth.clone(),
             })
             .collect();
@@ -242,6 +243,16 @@ macro_rules! node_helpers {
             /// `"127.0.0.1:<port>"` of every node, in [`nodes`](Self::nodes) order.
             pub fn addrs(&self) -> Vec<String> {
                 self.fleet.nodes().iter().map($crate::Node::addr).collect()
+            }
+
+            /// `"127.0.0.1:<tls port>"` of every node started with TLS, in
+            /// [`nodes`](Self::nodes) order.
+            pub fn tls_addrs(&self) -> Vec<String> {
+                self.fleet
+                    .nodes()
+                    .iter()
+                    .filter_map($crate::Node::tls_addr)
+                    .collect()
             }
 
             /// A new connection to `node` (1 s connect timeout, 5 s response timeout),

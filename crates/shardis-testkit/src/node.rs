@@ -26,6 +26,9 @@ pub struct Node {
     /// The cluster node id (`CLUSTER MYID`, 40 hex chars); the empty string for standalone
     /// nodes. It survives [`restart`](crate::Cluster::restart) because `nodes.conf` is kept.
     pub id: String,
+    /// The TLS port on 127.0.0.1, when the node was started with TLS
+    /// ([`tls`](crate::StandaloneBuilder::tls)).
+    pub tls_port: Option<u16>,
     pub(crate) auth: Option<Arc<Auth>>,
 }
 
@@ -53,6 +56,11 @@ impl Node {
     /// `"127.0.0.1:<port>"`.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `"127.0.0.1:<tls port>"`, when the node serves TLS.
+    pub fn tls_addr(&self) -> Option<String> {
+        self.tls_port.map(|port| format!("127.0.0.1:{port}"))
     }
 
     /// Opens a new connection to this node (authenticated if the nodes require it), with a

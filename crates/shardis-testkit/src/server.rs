@@ -38,6 +38,8 @@ pub(crate) struct ServerSpec {
     /// `redis.conf` lines after the port/dir lines; later lines override earlier ones.
     pub(crate) lines: Vec<String>,
     pub(crate) auth: Option<Auth>,
+    /// Whether the server gets a TLS port too (its TLS lines are in `lines`).
+    pub(crate) tls: bool,
     /// How long to wait for the first PONG.
     pub(crate) startup_timeout: Duration,
     /// Command-line arguments after the config file (`--sentinel`).
@@ -53,6 +55,8 @@ struct Proc {
 #[derive(Debug)]
 pub(crate) struct Server {
     lease: PortLease,
+    /// The TLS port, when the spec asks for TLS.
+    tls_lease: Option<PortLease>,
     dir: TempDir,
     spec: ServerSpec,
     proc: Mutex<Proc>,
@@ -72,12 +76,18 @@ impl Server {
     pub(crate) async fn start(spec: &ServerSpec) -> Result<Server> {
         for _ in 0..PORT_ATTEMPTS {
             let lease = PortLease::acquire(spec.cluster)?;
+            let tls_lease = if spec.tls {
+                Some(PortLease::acquire(false)?)
+            } else {
+                None
+            };
             let dir = tempfile::Builder::new()
                 .prefix(&format!("shardis-testkit-{}-", lease.port()))
                 .tempdir()
                 .map_err(|e| TestkitError::io("creating a node directory", e))?;
             let server = Server {
                 lease,
+                tls_lease,
                 dir,
                 spec: spec.clone(),
                 proc: Mutex::new(Proc {
@@ -102,6 +112,10 @@ impl Server {
 
     pub(crate) fn port(&self) -> u16 {
         self.lease.port()
+    }
+
+    pub(crate) fn tls_port(&self) -> Option<u16> {
+        self.tls_lease.as_ref().map(PortLease::port)
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -184,6 +198,17 @@ impl Server {
             d = quote_path(dir),
             log = quote_path(&dir.join("redis.log")),
         );
+        if let Some(tls_port) = self.tls_port() {
+            conf.push_str(&format!("tls-port {tls_port}\n"));
+            if self.spec.cluster {
+                // With tls-cluster the bus would follow the TLS port; keep it at P+10000,
+                // where the lease reserved it and where CLUSTER MEET looks.
+                conf.push_str(&format!(
+                    "cluster-port {}\n",
+                    self.port() + crate::ports::BUS_OFFSET
+                ));
+            }
+        }
         for line in &self.spec.lines {
             conf.push_str(line);
             conf.push('\n');

@@ -20,6 +20,8 @@ pub(crate) struct Settings {
     pub(crate) auth: Option<Auth>,
     pub(crate) redis_server: Option<OsString>,
     pub(crate) timeout: Duration,
+    /// TLS certificates, and whether clients must present one (`tls-auth-clients`).
+    pub(crate) tls: Option<(crate::tls::TlsCerts, bool)>,
 }
 
 impl Default for Settings {
@@ -30,6 +32,7 @@ impl Default for Settings {
             auth: None,
             redis_server: None,
             timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -42,6 +45,7 @@ impl fmt::Debug for Settings {
             .field("auth", &self.auth.as_ref().map(|a| &a.user))
             .field("redis_server", &self.redis_server)
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls.as_ref().map(|(_, auth)| auth))
             .finish()
     }
 }
@@ -84,6 +88,9 @@ impl Settings {
                 ]),
             }
         }
+        if let Some((certs, auth_clients)) = &self.tls {
+            common.extend(certs.server_lines(*auth_clients, cluster));
+        }
         for (k, v) in &self.config {
             common.push(line(k, v)?);
         }
@@ -100,6 +107,7 @@ impl Settings {
                     cluster,
                     lines,
                     auth: self.auth.clone(),
+                    tls: self.tls.is_some(),
                     startup_timeout: self.timeout,
                     args: Vec::new(),
                 })
@@ -171,6 +179,26 @@ macro_rules! settings_methods {
         /// Uses this redis-server executable instead of `$SHARDIS_REDIS_SERVER` / `$PATH`.
         pub fn redis_server(mut self, path: impl Into<std::ffi::OsString>) -> Self {
             self.settings.redis_server = Some(path.into());
+            self
+        }
+
+        /// Serves TLS too, with `certs`: each node keeps its plain port (the testkit's own
+        /// connections use it) and gets a TLS port ([`Node::tls_port`](crate::Node::tls_port));
+        /// in cluster mode the bus and replication use TLS too (`tls-cluster yes`), and
+        /// nodes announce their TLS ports to TLS clients. Clients need no certificate unless
+        /// [`tls_auth_clients`](Self::tls_auth_clients) says so.
+        pub fn tls(mut self, certs: &$crate::TlsCerts) -> Self {
+            let auth = self.settings.tls.as_ref().is_some_and(|(_, auth)| *auth);
+            self.settings.tls = Some((certs.clone(), auth));
+            self
+        }
+
+        /// Whether TLS clients must present a certificate signed by the test CA
+        /// (`tls-auth-clients yes`: mutual TLS). Needs [`tls`](Self::tls) first.
+        pub fn tls_auth_clients(mut self, yes: bool) -> Self {
+            if let Some((_, auth)) = &mut self.settings.tls {
+                *auth = yes;
+            }
             self
         }
 

@@ -47,6 +47,8 @@ pub struct Builder {
     pub(crate) from_urls: crate::url::FromUrls,
     /// Sentinel mode: the sentinels' own credentials.
     pub(crate) sentinel_auth: crate::replicated::SentinelAuth,
+    /// TLS as given to [`Builder::tls`]; resolved (files read, config built) by `build`.
+    pub(crate) tls: Option<crate::tls::TlsOptions>,
 }
 
 impl Builder {
@@ -74,9 +76,13 @@ impl Builder {
     /// user and password they carry (all the same, or in one URL only) are used for `AUTH`,
     /// as [`username`](Builder::username) and [`password`](Builder::password) would.
     ///
+    /// `rediss://` URLs turn TLS on with the default [`TlsOptions`](crate::TlsOptions) (and
+    /// `rediss://...#insecure` with no certificate checks) unless [`tls`](Builder::tls) was
+    /// given, which wins.
+    ///
     /// `build` refuses, with [`Error::Config`] saying why: a URL that does not parse (the
     /// message never shows the password), URLs with different credentials, a user without
-    /// a password, a database other than 0, and `rediss://` (TLS is not implemented yet).
+    /// a password, a database other than 0, and a mix of `redis://` and `rediss://`.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), shardis::Error> {
@@ -268,6 +274,26 @@ impl Builder {
         self
     }
 
+    /// Asks `provider` for the credentials of every new connection (rotating tokens); wins
+    /// over [`username`](Builder::username) and [`password`](Builder::password), which must
+    /// then not be given. See [`CredentialsProvider`](crate::CredentialsProvider).
+    pub fn credentials_provider(
+        mut self,
+        provider: impl crate::credentials::CredentialsProvider,
+    ) -> Self {
+        self.settings.credentials_provider =
+            Some(crate::credentials::Provider(std::sync::Arc::new(provider)));
+        self
+    }
+
+    /// Speaks TLS to every node (both modes); see [`TlsOptions`](crate::TlsOptions) for the
+    /// roots, client certificates and which name each node's certificate must carry.
+    /// `rediss://` seeds turn TLS on by themselves.
+    pub fn tls(mut self, options: crate::tls::TlsOptions) -> Self {
+        self.tls = Some(options);
+        self
+    }
+
     // ---- when a node is down (both modes) ----
 
     /// What a command does when its node is down: wait for it (or, in cluster mode, for the
@@ -421,6 +447,31 @@ impl Builder {
         crate::Client::from_builder(self).await
     }
 
+    /// Validates, then resolves what needs resolving before connecting (TLS: files read,
+    /// rustls config built, the seed name for nodes announced by IP).
+    pub(crate) fn resolved(mut self) -> Result<Self> {
+        self.validate()?;
+        let tls = match self.tls.take() {
+            Some(options) => Some(options),
+            None => self.from_urls.tls()?,
+        };
+        if let Some(options) = tls {
+            let seed_name = match &self.mode {
+                Some(Mode::Cluster { seeds }) => {
+                    let hosts: Vec<String> = seeds
+                        .iter()
+                        .filter_map(|seed| shardis_slots::Endpoint::parse(seed).ok())
+                        .map(|endpoint| endpoint.host)
+                        .collect();
+                    crate::tls::seed_name(hosts.iter().map(String::as_str))
+                }
+                _ => None,
+            };
+            self.settings.tls = Some(options.resolve(seed_name)?);
+        }
+        Ok(self)
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         let s = &self.settings;
         let positive = [
@@ -447,6 +498,13 @@ impl Builder {
             return Err(Error::Config("refresh_fanout must be at least 1".into()));
         }
         self.from_urls.check()?;
+        if s.credentials_provider.is_some() && s.password.is_some() {
+            return Err(Error::Config(
+                "both a password and a credentials provider were given: the provider's \
+                 credentials would win; give only one"
+                    .into(),
+            ));
+        }
         if let (Some(user), None) = (&s.username, &s.password) {
             return Err(Error::Config(crate::url::username_without_password(user)));
         }
@@ -532,12 +590,16 @@ mod tests {
             Err(Error::Config(message)) => message,
             other => panic!("expected a config error, got {other:?}"),
         };
-        let tls = err(Builder::default().cluster(["rediss://:tok3n@cache.example.com:6379"]));
+        let tls = Builder::default().cluster(["rediss://:tok3n@cache.example.com:6379"]);
+        assert!(tls.validate().is_ok());
+        let mixed = err(Builder::default().cluster([
+            "rediss://:tok3n@cache.example.com:6379",
+            "redis://:tok3n@cache.example.com:6380",
+        ]));
         assert!(
-            tls.contains("TLS") && tls.contains("not implemented"),
-            "{tls}"
+            mixed.contains("rediss://") && !mixed.contains("tok3n"),
+            "{mixed}"
         );
-        assert!(!tls.contains("tok3n"), "{tls}");
         let user = err(Builder::default().cluster(["redis://app@127.0.0.1:7000"]));
         assert!(
             user.contains("without a password") && user.contains("give both"),

@@ -100,7 +100,7 @@ impl Client {
     }
 
     pub(crate) async fn from_builder(builder: Builder) -> Result<Client> {
-        builder.validate()?;
+        let builder = builder.resolved()?;
         let Some(mode) = builder.mode else {
             return Err(Error::Config("choose a deployment mode".into()));
         };

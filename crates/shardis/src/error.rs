@@ -65,6 +65,17 @@ pub enum Error {
         message: String,
     },
 
+    /// A TLS connection to `node` could not be set up: the handshake failed (the server's
+    /// certificate is not trusted or not valid for the name, the server refused the client's
+    /// certificate, or the peer does not speak TLS) or the TLS settings could not be used.
+    #[error("TLS with {node} failed: {message}")]
+    Tls {
+        /// The node's address (and the name its certificate was checked against).
+        node: String,
+        /// Why, as rustls or the server said it.
+        message: String,
+    },
+
     /// The command's deadline passed before it succeeded.
     #[error("deadline of {deadline:?} exceeded after {attempts} attempt(s){}{}; last: {last}", slot_suffix(*slot), node_suffix(node))]
     Timeout {
@@ -287,6 +298,7 @@ impl Error {
             Error::NoPrimary { .. } => "no_primary",
             Error::Connection { .. } => "connection",
             Error::Auth { .. } => "auth",
+            Error::Tls { .. } => "tls",
             Error::Timeout { .. } => "timeout",
             Error::TooManyRedirects { .. } => "redirects",
             Error::CrossSlot { .. } => "cross_slot",
@@ -325,7 +337,8 @@ impl From<Error> for redis::RedisError {
             | Error::NodeDown { .. }
             | Error::CircuitOpen { .. }
             | Error::Overloaded { .. }
-            | Error::Auth { .. } => Io::ConnectionRefused,
+            | Error::Auth { .. }
+            | Error::Tls { .. } => Io::ConnectionRefused,
             Error::Protocol { .. } | Error::Topology { .. } => Io::InvalidData,
             Error::TransactionAborted { detail } => {
                 return (

@@ -110,6 +110,7 @@ mod builder;
 mod client;
 mod cluster;
 mod command;
+mod credentials;
 mod dedicated;
 mod engine;
 mod error;
@@ -120,10 +121,12 @@ mod replicated;
 mod ring_router;
 mod settings;
 mod stats;
+mod tls;
 mod url;
 
 pub use builder::Builder;
 pub use client::Client;
+pub use credentials::{Credentials, CredentialsError, CredentialsProvider};
 pub use dedicated::DedicatedConnection;
 pub use engine::scan::ScanOptions;
 pub use error::{Error, Result};
@@ -138,6 +141,7 @@ pub use ring_router::{
 pub use settings::{DownPolicy, ReadFrom, Secret};
 pub use shardis_hotkey::{DetectorConfig, HotKey};
 pub use stats::Stats;
+pub use tls::TlsOptions;
 pub use url::ConnectionUrl;
 
 /// Redis Cluster slot math and topology model (the `shardis-slots` crate).

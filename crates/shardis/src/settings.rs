@@ -90,6 +90,10 @@ pub(crate) struct Settings {
     pub connections_per_node: usize,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// Asked for credentials on every new connection; wins over `username`/`password`.
+    pub credentials_provider: Option<crate::credentials::Provider>,
+    /// TLS on every connection when set (resolved by the builder before connecting).
+    pub tls: Option<crate::tls::TlsSettings>,
     pub reconnect_backoff_max: Duration,
     /// TCP keepalive idle time on every connection; `None`: the OS default (off).
     pub tcp_keepalive: Option<Duration>,
@@ -112,6 +116,8 @@ impl Default for Settings {
             connections_per_node: 1,
             username: None,
             password: None,
+            credentials_provider: None,
+            tls: None,
             reconnect_backoff_max: Duration::from_millis(500),
             tcp_keepalive: None,
             down_policy: DownPolicy::Wait,

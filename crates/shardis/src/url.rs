@@ -223,14 +223,8 @@ impl FromUrls {
             ));
         }
         self.credentials()?;
+        self.tls()?;
         for url in &self.urls {
-            if url.tls {
-                return Err(Error::Config(format!(
-                    "{url} asks for TLS, which this version of shardis cannot do yet (TLS \
-                     connections are not implemented): use redis:// to reach a node without \
-                     in-transit encryption"
-                )));
-            }
             if url.db != 0 {
                 return Err(Error::Config(format!(
                     "{url} selects database {}: shardis uses database 0 only (Redis Cluster \
@@ -240,6 +234,31 @@ impl FromUrls {
             }
         }
         Ok(())
+    }
+}
+
+impl FromUrls {
+    /// The TLS the URLs ask for: none (`redis://`), the defaults (`rediss://`), or no
+    /// certificate checks at all (`rediss://...#insecure` in any of them). `Err` when some
+    /// URLs ask for TLS and others do not.
+    pub fn tls(&self) -> Result<Option<crate::TlsOptions>> {
+        let with = self.urls.iter().filter(|u| u.tls).count();
+        if with == 0 {
+            return Ok(None);
+        }
+        if with < self.urls.len() {
+            return Err(Error::Config(
+                "some URLs are rediss:// (TLS) and others redis://: a client speaks TLS to \
+                 every node or to none; give every seed the same scheme"
+                    .into(),
+            ));
+        }
+        let options = crate::TlsOptions::new();
+        Ok(Some(if self.urls.iter().any(|u| u.insecure) {
+            options.danger_accept_invalid_certificates()
+        } else {
+            options
+        }))
     }
 }
 

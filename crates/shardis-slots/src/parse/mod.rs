@@ -11,7 +11,7 @@ pub(crate) mod value;
 use std::collections::HashMap;
 
 pub use nodes::{cluster_nodes_config_epoch, parse_cluster_nodes, parse_cluster_nodes_text};
-pub use shards::parse_cluster_shards;
+pub use shards::{parse_cluster_shards, parse_cluster_shards_tls};
 pub use slots::parse_cluster_slots;
 
 use crate::endpoint::Endpoint;

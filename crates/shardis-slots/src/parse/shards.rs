@@ -42,17 +42,48 @@ use crate::topology::{Shard, Topology};
 /// assert!(t.is_complete());
 /// ```
 pub fn parse_cluster_shards(reply: &Value, asked: &Endpoint) -> Result<Topology, TopologyError> {
+    parse(reply, asked, false)
+}
+
+/// As [`parse_cluster_shards`], for a client that speaks TLS: a node's `tls-port` is
+/// preferred over its `port` (a cluster with `tls-cluster yes` and a plaintext port too lists
+/// both, whatever the asking connection is).
+///
+/// ```
+/// use redis::Value;
+/// use shardis_slots::{parse_cluster_shards_tls, Endpoint};
+/// let s = |x: &str| Value::BulkString(x.into());
+/// let node = Value::Array(vec![s("id"), s("abc"), s("port"), Value::Int(7000),
+///     s("tls-port"), Value::Int(8000), s("ip"), s("10.0.0.1"), s("role"), s("master")]);
+/// let shard = Value::Array(vec![s("slots"), Value::Array(vec![Value::Int(0), Value::Int(16383)]),
+///     s("nodes"), Value::Array(vec![node])]);
+/// let t = parse_cluster_shards_tls(&Value::Array(vec![shard]), &Endpoint::new("x", 1)).unwrap();
+/// assert_eq!(t.shards()[0].primary.endpoint, Some(Endpoint::new("10.0.0.1", 8000)));
+/// ```
+pub fn parse_cluster_shards_tls(
+    reply: &Value,
+    asked: &Endpoint,
+) -> Result<Topology, TopologyError> {
+    parse(reply, asked, true)
+}
+
+fn parse(reply: &Value, asked: &Endpoint, tls: bool) -> Result<Topology, TopologyError> {
     let root = Path::ROOT;
     let mut builder = ShardBuilder::default();
     for (i, entry) in array(reply, &root)?.iter().enumerate() {
-        if let Some(shard) = shard(entry, &root.index("shard", i), asked)? {
+        if let Some(shard) = shard(entry, &root.index("shard", i), asked, tls)? {
             builder.push_shard(shard);
         }
     }
     builder.finish()
 }
 
-fn shard(v: &Value, path: &Path<'_>, asked: &Endpoint) -> Result<Option<Shard>, TopologyError> {
+fn shard(
+    v: &Value,
+    path: &Path<'_>,
+    asked: &Endpoint,
+    tls: bool,
+) -> Result<Option<Shard>, TopologyError> {
     let (mut slots_v, mut nodes_v) = (None, None);
     for (key, value) in key_values(v, path)? {
         match key {
@@ -76,7 +107,7 @@ fn shard(v: &Value, path: &Path<'_>, asked: &Endpoint) -> Result<Option<Shard>, 
     let nodes = array(nodes_v.ok_or_else(|| missing("nodes"))?, &nodes_path)?
         .iter()
         .enumerate()
-        .map(|(j, n)| node(n, &path.index("nodes", j), asked))
+        .map(|(j, n)| node(n, &path.index("nodes", j), asked, tls))
         .collect::<Result<Vec<_>, _>>()?;
     let (mut primaries, replicas): (Vec<Node>, Vec<Node>) =
         nodes.into_iter().partition(|n| n.role == Role::Primary);
@@ -138,7 +169,7 @@ fn lenient_slot(v: &Value, path: &Path<'_>) -> Result<u16, TopologyError> {
     }
 }
 
-fn node(v: &Value, path: &Path<'_>, asked: &Endpoint) -> Result<Node, TopologyError> {
+fn node(v: &Value, path: &Path<'_>, asked: &Endpoint, tls: bool) -> Result<Node, TopologyError> {
     let mut f = Fields::default();
     for (key, value) in key_values(v, path)? {
         match key {
@@ -161,9 +192,16 @@ fn node(v: &Value, path: &Path<'_>, asked: &Endpoint) -> Result<Node, TopologyEr
         f.id.filter(|s| !s.is_empty())
             .ok_or_else(|| missing("id"))?;
     let ip = f.ip.ok_or_else(|| missing("ip"))?;
-    // Plain `port` first: a client that wants TLS reads `tls-port` itself.
-    let port =
-        (f.port.filter(|&p| p != 0).or(f.tls_port).or(f.port)).ok_or_else(|| missing("port"))?;
+    // The port of the client's kind first, then the other, then a 0 (an unusable endpoint).
+    let (first, second) = if tls {
+        (f.tls_port, f.port)
+    } else {
+        (f.port, f.tls_port)
+    };
+    let port = (first.filter(|&p| p != 0).or(second.filter(|&p| p != 0)))
+        .or(f.port)
+        .or(f.tls_port)
+        .ok_or_else(|| missing("port"))?;
     let role = match f.role.ok_or_else(|| missing("role"))? {
         "master" | "primary" => Role::Primary,
         "replica" | "slave" => Role::Replica,

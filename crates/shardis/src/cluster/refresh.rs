@@ -12,7 +12,7 @@ use futures::future::join_all;
 use redis::Value;
 use shardis_slots::{
     Endpoint, SlotMap, Topology, choose_view_with_epochs, cluster_nodes_config_epoch,
-    parse_cluster_shards, parse_cluster_slots,
+    parse_cluster_shards, parse_cluster_shards_tls, parse_cluster_slots,
 };
 use tokio::sync::{Notify, watch};
 
@@ -108,6 +108,8 @@ impl Refresher {
 /// Marks an answer that failed on credentials, so a load where no node answered and one refused
 /// the credentials says so ([`Error::Auth`]) instead of "unreachable".
 const AUTH_FAILED: &str = "credentials refused: ";
+/// The same for a TLS handshake that failed ([`Error::Tls`]): a wrong CA is not "unreachable".
+const TLS_FAILED: &str = "TLS failed: ";
 
 /// Asks one node for its view and the config epoch it has seen (the highest `config-epoch`
 /// of its `CLUSTER NODES`; `None` when it does not say).
@@ -140,6 +142,9 @@ async fn ask_view(state: &ClusterRouter, endpoint: &Endpoint) -> Result<Topology
         Ok(Err(Error::Auth { message, .. })) => {
             return Err(format!("{AUTH_FAILED}{endpoint} {message}"));
         }
+        Ok(Err(Error::Tls { node, message })) => {
+            return Err(format!("{TLS_FAILED}{endpoint} {node}: {message}"));
+        }
         Ok(conn) => conn.map_err(|e| e.to_string())?,
         Err(_) => {
             return Err(format!(
@@ -158,8 +163,12 @@ async fn ask_view(state: &ClusterRouter, endpoint: &Endpoint) -> Result<Topology
             return Err(format!("{endpoint}: CLUSTER SHARDS: {e}"));
         }
         Ok(Ok(reply)) => {
-            return parse_cluster_shards(&reply, endpoint)
-                .map_err(|e| format!("{endpoint}: CLUSTER SHARDS: {e}"));
+            let parsed = if state.settings.tls.is_some() {
+                parse_cluster_shards_tls(&reply, endpoint)
+            } else {
+                parse_cluster_shards(&reply, endpoint)
+            };
+            return parsed.map_err(|e| format!("{endpoint}: CLUSTER SHARDS: {e}"));
         }
         Ok(Err(e)) => {
             node.discard();
@@ -269,6 +278,20 @@ pub(crate) async fn load(
             user: state.settings.username.clone(),
             message,
         });
+    }
+    let tls_failed = candidates.iter().find_map(|c| {
+        let c = c.to_string();
+        errors.iter().find_map(|e| {
+            let (node, rest) = e.strip_prefix(TLS_FAILED)?.split_once(' ')?;
+            let (named, message) = rest.split_once(": ")?;
+            (node == c).then(|| Error::Tls {
+                node: named.to_string(),
+                message: message.to_string(),
+            })
+        })
+    });
+    if let Some(err) = tls_failed {
+        return Err(err);
     }
     Err(Error::NoSeedReachable {
         seeds: candidates.iter().map(ToString::to_string).collect(),

@@ -20,13 +20,13 @@ use std::time::Duration;
 
 use redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
 use shardis_slots::Endpoint;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::conn_state::{ConnState, ReplyReader, UnaskedReply, Waiter};
+use super::transport::{self, ReadHalf, Transport, WriteHalf};
+use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::settings::Settings;
 
@@ -45,7 +45,7 @@ pub(crate) fn stall_detected_within(response_timeout: Duration) -> Duration {
 
 struct Shared {
     state: parking_lot::Mutex<ConnState>,
-    writer: OwnedWriteHalf,
+    writer: WriteHalf,
     /// Flips to true once the connection is closed, waking a flush task blocked on a full
     /// socket.
     closed_tx: watch::Sender<bool>,
@@ -67,8 +67,9 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Connects to `endpoint` and runs the handshake the settings ask for (AUTH, a client
-    /// name, READONLY for replica reads). Errors are one line, without secrets. The stall
+    /// Connects to `endpoint` (over TLS when the settings say so) and runs the handshake the
+    /// settings ask for (AUTH with the credentials of this moment, a client name, READONLY for
+    /// replica reads). Errors are one line, without secrets. The stall
     /// watchdog closes the connection when the node owes replies and sends none for
     /// `stall_after` (the response timeout; for a dedicated connection that runs blocking
     /// commands, [`NO_STALL_WATCHDOG`]: its caller bounds the wait).
@@ -80,24 +81,26 @@ impl Connection {
     ) -> Result<Self, Error> {
         let label = endpoint.to_string();
         let fail = |message: String| Error::connection(&label, message);
-        let stream = connect(endpoint, settings).await?;
+        let credentials = crate::credentials::for_connection(settings, &label).await?;
+        let stream = transport::open(endpoint, settings).await?;
         let conn = Connection::start(stream, label.as_str().into(), stall_after, latency);
 
-        let hello = handshake(settings, "shardis");
+        let hello = handshake(settings, credentials.as_ref(), "shardis");
         let replies = tokio::time::timeout(
             settings.connect_timeout + settings.response_timeout,
             conn.send_pipeline(&hello, 0, hello.len()),
         )
         .await
-        .map_err(|_| fail("no answer to the connection handshake".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-        check_handshake(&hello, &replies, &label, settings)?;
+        .map_err(|_| fail("no answer to the connection handshake".into()))
+        .and_then(|replies| replies.map_err(|e| fail(e.to_string())))
+        .map_err(|e| tls_failure_or(&conn.shared.writer, &label, e))?;
+        check_handshake(&hello, &replies, &label, credentials.as_ref())?;
         Ok(conn)
     }
 
     /// Wraps an open stream and starts its reader.
     fn start(
-        stream: TcpStream,
+        stream: Transport,
         label: Arc<str>,
         stall_after: Duration,
         latency: metrics::Histogram,
@@ -224,8 +227,11 @@ impl Shared {
 
     /// Writes `batch` without waiting; what the socket does not take now is finished by a
     /// task of its own, so no caller (who may be cancelled) is ever left holding half a
-    /// command.
+    /// command. The caller holds the writer role.
     fn write(self: &Arc<Self>, batch: Vec<u8>) {
+        let Some(batch) = self.seal(batch) else {
+            return;
+        };
         if let Some((batch, at)) = self.write_now(batch, 0) {
             tokio::spawn(finish_write(self.clone(), batch, at));
         }
@@ -245,8 +251,20 @@ impl Shared {
                     }
                 }
             }
-            batch = self.after_write(batch)?;
+            batch = self.seal(self.after_write(batch)?)?;
             at = 0;
+        }
+    }
+
+    /// The bytes for the wire (TLS records on a TLS connection); `None` when sealing failed
+    /// and the connection is closed.
+    fn seal(&self, batch: Vec<u8>) -> Option<Vec<u8>> {
+        match self.writer.seal(batch) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.close(e.kind(), format!("TLS to {} failed: {e}", self.label));
+                None
+            }
         }
     }
 
@@ -298,17 +316,34 @@ pub(crate) async fn connect(endpoint: &Endpoint, settings: &Settings) -> Result<
     Ok(stream)
 }
 
-/// The commands that open every connection the client makes: `AUTH` with the settings'
+/// A handshake that failed on a TLS connection because the server ended the TLS session (a
+/// client certificate refused after the client's side of the handshake) is [`Error::Tls`]
+/// with rustls' reason; any other failure stays as it is.
+pub(crate) fn tls_failure_or(writer: &WriteHalf, label: &str, other: Error) -> Error {
+    match writer.tls_failure() {
+        Some(message) => Error::Tls {
+            node: label.to_string(),
+            message: format!("the server ended the TLS session: {message}"),
+        },
+        None => other,
+    }
+}
+
+/// The commands that open every connection the client makes: `AUTH` with the connection's
 /// credentials, a client name (so operators and tests can tell shardis connections apart in
 /// `CLIENT LIST`), and `READONLY` when replicas serve reads.
-pub(crate) fn handshake(settings: &Settings, name: &str) -> Pipeline {
+pub(crate) fn handshake(
+    settings: &Settings,
+    credentials: Option<&Credentials>,
+    name: &str,
+) -> Pipeline {
     let mut hello = redis::pipe();
-    if let Some(password) = &settings.password {
+    if let Some(credentials) = credentials {
         let auth = hello.cmd("AUTH");
-        if let Some(user) = &settings.username {
-            auth.arg(user.as_str());
+        if let Some(user) = credentials.username() {
+            auth.arg(user);
         }
-        auth.arg(password.expose());
+        auth.arg(credentials.password().expose());
     }
     hello.cmd("CLIENT").arg("SETNAME").arg(name);
     if settings.read_from != crate::ReadFrom::Primary {
@@ -326,7 +361,7 @@ pub(crate) fn check_handshake(
     hello: &Pipeline,
     replies: &[Value],
     label: &str,
-    settings: &Settings,
+    credentials: Option<&Credentials>,
 ) -> Result<(), Error> {
     for (cmd, reply) in hello.cmd_iter().zip(replies) {
         let Value::ServerError(e) = reply else {
@@ -348,7 +383,7 @@ pub(crate) fn check_handshake(
         if name == "AUTH" || matches!(e.code(), "NOAUTH" | "WRONGPASS" | "NOPERM") {
             return Err(Error::Auth {
                 node: label.to_string(),
-                user: settings.username.clone(),
+                user: credentials.and_then(|c| c.username().map(str::to_owned)),
                 message: format!("{name} failed: {e}"),
             });
         }
@@ -392,7 +427,7 @@ async fn finish_write(shared: Arc<Shared>, mut batch: Vec<u8>, mut at: usize) {
 /// owes nothing, and watches for a node that stopped answering.
 async fn read_replies(
     shared: Arc<Shared>,
-    mut reader: OwnedReadHalf,
+    mut reader: ReadHalf,
     mut stop: oneshot::Receiver<()>,
     response_timeout: Duration,
 ) {

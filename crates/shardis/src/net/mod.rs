@@ -5,10 +5,12 @@ mod breaker;
 mod conn;
 mod conn_state;
 mod pool;
+mod transport;
 
 pub use breaker::BreakerOptions;
 pub(crate) use conn::{
-    Connection, NO_STALL_WATCHDOG, check_handshake, connect, handshake, stall_detected_within,
-    was_not_sent,
+    Connection, NO_STALL_WATCHDOG, check_handshake, handshake, stall_detected_within,
+    tls_failure_or, was_not_sent,
 };
 pub(crate) use pool::{Dedicated, Node, Pool, WaitGuard};
+pub(crate) use transport::{ReadHalf, WriteHalf, open as open_transport};

@@ -30,6 +30,9 @@ pub(crate) struct Node {
     /// Consecutive failures to connect; 0 when healthy.
     failures: AtomicU32,
     last_failure: parking_lot::Mutex<Option<Instant>>,
+    /// The TLS refusal of the last failed connect, if that is why it failed: said again
+    /// during the backoff, since a wrong CA or certificate is not an unreachable node.
+    tls_refusal: parking_lot::Mutex<Option<(String, String)>>,
     settings: Arc<Settings>,
     /// Time from writing a batch of commands to this node until its last reply arrived,
     /// registered once so recording is cheap.
@@ -124,6 +127,7 @@ impl Node {
             opening: tokio::sync::Mutex::new(()),
             failures: AtomicU32::new(0),
             last_failure: parking_lot::Mutex::new(None),
+            tls_refusal: parking_lot::Mutex::new(None),
             latency,
             settings: settings.clone(),
             idle: parking_lot::Mutex::new(Vec::new()),
@@ -371,11 +375,7 @@ impl Node {
     /// Opens connection `i`: one caller opens, the others wait for that attempt.
     async fn open(&self, i: usize) -> Result<Arc<Connection>> {
         if let Some(message) = self.backoff_remaining() {
-            return Err(Error::Connection {
-                node: self.label.clone(),
-                slot: None,
-                message,
-            });
+            return Err(self.in_backoff(message));
         }
         // One caller opens; the others wait for that attempt (bounded by the connect timeout).
         let _opening = self.opening.lock().await;
@@ -385,11 +385,7 @@ impl Node {
             return Ok(conn);
         }
         if let Some(message) = self.backoff_remaining() {
-            return Err(Error::Connection {
-                node: self.label.clone(),
-                slot: None,
-                message,
-            });
+            return Err(self.in_backoff(message));
         }
         let stall_after = self.settings.response_timeout;
         match Connection::open(
@@ -402,6 +398,7 @@ impl Node {
         {
             Ok(conn) => {
                 self.failures.store(0, Ordering::Relaxed);
+                *self.tls_refusal.lock() = None;
                 let conn = Arc::new(conn);
                 self.connections[i].store(Some(conn.clone()));
                 Ok(conn)
@@ -409,11 +406,31 @@ impl Node {
             Err(error) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 *self.last_failure.lock() = Some(Instant::now());
+                *self.tls_refusal.lock() = match &error {
+                    Error::Tls { node, message } => Some((node.clone(), message.clone())),
+                    _ => None,
+                };
                 tracing::debug!(node = %self.label, failures, %error, "connect failed");
                 metrics::counter!("shardis_connect_failures_total").increment(1);
                 self.record_failure();
                 Err(error)
             }
+        }
+    }
+
+    /// The error of a connect not tried during the backoff: the last TLS refusal again, else
+    /// "in reconnect backoff".
+    fn in_backoff(&self, message: String) -> Error {
+        match &*self.tls_refusal.lock() {
+            Some((node, refused)) => Error::Tls {
+                node: node.clone(),
+                message: refused.clone(),
+            },
+            None => Error::Connection {
+                node: self.label.clone(),
+                slot: None,
+                message,
+            },
         }
     }
 

@@ -15,13 +15,12 @@ use std::time::Duration;
 use redis::Value;
 use shardis_resp::{Decoder, Frame as RespFrame, RespError};
 use shardis_slots::Endpoint;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Kind;
 use super::message::{Frame, Message, classify};
 use crate::error::Error;
+use crate::net::{ReadHalf, WriteHalf};
 use crate::settings::Settings;
 
 /// The name subscribed connections give themselves (`CLIENT LIST`, `CLIENT KILL`).
@@ -70,7 +69,7 @@ struct Shared {
 /// An open subscribed connection; the reader stops when it is dropped.
 pub(crate) struct PubSubConn {
     shared: Arc<Shared>,
-    writer: OwnedWriteHalf,
+    writer: WriteHalf,
     wait: Duration,
     _stop: oneshot::Sender<()>,
 }
@@ -87,11 +86,12 @@ impl PubSubConn {
     ) -> Result<PubSubConn, Error> {
         let label = endpoint.to_string();
         let fail = |message: String| Error::connection(&label, message);
-        let stream = crate::net::connect(endpoint, settings).await?;
+        let credentials = crate::credentials::for_connection(settings, &label).await?;
+        let stream = crate::net::open_transport(endpoint, settings).await?;
         let (mut reader, mut writer) = stream.into_split();
 
         // The handshake is plain request/response, before anything is subscribed.
-        let hello = crate::net::handshake(settings, CLIENT_NAME);
+        let hello = crate::net::handshake(settings, credentials.as_ref(), CLIENT_NAME);
         let mut buf = Vec::with_capacity(READ_CHUNK);
         let mut decoder = Decoder::new();
         let exchange = async {
@@ -120,9 +120,10 @@ impl PubSubConn {
             exchange,
         )
         .await
-        .map_err(|_| fail("no answer to the connection handshake".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-        crate::net::check_handshake(&hello, &replies, &label, settings)?;
+        .map_err(|_| fail("no answer to the connection handshake".into()))
+        .and_then(|replies| replies.map_err(|e| fail(e.to_string())))
+        .map_err(|e| crate::net::tls_failure_or(&writer, &label, e))?;
+        crate::net::check_handshake(&hello, &replies, &label, credentials.as_ref())?;
 
         let shared = Arc::new(Shared {
             id,
@@ -248,7 +249,7 @@ fn parse_one(decoder: &mut Decoder, buf: &mut Vec<u8>) -> Result<Option<Value>, 
 /// The reader: every frame of the connection, until it ends or is dropped.
 async fn read_frames(
     shared: Arc<Shared>,
-    mut reader: OwnedReadHalf,
+    mut reader: ReadHalf,
     mut buf: Vec<u8>,
     mut decoder: Decoder,
     mut stop: oneshot::Receiver<()>,

@@ -224,10 +224,17 @@ impl RingRouter {
         }
         let results = futures::future::join_all(pings).await;
         let mut down = Vec::new();
+        // A refused TLS handshake or credentials is said as such, not as "unreachable".
+        let mut typed = None;
         for (member, result) in results {
             let failure = match result {
                 Ok(Value::ServerError(e)) => e.to_string(),
                 Ok(_) => continue,
+                Err(e @ (Error::Tls { .. } | Error::Auth { .. })) => {
+                    let failure = e.to_string();
+                    typed.get_or_insert(e);
+                    failure
+                }
                 Err(e) => e.to_string(),
             };
             down.push((member, failure));
@@ -243,6 +250,9 @@ impl RingRouter {
         };
         let eject = matches!(self.config.health, super::HealthPolicy::Eject { .. });
         if !eject || down.len() == members.len() {
+            if let Some(e) = typed {
+                return Err(e);
+            }
             let (first, _) = &down[0];
             return Err(Error::connection(
                 &first.node.addr,
