@@ -30,9 +30,9 @@ pub(crate) struct Node {
     /// Consecutive failures to connect; 0 when healthy.
     failures: AtomicU32,
     last_failure: parking_lot::Mutex<Option<Instant>>,
-    /// The TLS refusal of the last failed connect, if that is why it failed: said again
-    /// during the backoff, since a wrong CA or certificate is not an unreachable node.
-    tls_refusal: parking_lot::Mutex<Option<(String, String)>>,
+    /// The refusal (TLS or credentials) of the last failed connect, if that is why it failed:
+    /// said again during the backoff, since a wrong CA or password is not an unreachable node.
+    refusal: parking_lot::Mutex<Option<Error>>,
     settings: Arc<Settings>,
     /// Time from writing a batch of commands to this node until its last reply arrived,
     /// registered once so recording is cheap.
@@ -112,6 +112,26 @@ impl Drop for Dedicated {
 /// Dedicated connections one node may have open at once; past it, callers wait for one.
 const DEDICATED_PER_NODE: usize = 64;
 
+/// A copy of `error` when it is a refusal worth saying again (TLS, credentials).
+fn refusal_of(error: &Error) -> Option<Error> {
+    match error {
+        Error::Tls { node, message } => Some(Error::Tls {
+            node: node.clone(),
+            message: message.clone(),
+        }),
+        Error::Auth {
+            node,
+            user,
+            message,
+        } => Some(Error::Auth {
+            node: node.clone(),
+            user: user.clone(),
+            message: message.clone(),
+        }),
+        _ => None,
+    }
+}
+
 impl Node {
     fn new(endpoint: Endpoint, settings: Arc<Settings>) -> Self {
         let connections = (0..settings.connections_per_node)
@@ -127,7 +147,7 @@ impl Node {
             opening: tokio::sync::Mutex::new(()),
             failures: AtomicU32::new(0),
             last_failure: parking_lot::Mutex::new(None),
-            tls_refusal: parking_lot::Mutex::new(None),
+            refusal: parking_lot::Mutex::new(None),
             latency,
             settings: settings.clone(),
             idle: parking_lot::Mutex::new(Vec::new()),
@@ -398,7 +418,7 @@ impl Node {
         {
             Ok(conn) => {
                 self.failures.store(0, Ordering::Relaxed);
-                *self.tls_refusal.lock() = None;
+                *self.refusal.lock() = None;
                 let conn = Arc::new(conn);
                 self.connections[i].store(Some(conn.clone()));
                 Ok(conn)
@@ -406,10 +426,7 @@ impl Node {
             Err(error) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 *self.last_failure.lock() = Some(Instant::now());
-                *self.tls_refusal.lock() = match &error {
-                    Error::Tls { node, message } => Some((node.clone(), message.clone())),
-                    _ => None,
-                };
+                *self.refusal.lock() = refusal_of(&error);
                 tracing::debug!(node = %self.label, failures, %error, "connect failed");
                 metrics::counter!("shardis_connect_failures_total").increment(1);
                 self.record_failure();
@@ -421,17 +438,15 @@ impl Node {
     /// The error of a connect not tried during the backoff: the last TLS refusal again, else
     /// "in reconnect backoff".
     fn in_backoff(&self, message: String) -> Error {
-        match &*self.tls_refusal.lock() {
-            Some((node, refused)) => Error::Tls {
-                node: node.clone(),
-                message: refused.clone(),
-            },
-            None => Error::Connection {
+        self.refusal
+            .lock()
+            .as_ref()
+            .and_then(refusal_of)
+            .unwrap_or_else(|| Error::Connection {
                 node: self.label.clone(),
                 slot: None,
                 message,
-            },
-        }
+            })
     }
 
     /// After consecutive connect failures the node is left alone for a while (10 ms doubling
