@@ -25,7 +25,65 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// Credentials, as redis-cli takes them, for every subcommand that connects.
+/// TLS, as redis-cli takes it, for every subcommand that connects.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TlsArgs {
+    /// Speak TLS to every node (rediss:// URLs turn it on too).
+    #[arg(long)]
+    tls: bool,
+    /// Trust the CA certificate(s) in this PEM file instead of the public roots.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; give its key with --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<std::path::PathBuf>,
+    /// Name sent as SNI and checked in every node's certificate (default: the node's host;
+    /// nodes announced by IP are checked against the seed's host name).
+    #[arg(long, value_name = "NAME")]
+    sni: Option<String>,
+    /// Accept any server certificate: encrypted but not authenticated (tests only).
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl TlsArgs {
+    /// The `--sni` name, if given.
+    pub fn sni(&self) -> Option<&str> {
+        self.sni.as_deref()
+    }
+
+    /// The TLS options these flags ask for; `None` when no flag asks for TLS (a `rediss://`
+    /// URL may still turn it on). Any TLS flag implies `--tls`.
+    pub fn options(&self) -> Option<shardis::TlsOptions> {
+        let asked = self.tls
+            || self.cacert.is_some()
+            || self.cert.is_some()
+            || self.sni.is_some()
+            || self.insecure;
+        if !asked {
+            return None;
+        }
+        let mut options = shardis::TlsOptions::new();
+        if let Some(ca) = &self.cacert {
+            options = options.ca_file(ca);
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            options = options.client_identity_files(cert, key);
+        }
+        if let Some(name) = &self.sni {
+            options = options.server_name(name.clone());
+        }
+        if self.insecure {
+            options = options.danger_accept_invalid_certificates();
+        }
+        Some(options)
+    }
+}
+
+/// Credentials and TLS, as redis-cli takes them, for every subcommand that connects.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct AuthArgs {
     /// Password for AUTH (default: $REDISCLI_AUTH, as redis-cli). A URL may carry it too.
@@ -34,6 +92,8 @@ pub struct AuthArgs {
     /// ACL user name (give its password with -a/--pass or REDISCLI_AUTH).
     #[arg(long, value_name = "USER")]
     user: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 impl AuthArgs {
@@ -43,6 +103,7 @@ impl AuthArgs {
         AuthArgs {
             pass: pass.map(|p| Password(p.into())),
             user: user.map(Into::into),
+            tls: TlsArgs::default(),
         }
     }
 
@@ -55,8 +116,11 @@ impl AuthArgs {
         })
     }
 
-    /// `builder` with these credentials (they take precedence over a URL's).
+    /// `builder` with these credentials and TLS options (they take precedence over a URL's).
     pub fn apply(&self, mut builder: shardis::Builder) -> shardis::Builder {
+        if let Some(tls) = self.tls.options() {
+            builder = builder.tls(tls);
+        }
         if let Some(user) = &self.user {
             builder = builder.username(user.clone());
         }
@@ -77,6 +141,16 @@ impl AuthArgs {
             "the server refused these credentials: check --user and -a/--pass (or REDISCLI_AUTH)"
         } else if message.contains("invalid configuration") {
             ""
+        } else if message.contains("TLS") {
+            "check --cacert (the CA that signed the server's certificate), --sni, and --cert/--key \
+             when the server asks for a client certificate"
+        } else if self.tls.options().is_none()
+            && ["sent no reply", "closed the connection", "reset by peer"]
+                .iter()
+                .any(|m| message.contains(m))
+        {
+            // A TLS port answers a plaintext client by closing (or resetting) the connection.
+            "is that a TLS port? then pass --tls (and --cacert for a private CA)"
         } else {
             "is a cluster node listening there? `shardis demo` starts a local one"
         }
@@ -91,20 +165,23 @@ pub fn seed(addr: &str) -> Result<String> {
     Ok(parse_addr(addr)?.to_string())
 }
 
-/// The node `addr` (`HOST:PORT` or a URL) names, and the user and password to log in with:
-/// the flags' (or `$REDISCLI_AUTH`), else the URL's.
+/// The node `addr` (`HOST:PORT` or a URL) names, the user and password to log in with (the
+/// flags' or `$REDISCLI_AUTH`, else the URL's), and whether TLS is on (a flag or `rediss://`).
 pub fn endpoint_and_credentials(
     addr: &str,
     auth: &AuthArgs,
-) -> Result<(Endpoint, Option<String>, Option<String>)> {
+) -> Result<(Endpoint, Option<String>, Option<String>, bool)> {
+    let flagged_tls = auth.tls.options().is_some();
     if !addr.contains("://") {
-        return Ok((parse_addr(addr)?, auth.user.clone(), auth.password()));
+        return Ok((
+            parse_addr(addr)?,
+            auth.user.clone(),
+            auth.password(),
+            flagged_tls,
+        ));
     }
     let url =
         shardis::ConnectionUrl::parse(addr.trim()).map_err(|e| CliError::new(e.to_string()))?;
-    if url.tls() {
-        bail!("{url}: TLS (rediss://) is not supported yet: use redis://");
-    }
     let user = auth
         .user
         .clone()
@@ -115,7 +192,12 @@ pub fn endpoint_and_credentials(
     if let (Some(user), None) = (&user, &password) {
         bail!("user {user:?} was given without a password: add -a PASSWORD (or REDISCLI_AUTH)");
     }
-    Ok((parse_addr(&url.addr())?, user, password))
+    Ok((
+        parse_addr(&url.addr())?,
+        user,
+        password,
+        flagged_tls || url.tls(),
+    ))
 }
 
 /// A shardis client for the cluster that `addr` (`HOST:PORT` or a URL) belongs to.

@@ -42,14 +42,19 @@ struct View {
     result: std::result::Result<Topology, String>,
 }
 
-/// User and password for every node asked.
+/// User, password and TLS for every node asked.
 #[derive(Clone, Default)]
 struct Credentials {
     user: Option<String>,
     password: Option<String>,
+    /// TLS options, and the seed's host when it is a name (for nodes announced by IP).
+    tls: Option<(shardis::TlsOptions, Option<String>)>,
 }
 
 async fn ask(node: &Endpoint, creds: &Credentials) -> std::result::Result<Topology, String> {
+    if let Some((tls, seed_name)) = &creds.tls {
+        return ask_over_tls(node, creds, tls.clone(), seed_name.as_deref()).await;
+    }
     use redis::IntoConnectionInfo;
     let mut info = (node.host.as_str(), node.port)
         .into_connection_info()
@@ -86,6 +91,39 @@ async fn ask(node: &Endpoint, creds: &Credentials) -> std::result::Result<Topolo
         }
         Err(e) => Err(format!("CLUSTER SHARDS: {e}")),
     }
+}
+
+/// `node`'s own view, over TLS: a shardis client seeded with that node alone loads its view
+/// from it (redis-rs here is built without TLS).
+async fn ask_over_tls(
+    node: &Endpoint,
+    creds: &Credentials,
+    mut tls: shardis::TlsOptions,
+    seed_name: Option<&str>,
+) -> std::result::Result<Topology, String> {
+    if let Some(name) = seed_name
+        && node.host.parse::<std::net::IpAddr>().is_ok()
+    {
+        // As the client does for nodes a cluster announces by IP.
+        tls = tls.server_name(name);
+    }
+    let mut builder = shardis::Client::builder()
+        .cluster([node.to_string()])
+        .tls(tls)
+        .connect_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2))
+        .refresh_interval(Duration::from_secs(3600));
+    if let Some(user) = &creds.user {
+        builder = builder.username(user.clone());
+    }
+    if let Some(password) = &creds.password {
+        builder = builder.password(password.clone());
+    }
+    let client = builder
+        .build()
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    Ok(client.topology())
 }
 
 fn identity(node: &Node) -> String {
@@ -242,8 +280,17 @@ fn json_node(n: &Node, role: &'static str) -> JsonNode {
 }
 
 pub async fn run(args: TopologyArgs) -> Result<ExitCode> {
-    let (seed, user, password) = crate::nodes::endpoint_and_credentials(&args.cluster, &args.auth)?;
-    let creds = &Credentials { user, password };
+    let (seed, user, password, tls) =
+        crate::nodes::endpoint_and_credentials(&args.cluster, &args.auth)?;
+    // Nodes announced by IP are checked against the seed's host name, unless --sni names one.
+    let seed_name = (args.auth.tls.sni().is_none()
+        && seed.host.parse::<std::net::IpAddr>().is_err())
+    .then(|| seed.host.clone());
+    let creds = &Credentials {
+        user,
+        password,
+        tls: tls.then(|| (args.auth.tls.options().unwrap_or_default(), seed_name)),
+    };
     let first = ask(&seed, creds).await.map_err(|e| {
         let hint = args.auth.hint(&e);
         CliError::new(format!("cannot read the slot map of {seed}: {e} ({hint})"))
