@@ -69,6 +69,26 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## TLS and credentials
+//!
+//! [`Builder::tls`] with [`TlsOptions`] (or a `rediss://` seed) puts every connection of the
+//! client — shared, dedicated, subscribed, topology loads — on TLS (rustls): public roots or a
+//! private CA, client certificates for mutual TLS, a server-name override, hostname checks on
+//! unless turned off by a `danger_…` option. A refused handshake is [`Error::Tls`].
+//! [`Builder::username`]/[`Builder::password`] log in with `AUTH`; a [`CredentialsProvider`]
+//! ([`Builder::credentials_provider`]) is asked again for each new connection, for rotating
+//! tokens. Refused credentials are [`Error::Auth`]; no secret ever shows in `Debug` or errors.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), shardis::Error> {
+//! let client = shardis::Client::builder()
+//!     .cluster(["rediss://app:auth-token@cache.example.com:6379"])
+//!     .tls(shardis::TlsOptions::new().ca_file("/etc/redis/ca.pem"))
+//!     .build()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
 //! The pure building blocks are re-exported: [`slots`] (slot math, topology parsing) and
 //! [`ring`] (consistent hashing).
 //!
@@ -100,7 +120,9 @@
 //! - `ring_router/`: the hash-ring router (placement, health, membership, online rebalancing).
 //! - `replicated/`: the primary+replicas router (roles, promotions, Sentinel).
 //! - `hot/`: the hot-key layer over the engine (copies on distinct shards, near cache).
-//! - `net/`: the node pool and shardis' own pipelined connection.
+//! - `net/`: the node pool and shardis' own pipelined connection over plain TCP or TLS.
+//! - `tls/`: [`TlsOptions`] and the rustls configuration it resolves to.
+//! - `credentials.rs`: [`Credentials`] and the [`CredentialsProvider`] trait.
 //! - `command/`: where each command keeps its keys, built in or learned from the server.
 //!
 //! See `ARCHITECTURE.md` at the repository root for the life of a command, file by file.
