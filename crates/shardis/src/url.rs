@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! redis://[[user][:password]@]host[:port][/db][?option=value&...]
-//! rediss://...             TLS (parsed and recorded; see ConnectionUrl::tls)
+//! rediss://...             TLS (turns TLS on: see Builder::tls)
 //! ```
 //!
 //! The forms redis-rs and the managed services document are accepted: `redis://host:6379`,
