@@ -47,6 +47,10 @@ pub struct Args {
     /// Skip the ring workload.
     #[arg(long)]
     pub skip_ring: bool,
+    /// Skip the cluster workload over TLS (a second local cluster with `tls-cluster yes`,
+    /// certificates generated for the run; shardis, redis-rs and fred, all with rustls).
+    #[arg(long)]
+    pub skip_tls: bool,
     /// Skip redis-benchmark.
     #[arg(long)]
     pub skip_redis_benchmark: bool,

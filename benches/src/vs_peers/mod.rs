@@ -3,6 +3,9 @@
 //! Cluster workload (3 primaries × 1 replica, started here through the testkit unless
 //! `--cluster` is given): shardis, redis-rs `cluster_async`, fred (cluster mode), and
 //! `redis-benchmark --cluster` (plain, and with `-P 16` as the pipelined ceiling).
+//! The same over TLS (`cluster TLS`: a local cluster with `tls-cluster yes` and certificates
+//! generated for the run; shardis, redis-rs and fred, each with rustls and the ring provider;
+//! no redis-benchmark).
 //! Ring workload (3 standalone nodes): shardis ring mode, redis-rs through twemproxy
 //! (`nutcracker`, ketama), and redis-rs to one node directly.
 //!
@@ -47,9 +50,15 @@ pub async fn run(args: &Args) -> std::process::ExitCode {
     let mut cells = Vec::new();
     let mut failed = false;
     if !args.skip_cluster
-        && let Err(e) = workloads::cluster_workload(args, &mut cells).await
+        && let Err(e) = workloads::cluster_workload(args, &mut cells, false).await
     {
         eprintln!("error: cluster workload: {e}");
+        failed = true;
+    }
+    if !args.skip_tls
+        && let Err(e) = workloads::cluster_workload(args, &mut cells, true).await
+    {
+        eprintln!("error: cluster TLS workload: {e}");
         failed = true;
     }
     if !args.skip_ring

@@ -66,28 +66,67 @@ impl Peer {
     }
 }
 
-/// redis-rs connected to a cluster: one `cluster_async` connection over `seeds`.
+/// redis-rs connected to a cluster: one `cluster_async` connection over `seeds`; over TLS
+/// (`rediss://`, rustls) trusting `ca` when given.
 pub(crate) async fn connect_redis_cluster(
     seeds: &[String],
+    ca: Option<&str>,
 ) -> Result<redis::cluster_async::ClusterConnection, String> {
-    redis::cluster::ClusterClient::new(seeds.iter().map(|s| format!("redis://{s}/")))
+    let scheme = if ca.is_some() { "rediss" } else { "redis" };
+    let mut builder =
+        redis::cluster::ClusterClient::builder(seeds.iter().map(|s| format!("{scheme}://{s}/")));
+    if let Some(ca) = ca {
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca.as_bytes().to_vec()),
+        });
+    }
+    builder
+        .build()
         .map_err(|e| format!("redis-rs cluster client: {e}"))?
         .get_async_connection()
         .await
         .map_err(|e| format!("redis-rs cluster_async: {e}"))
 }
 
-/// fred in cluster mode, seeded with one node.
-pub(crate) async fn connect_fred(host: &str, port: u16) -> Result<fred::prelude::Client, String> {
-    let config = fred::prelude::Config {
+/// fred in cluster mode, seeded with one node; over TLS (rustls) trusting `ca` when given.
+pub(crate) async fn connect_fred(
+    host: &str,
+    port: u16,
+    ca: Option<&str>,
+) -> Result<fred::prelude::Client, String> {
+    let mut config = fred::prelude::Config {
         server: fred::prelude::ServerConfig::new_clustered(vec![(host.to_string(), port)]),
         ..Default::default()
     };
+    if let Some(ca) = ca {
+        config.tls = Some(fred::types::config::TlsConnector::from(rustls_config(ca)?).into());
+    }
     let client = fred::prelude::Builder::from_config(config)
         .build()
         .map_err(|e| format!("fred: {e}"))?;
     client.init().await.map_err(|e| format!("fred: {e}"))?;
     Ok(client)
+}
+
+/// A rustls client config (ring provider) trusting only the CA in `ca_pem`.
+fn rustls_config(ca_pem: &str) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
 }
 
 /// One redis-rs multiplexed connection to `addr` (a node or a proxy).

@@ -7,20 +7,35 @@ use super::peers::{Peer, connect_fred, connect_plain, connect_redis_cluster};
 use super::report::Cell;
 
 /// The cluster workload: shardis, redis-rs `cluster_async`, fred and redis-benchmark against
-/// one cluster (started here unless `--cluster` names one).
-pub(crate) async fn cluster_workload(args: &Args, cells: &mut Vec<Cell>) -> Result<(), String> {
+/// one cluster (started here unless `--cluster` names one). With `tls`, a local cluster that
+/// speaks TLS only to clients (certificates generated for the run), without redis-benchmark.
+pub(crate) async fn cluster_workload(
+    args: &Args,
+    cells: &mut Vec<Cell>,
+    tls: bool,
+) -> Result<(), String> {
     let _cluster;
-    let seeds: Vec<String> = match &args.cluster {
-        Some(addr) => vec![addr.clone()],
-        None => {
-            eprintln!("starting a local cluster: 3 primaries × 1 replica ...");
-            let c = shardis_testkit::Cluster::builder()
+    let certs = if tls {
+        Some(shardis_testkit::TlsCerts::generate().map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let workload = if tls { "cluster TLS" } else { "cluster" };
+    let seeds: Vec<String> = match (&args.cluster, &certs) {
+        (Some(addr), None) => vec![addr.clone()],
+        _ => {
+            eprintln!("starting a local {workload}: 3 primaries × 1 replica ...");
+            let mut builder = shardis_testkit::Cluster::builder()
                 .primaries(3)
-                .replicas_per_primary(1)
+                .replicas_per_primary(1);
+            if let Some(certs) = &certs {
+                builder = builder.tls(certs);
+            }
+            let c = builder
                 .start()
                 .await
                 .map_err(|e| format!("cannot start a local cluster: {e}"))?;
-            let seeds = c.seeds();
+            let seeds = if tls { c.tls_addrs() } else { c.seeds() };
             _cluster = c;
             seeds
         }
@@ -30,13 +45,14 @@ pub(crate) async fn cluster_workload(args: &Args, cells: &mut Vec<Cell>) -> Resu
         let e = shardis::slots::Endpoint::parse(first).map_err(|e| e.to_string())?;
         (e.host, e.port)
     };
-    let shardis = shardis::Client::builder()
-        .cluster(seeds.clone())
-        .build()
-        .await
-        .map_err(|e| format!("shardis: {e}"))?;
-    let redis_rs = connect_redis_cluster(&seeds).await?;
-    let fred = connect_fred(&host, port).await?;
+    let ca = certs.as_ref().map(|c| c.ca_pem());
+    let mut builder = shardis::Client::builder().cluster(seeds.clone());
+    if let Some(ca) = ca {
+        builder = builder.tls(shardis::TlsOptions::new().ca_pem(ca));
+    }
+    let shardis = builder.build().await.map_err(|e| format!("shardis: {e}"))?;
+    let redis_rs = connect_redis_cluster(&seeds, ca).await?;
+    let fred = connect_fred(&host, port, ca).await?;
     eprintln!("preloading {} keys ...", args.keys);
     preload(&shardis, args).await?;
     let peers = [
@@ -48,14 +64,14 @@ pub(crate) async fn cluster_workload(args: &Args, cells: &mut Vec<Cell>) -> Resu
         for &c in &args.concurrency {
             let mut shardis_rate = 0.0;
             for (name, peer, proxy) in in_turn(&peers, round).filter(|p| args.wants(p.0)) {
-                eprintln!("round {}: cluster c={c}: {name} ...", round + 1);
-                let cell = run_rust("cluster", name, peer, *proxy, c, args).await;
+                eprintln!("round {}: {workload} c={c}: {name} ...", round + 1);
+                let cell = run_rust(workload, name, peer, *proxy, c, args).await;
                 if *name == "shardis" {
                     shardis_rate = cell.ops_per_sec;
                 }
                 cells.push(cell);
             }
-            if !args.skip_redis_benchmark && args.wants("redis-benchmark") {
+            if !tls && !args.skip_redis_benchmark && args.wants("redis-benchmark") {
                 for pipeline in [1, 16] {
                     eprintln!("cluster c={c}: redis-benchmark -P {pipeline} ...");
                     let est = (shardis_rate * if pipeline > 1 { 6.0 } else { 1.5 }).max(20_000.0);

@@ -10,7 +10,7 @@
 //! the task that holds its writer role (one at a time, see `conn_state.rs`), and a subscribed
 //! connection writes from one task.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::sync::Arc;
 
 use rustls::ClientConnection;
@@ -128,10 +128,6 @@ pub(crate) struct ReadHalf {
     tls: Option<(Arc<TlsShared>, Vec<u8>)>,
 }
 
-/// How much plaintext one decryption step may add to the caller's buffer before it looks
-/// for more: one TLS record's worth.
-const PLAINTEXT_STEP: usize = 16 * 1024;
-
 impl ReadHalf {
     /// Reads plaintext into `buf`'s spare room (appending); `Ok(0)` is the end of the stream.
     /// Cancel-safe: the only await is the socket read, and what was read is kept.
@@ -178,28 +174,24 @@ fn take_plaintext(tls: &TlsShared, buf: &mut Vec<u8>) -> io::Result<Option<usize
     Ok((n > 0 || closed).then_some(n))
 }
 
-/// Moves every plaintext byte rustls holds into `buf`: how many, and whether the server then
-/// closed the session (`close_notify`).
+/// Moves every plaintext byte rustls holds into `buf` (copied from rustls' own chunks, no
+/// scratch buffer): how many, and whether the server then closed the session (`close_notify`).
 fn drain_plaintext(state: &mut ClientConnection, buf: &mut Vec<u8>) -> io::Result<(usize, bool)> {
     let mut total = 0;
+    let mut reader = state.reader();
     loop {
-        let start = buf.len();
-        buf.resize(start + PLAINTEXT_STEP, 0);
-        let read = state.reader().read(&mut buf[start..]);
-        let (n, done) = match read {
-            Ok(0) => (0, Some(true)),
-            Ok(n) => (n, None),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, Some(false)),
-            Err(e) => {
-                buf.truncate(start);
-                return Err(e);
+        let n = match reader.fill_buf() {
+            // Nothing left and no error: the session was closed cleanly.
+            Ok([]) => return Ok((total, true)),
+            Ok(chunk) => {
+                buf.extend_from_slice(chunk);
+                chunk.len()
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((total, false)),
+            Err(e) => return Err(e),
         };
-        buf.truncate(start + n);
+        reader.consume(n);
         total += n;
-        if let Some(closed) = done {
-            return Ok((total, closed));
-        }
     }
 }
 
@@ -218,7 +210,9 @@ impl WriteHalf {
         };
         let mut state = tls.state.lock();
         state.writer().write_all(&batch)?;
-        let mut records = Vec::with_capacity(batch.len() + batch.len() / 64 + 64);
+        // rustls copied the plaintext: its buffer takes the records.
+        let mut records = batch;
+        records.clear();
         while state.wants_write() {
             state.write_tls(&mut records)?;
         }
