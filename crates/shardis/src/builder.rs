@@ -621,6 +621,39 @@ mod tests {
     }
 
     #[test]
+    fn tls_from_urls_or_options_and_the_seed_name_for_ip_nodes() {
+        let names = |b: Builder| b.resolved().unwrap().settings.tls.unwrap().names;
+        // Nodes announced by IP are checked against the first seed given by name.
+        let named = names(
+            Builder::default()
+                .cluster(["10.0.0.9:6379", "clustercfg.cache.example.com:6379"])
+                .tls(crate::TlsOptions::new()),
+        );
+        assert_eq!(
+            named.seed_name.as_deref(),
+            Some("clustercfg.cache.example.com")
+        );
+        let off = names(
+            Builder::default()
+                .cluster(["clustercfg.cache.example.com:6379"])
+                .tls(crate::TlsOptions::new().verify_ip_nodes_as_seed(false)),
+        );
+        assert_eq!(off.seed_name, None);
+        // rediss:// turns TLS on by itself; redis:// leaves it off.
+        let url = Builder::default().cluster(["rediss://:t@cache.example.com:6379"]);
+        assert!(url.resolved().unwrap().settings.tls.is_some());
+        let plain = Builder::default().cluster(["redis://:t@cache.example.com:6379"]);
+        assert!(plain.resolved().unwrap().settings.tls.is_none());
+        // Ring nodes are checked against their own hosts.
+        let ring = names(
+            Builder::default()
+                .ring([RingNode::at("cache-a.example.com:6379")])
+                .tls(crate::TlsOptions::new()),
+        );
+        assert_eq!(ring.seed_name, None);
+    }
+
+    #[test]
     fn rejects_settings_that_cannot_work() {
         assert!(matches!(
             Builder::default().validate(),
