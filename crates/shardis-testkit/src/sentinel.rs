@@ -120,6 +120,7 @@ impl SentinelsBuilder {
             cluster: false,
             lines,
             auth,
+            tls: false,
             startup_timeout: self.timeout,
             args: vec!["--sentinel".into()],
         };

@@ -61,6 +61,8 @@ impl Sentinels {
         let mut settings = data.clone();
         settings.username.clone_from(&auth.username);
         settings.password.clone_from(&auth.password);
+        // Sentinels have credentials of their own: the data nodes' provider is not asked.
+        settings.credentials_provider = None;
         let settings = Arc::new(settings);
         Sentinels {
             name: name.to_string(),
