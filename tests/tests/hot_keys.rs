@@ -151,36 +151,74 @@ async fn writes_are_read_back_at_once_and_other_clients_converge_within_the_copy
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    // A delete removes every copy: nothing of the key is left on any node.
-    let names = shardis::hotkey::cluster_copies(b"hot:item", 3, |slot| {
-        let topology = writer.topology();
-        topology
-            .shards()
-            .iter()
-            .position(|s| s.slots.iter().any(|r| r.contains(slot)))
-    });
-    assert_eq!(names.len(), 3);
+    // A delete: the writer reads it back at once, another client within the copy TTL, and
+    // then no copy of the key is left on any node (the writer's deleted, the other's expired).
     for _ in 0..6 {
-        let _: Option<i64> = other.get("hot:item").await.unwrap(); // refill copies
+        let _: Option<i64> = other.get("hot:item").await.unwrap(); // refill its copies
     }
     let _: () = writer.del("hot:item").await.unwrap();
-    for name in &names {
-        let owner = cluster.node_for_slot(key_slot(name)).await.unwrap();
-        let mut conn = cluster.connection(&owner).await.unwrap();
-        let exists: i64 = redis::cmd("EXISTS")
-            .arg(name.as_slice())
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(
-            exists,
-            0,
-            "{} survived the delete",
-            String::from_utf8_lossy(name)
-        );
-    }
+    let deleted_at = Instant::now();
     let gone: Option<i64> = writer.get("hot:item").await.unwrap();
     assert_eq!(gone, None);
+    loop {
+        let got: Option<i64> = other.get("hot:item").await.unwrap();
+        if got.is_none() {
+            break;
+        }
+        assert!(
+            deleted_at.elapsed() <= copy_ttl + Duration::from_millis(300),
+            "another client still reads {got:?} after the delete"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(
+        (deleted_at + copy_ttl + Duration::from_millis(100))
+            .saturating_duration_since(Instant::now()),
+    )
+    .await;
+    for primary in cluster.primaries().await.unwrap() {
+        let left = keys_on(&cluster, &primary, "hot:item*").await;
+        assert!(left.is_empty(), "left on {}: {left:?}", primary.addr());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_write_their_own_copies() {
+    // The mechanism behind read-your-writes across a fleet: a syncer of another client holding
+    // an older value can never overwrite this client's copies, because they are not its names.
+    let cluster = Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(0)
+        .start()
+        .await
+        .expect("cluster");
+    let options = HotKeyOptions::default().declare_hot("hot:two");
+    let build = || {
+        shardis::Client::builder()
+            .cluster(cluster.seeds())
+            .hot_keys(options.clone())
+            .build()
+    };
+    let mut a = build().await.unwrap();
+    let mut b = build().await.unwrap();
+    let _: () = a.set("hot:two", "v").await.unwrap();
+    let mut copies = Vec::new();
+    for _ in 0..200 {
+        let _: String = a.get("hot:two").await.unwrap();
+        let _: String = b.get("hot:two").await.unwrap();
+        copies.clear();
+        for primary in cluster.primaries().await.unwrap() {
+            copies.extend(keys_on(&cluster, &primary, "hot:two#hk*").await);
+        }
+        if copies.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 3 shards: each client has 2 copies besides the canonical key, and no name is shared.
+    copies.sort();
+    copies.dedup();
+    assert_eq!(copies.len(), 4, "copies: {copies:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,20 +273,22 @@ async fn copies_follow_a_slot_migration() {
         assert_eq!(v, "x");
     }
     // Move the slot of one copy to the canonical key's shard: two names now share a shard.
-    let shard_of = |topology: &shardis::slots::Topology, slot: u16| {
-        topology
-            .shards()
-            .iter()
-            .position(|s| s.slots.iter().any(|r| r.contains(slot)))
-    };
-    let before = client.topology();
-    let names = shardis::hotkey::cluster_copies(b"hot:moving", 3, |s| shard_of(&before, s));
+    // Copy names are the client's own (salted): find one on another primary.
     let canonical_owner = cluster
         .node_for_slot(key_slot(b"hot:moving"))
         .await
         .unwrap();
+    let mut copy = None;
+    for primary in cluster.primaries().await.unwrap() {
+        if primary.port == canonical_owner.port {
+            continue;
+        }
+        let found = keys_on(&cluster, &primary, "hot:moving#hk*").await;
+        copy = copy.or(found.into_iter().next());
+    }
+    let copy = copy.expect("a copy on another primary");
     cluster
-        .migrate_slot(key_slot(&names[1]), &canonical_owner)
+        .migrate_slot(key_slot(&copy), &canonical_owner)
         .await
         .expect("migrate a copy's slot");
 
@@ -260,31 +300,37 @@ async fn copies_follow_a_slot_migration() {
         assert_eq!(v, "x");
     }
     // The client now places copies on distinct shards of the new map, and they are there.
-    let after = client.topology();
-    let names = shardis::hotkey::cluster_copies(b"hot:moving", 3, |s| shard_of(&after, s));
-    let mut owners = Vec::new();
-    for name in &names {
-        let owner = cluster.node_for_slot(key_slot(name)).await.unwrap();
-        let mut conn = cluster.connection(&owner).await.unwrap();
-        let exists: i64 = redis::cmd("EXISTS")
-            .arg(name.as_slice())
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(
-            exists,
-            1,
-            "copy {} filled on {}",
-            String::from_utf8_lossy(name),
-            owner.addr()
+    // Copy names are the client's own (salted), so look for them: every primary other than
+    // the canonical key's holds a filled copy.
+    for primary in cluster.primaries().await.unwrap() {
+        if primary.port == canonical_owner.port {
+            continue;
+        }
+        let copies = keys_on(&cluster, &primary, "hot:moving#hk*").await;
+        let mut conn = cluster.connection(&primary).await.unwrap();
+        let mut filled = false;
+        for copy in &copies {
+            let v: Option<String> = redis::cmd("GET")
+                .arg(copy.as_slice())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            filled |= v.as_deref() == Some("x");
+        }
+        assert!(
+            filled,
+            "a filled copy on {} after the migration (found {copies:?})",
+            primary.addr()
         );
-        owners.push(owner.port);
     }
-    owners.sort_unstable();
-    owners.dedup();
-    assert_eq!(
-        owners.len(),
-        3,
-        "copies on distinct shards after the migration"
-    );
+}
+
+/// The keys matching `pattern` on `node`.
+async fn keys_on(cluster: &Cluster, node: &shardis_testkit::Node, pattern: &str) -> Vec<Vec<u8>> {
+    let mut conn = cluster.connection(node).await.unwrap();
+    redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
 }

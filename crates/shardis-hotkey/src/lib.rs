@@ -55,7 +55,9 @@ mod tracker;
 pub use config::DetectorConfig;
 pub use detector::{Detector, DetectorStats, HotKey};
 pub use hot_set::HotSet;
-pub use placement::{COPY_MARKER, cluster_copies, copies_with, copy_name, ring_copies};
+pub use placement::{
+    COPY_MARKER, cluster_copies, copies_with, copy_name, ring_copies, salted_copies,
+};
 pub use space_saving::{Entry, SpaceSaving};
 
 /// The default key hash: xxh3-64 (seed 0), the same as `shardis_ring::Ring::hash_key`, so a

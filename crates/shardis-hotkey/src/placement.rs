@@ -22,6 +22,9 @@
 //! names. The search is bounded (256 markers per wanted copy, 2^20 in all): a shard that owns
 //! very few slots (or a ring node of tiny weight) may get no copy, and fewer than `n` names
 //! are returned then. Call again when the topology changes.
+//!
+//! [`salted_copies`] starts the search at another marker (`salt, salt + 1, …`, wrapping): a
+//! process that must be the only writer of its copies takes names no other process uses.
 
 use shardis_ring::Ring;
 use shardis_slots::key_slot;
@@ -93,6 +96,26 @@ pub fn copies_with(
     n: usize,
     shard_of_key: impl Fn(&[u8]) -> Option<usize>,
 ) -> Vec<Vec<u8>> {
+    salted_copies(key, n, 0, shard_of_key)
+}
+
+/// [`copies_with`] whose marker search starts at `salt` (wrapping) instead of 0: copy names
+/// of their own for whoever picks a salt of its own (e.g. at random per process), so that no
+/// other writer's copy can land on them.
+///
+/// ```
+/// let shard = |name: &[u8]| Some(usize::from(name[name.len() - 1] % 4));
+/// let mine = shardis_hotkey::salted_copies(b"k", 4, 1_000_000, shard);
+/// let theirs = shardis_hotkey::salted_copies(b"k", 4, 2_000_000, shard);
+/// assert_eq!((mine[0].as_slice(), theirs[0].as_slice()), (&b"k"[..], &b"k"[..]));
+/// assert!(mine[1..].iter().all(|name| !theirs.contains(name)));
+/// ```
+pub fn salted_copies(
+    key: &[u8],
+    n: usize,
+    salt: u32,
+    shard_of_key: impl Fn(&[u8]) -> Option<usize>,
+) -> Vec<Vec<u8>> {
     if n == 0 {
         return Vec::new();
     }
@@ -101,11 +124,11 @@ pub fn copies_with(
     let mut used: Vec<usize> = shard_of_key(key).into_iter().collect();
     let mut buf = Vec::with_capacity(key.len() + 16);
     let tries = n.saturating_mul(TRIES_PER_COPY).min(MAX_TRIES);
-    for marker in 0..tries {
+    for i in 0..tries {
         if out.len() >= n {
             break;
         }
-        write_copy_name(key, marker as u32, &mut buf);
+        write_copy_name(key, salt.wrapping_add(i as u32), &mut buf);
         if let Some(shard) = shard_of_key(&buf)
             && let Err(at) = used.binary_search(&shard)
         {

@@ -1,7 +1,7 @@
 //! Properties of copy placement: distinct shards, determinism, markers inside tags.
 
 use proptest::prelude::*;
-use shardis_hotkey::{cluster_copies, copy_name, ring_copies};
+use shardis_hotkey::{cluster_copies, copy_name, ring_copies, salted_copies};
 use shardis_ring::Ring;
 use shardis_slots::{SLOT_COUNT, hash_tag, key_slot};
 
@@ -50,6 +50,26 @@ fn distinct(v: &[usize]) -> bool {
     s.sort_unstable();
     s.dedup();
     s.len() == v.len()
+}
+
+proptest! {
+    #[test]
+    fn salted_copies_are_on_distinct_shards_and_disjoint_from_other_salts(
+        owner in slot_map(), key in key(), n in 1usize..25, a in any::<u32>(), b in any::<u32>()
+    ) {
+        let shard = |name: &[u8]| owner.get(usize::from(key_slot(name))).copied();
+        let mine = salted_copies(&key, n, a, shard);
+        prop_assert_eq!(&mine[0], &key);
+        let shards: Vec<usize> = mine.iter().filter_map(|k| shard(k)).collect();
+        prop_assert_eq!(shards.len(), mine.len());
+        prop_assert!(distinct(&shards));
+        prop_assert_eq!(salted_copies(&key, n, a, shard), mine.clone());
+        // Salts whose marker windows (at most 2^20 wide) do not overlap share no copy name.
+        if a.wrapping_sub(b) > (1 << 20) && b.wrapping_sub(a) > (1 << 20) {
+            let theirs = salted_copies(&key, n, b, shard);
+            prop_assert!(mine[1..].iter().all(|name| !theirs.contains(name)));
+        }
+    }
 }
 
 proptest! {

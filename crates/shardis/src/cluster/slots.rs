@@ -258,8 +258,8 @@ impl crate::hot::CopyPlacement for SlotRoutes {
         self.shards.len()
     }
 
-    fn copy_names(&self, key: &[u8], n: usize) -> Vec<Vec<u8>> {
-        shardis_hotkey::cluster_copies(key, n, |slot| self.map.shard_index(slot))
+    fn copy_names(&self, key: &[u8], n: usize, salt: u32) -> Vec<Vec<u8>> {
+        shardis_hotkey::salted_copies(key, n, salt, |name| self.map.shard_index(key_slot(name)))
     }
 }
 

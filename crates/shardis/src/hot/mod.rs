@@ -14,6 +14,10 @@
 //!   key, no lock held by anyone else): it notes `dirty`, reads the canonical key and its TTL,
 //!   writes every copy (or deletes them when the key is gone or not a string), then publishes
 //!   `synced = (that dirty, the copy names)`.
+//! - Copy names are the client's own (their marker search starts at a random salt): no other
+//!   client's syncer writes them, so "the only writer" holds across a fleet. A round whose
+//!   copy writes failed moves the key to fresh names (a timed-out `SET` may land later).
+//!   Other clients see this client's writes through their own copies within the copy TTL.
 //! - A read uses the copies only when no write of the key is in flight and `synced` is the
 //!   current `dirty`: the copies then hold a value read after every write this client
 //!   completed. Otherwise it reads the canonical key. A copy miss reads the canonical key and
@@ -49,8 +53,9 @@ use crate::error::{Error, Result};
 pub(crate) trait CopyPlacement: Send + Sync {
     /// How many shards copies can spread over.
     fn shards(&self) -> usize;
-    /// Up to `n` names for `key` on distinct shards, canonical first.
-    fn copy_names(&self, key: &[u8], n: usize) -> Vec<Vec<u8>>;
+    /// Up to `n` names for `key` on distinct shards, canonical first; the copies' names start
+    /// their marker search at `salt` (see [`shardis_hotkey::salted_copies`]).
+    fn copy_names(&self, key: &[u8], n: usize, salt: u32) -> Vec<Vec<u8>>;
 }
 
 /// Counters of the hot-key layer (also sent to the `metrics` facade).
@@ -71,6 +76,9 @@ const COOL_STRIPES: usize = 1024;
 const SYNC_RETRY: Duration = Duration::from_millis(50);
 /// How long a fresh state's syncer waits for writes in flight at its creation.
 const SETTLE_POLL: Duration = Duration::from_millis(1);
+/// Distance between the marker windows of two generations of copy names: wider than the
+/// longest marker search (2^20), so two generations never share a name.
+const GENERATION_STRIDE: u32 = 1 << 21;
 
 /// What the copies of a key hold, as of the round that wrote them.
 struct Synced {
@@ -81,6 +89,8 @@ struct Synced {
     names: Option<Arc<[Vec<u8>]>>,
     /// The placement the names were computed for.
     topology: Option<Arc<dyn CopyPlacement>>,
+    /// The generation of the names.
+    generation: u32,
 }
 
 /// One hot key during one hot period (see the module docs).
@@ -99,6 +109,10 @@ struct KeyState {
     /// Whether writes in flight when this state was created (counted per stripe) have been
     /// seen to finish before a round read the canonical key.
     settled: AtomicBool,
+    /// Which copy names rounds write: a round whose copy writes failed may still see one land
+    /// later (a timed-out `SET`), over a newer value; the next round moves to fresh names, so
+    /// such a write lands where nobody reads.
+    generation: AtomicU32,
 }
 
 impl KeyState {
@@ -122,6 +136,11 @@ pub(crate) struct Hot {
     near: Option<moka::sync::Cache<Vec<u8>, (Value, u64, u64)>>,
     /// Writes in flight of keys without a state, per stripe.
     cool_writing: Box<[AtomicU64]>,
+    /// Where this client's copy names start (random per client): its syncers are then the
+    /// only writers of its copies. Shared names let another process's syncer, holding a value
+    /// read before this client's write, overwrite the copies this client had just synced:
+    /// the writer then read its own write back as the older value.
+    salt: u32,
     pub counters: HotCounters,
 }
 
@@ -239,6 +258,7 @@ impl Hot {
             next: AtomicUsize::new(0),
             near,
             cool_writing: (0..COOL_STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            salt: random_salt(),
             counters: HotCounters::default(),
             options,
         })
@@ -321,9 +341,10 @@ impl Hot {
     }
 
     fn new_state(&self, key: &[u8]) -> Arc<KeyState> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         Arc::new(KeyState {
             key: key.to_vec(),
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id,
             cool_stripe: Self::cool_stripe(key),
             writing: AtomicU32::new(0),
             dirty: AtomicU64::new(1),
@@ -331,9 +352,12 @@ impl Hot {
                 dirty: 0,
                 names: None,
                 topology: None,
+                generation: 0,
             }),
             syncing: AtomicBool::new(false),
             settled: AtomicBool::new(false),
+            // Each hot period of a key starts on names of its own, too.
+            generation: AtomicU32::new(id as u32),
         })
     }
 
@@ -545,11 +569,19 @@ impl Hot {
         let dirty = state.dirty.load(Ordering::SeqCst);
         let topology = client.copy_placement();
         let previous = state.synced.load_full();
+        let generation = state.generation.load(Ordering::SeqCst);
         let names: Arc<[Vec<u8>]> = match (&previous.topology, &previous.names) {
-            (Some(t), Some(names)) if Arc::ptr_eq(t, &topology) => names.clone(),
+            (Some(t), Some(names))
+                if Arc::ptr_eq(t, &topology) && previous.generation == generation =>
+            {
+                names.clone()
+            }
             _ => {
                 let n = self.options.copies.unwrap_or(topology.shards()).max(1);
-                topology.copy_names(&state.key, n).into()
+                let salt = self
+                    .salt
+                    .wrapping_add(generation.wrapping_mul(GENERATION_STRIDE));
+                topology.copy_names(&state.key, n, salt).into()
             }
         };
         let mut read = redis::pipe();
@@ -592,6 +624,9 @@ impl Hot {
                 Ok(Value::Okay | Value::Int(_)) => {}
                 other => {
                     tracing::debug!(?other, "writing a hot-key copy failed; retrying");
+                    // It may still land, later than the next round's value: not on names
+                    // anyone reads again.
+                    state.generation.fetch_add(1, Ordering::SeqCst);
                     return Round::Failed;
                 }
             }
@@ -600,6 +635,7 @@ impl Hot {
             dirty,
             names: value.is_some().then_some(names),
             topology: Some(topology),
+            generation,
         }));
         if settling {
             state.settled.store(true, Ordering::SeqCst);
@@ -680,4 +716,18 @@ enum Round {
     /// A fresh state still waits for writes that were in flight when it was created.
     Unsettled,
     Failed,
+}
+
+/// A salt that differs between clients (and processes) with high probability.
+fn random_salt() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    // `RandomState` is seeded from the OS per process and advanced per instance.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.finish() as u32
 }

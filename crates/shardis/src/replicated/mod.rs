@@ -216,7 +216,7 @@ impl crate::hot::CopyPlacement for ReplicaRoutes {
         1
     }
 
-    fn copy_names(&self, key: &[u8], _n: usize) -> Vec<Vec<u8>> {
+    fn copy_names(&self, key: &[u8], _n: usize, _salt: u32) -> Vec<Vec<u8>> {
         vec![key.to_vec()]
     }
 }

@@ -200,8 +200,8 @@ impl crate::hot::CopyPlacement for RingTable {
         self.members.len()
     }
 
-    fn copy_names(&self, key: &[u8], n: usize) -> Vec<Vec<u8>> {
-        shardis_hotkey::copies_with(key, n, |name| Some(self.owner_index(name)))
+    fn copy_names(&self, key: &[u8], n: usize, salt: u32) -> Vec<Vec<u8>> {
+        shardis_hotkey::salted_copies(key, n, salt, |name| Some(self.owner_index(name)))
     }
 }
 
