@@ -375,16 +375,7 @@ async fn a_ring_node_that_stalls_once_is_not_ejected() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // One stall of a healthy node, longer than the response timeout.
-    let mut direct = fleet.nodes()[1]
-        .connection()
-        .await
-        .expect("direct connection");
-    let () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(1500)
-        .query_async(&mut direct)
-        .await
-        .expect("CLIENT PAUSE");
+    shardis_tests::client_pause(&fleet.nodes()[1], 1500, false).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     stop.store(true, Ordering::Relaxed);
     let ops = running.await.expect("load");

@@ -160,6 +160,16 @@ pub enum HealthPolicy {
     /// node clockwise (as misses that refill); after `retry_timeout`, once a `PING` succeeds,
     /// it is re-admitted and every key maps where it did before. A node unreachable at
     /// start-up starts ejected.
+    ///
+    /// **Never back in time.** What the node held before it was ejected is older than what its
+    /// stand-ins served meanwhile, so it is emptied (`FLUSHDB`) before it is re-admitted: its
+    /// keys read as misses and refill (a node that cannot be emptied stays ejected). Once the
+    /// commands routed before the re-admission have ended (the deadline), the copies the
+    /// stand-ins kept are removed, and a later rebalance removes, never restores, a key found on
+    /// a node that did not own it. So a read never returns a value older than a write this
+    /// client saw acknowledged, nor a key it saw deleted. The guarantee is per client: clients
+    /// that disagree about which nodes are ejected write to different nodes, as with any
+    /// client-side ring. A ring node must therefore hold only this ring's keys.
     Eject {
         /// How long an ejected node stays out before it is probed again.
         retry_timeout: Duration,

@@ -60,10 +60,11 @@ impl RingRouter {
 
     /// Marks `member` up again; under the eject policy, puts it back in the live ring, which
     /// then equals the ring before the ejection, so every key maps where it did.
-    fn readmit(&self, member: &Member) {
+    /// Returns whether it was down.
+    pub(crate) fn readmit(&self, member: &Member) -> bool {
         let _write = self.write.lock();
         if !member.health.down.swap(false, Ordering::Relaxed) {
-            return;
+            return false;
         }
         member.health.failures.store(0, Ordering::Relaxed);
         let down_for = member
@@ -83,6 +84,7 @@ impl RingRouter {
         if matches!(self.config.health, HealthPolicy::Eject { .. }) {
             self.rebuild_live();
         }
+        true
     }
 
     /// Rebuilds the live ring from the members that are not down. Call with `write` held.
@@ -122,7 +124,7 @@ impl RingRouter {
     }
 
     /// One heartbeat round: `PING` every member (a down one only once it may come back).
-    async fn heartbeat_round(&self) {
+    async fn heartbeat_round(self: &Arc<Self>) {
         let snap = self.snapshot.load_full();
         let probes = snap.members.members().iter().map(|member| async move {
             if member.health.is_down() {
@@ -132,7 +134,14 @@ impl RingRouter {
                         return;
                     }
                 }
-                if self.probe(member).await {
+                if !self.probe(member).await {
+                    return;
+                }
+                // Ejected: its keys were served by stand-ins meanwhile, so what it holds is
+                // older than what they served (see `readmit.rs`).
+                if matches!(self.config.health, HealthPolicy::Eject { .. }) {
+                    self.readmit_ejected(member).await;
+                } else {
                     self.readmit(member);
                 }
             } else {
