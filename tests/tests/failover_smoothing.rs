@@ -3,7 +3,8 @@
 //! under the wait policy at most N commands wait for a dead node and the next ones get
 //! `Overloaded` at once; the promoted replica's served ops (`INFO commandstats`, every 100 ms)
 //! rise along the breaker's ramp; an unsent pipeline waits or fails as its commands would
-//! alone; a hung seed does not hold up `build()`; a ring node that stalls once is not ejected.
+//! alone; a hung seed does not hold up `build()`; a ring node that stalls once is not ejected;
+//! in ring mode the same breaker refuses a dead node's keys with `CircuitOpen`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -361,15 +362,7 @@ async fn a_ring_node_that_stalls_once_is_not_ejected() {
         .build()
         .await
         .expect("ring client");
-    let owners: Arc<HashMap<String, String>> = Arc::new(
-        (0..TASKS)
-            .flat_map(|t| (0..KEYS_PER_TASK).map(move |k| format!("fs:{t}:{k}")))
-            .map(|key| {
-                let owner = client.ring_node_for(key.as_bytes()).expect("owner");
-                (key, owner)
-            })
-            .collect(),
-    );
+    let owners = ring_owners(&client);
     let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn(load(client.clone(), owners.clone(), stop.clone()));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -560,5 +553,105 @@ async fn the_promoted_replica_gets_traffic_along_the_ramp() {
     assert!(
         first <= 0.25 * steady,
         "first 100 ms of the ramp served {first}, steady {steady}: {per_tick:?}"
+    );
+}
+
+/// The owner (ring node name) of every key of the load.
+fn ring_owners(client: &shardis::Client) -> Arc<HashMap<String, String>> {
+    Arc::new(
+        (0..TASKS)
+            .flat_map(|t| (0..KEYS_PER_TASK).map(move |k| format!("fs:{t}:{k}")))
+            .map(|key| {
+                let owner = client.ring_node_for(key.as_bytes()).expect("owner");
+                (key, owner)
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_fail_fast_refuses_a_dead_nodes_keys_with_circuit_open_and_ramps_back() {
+    let fleet = Standalone::start(4).await.expect("4 standalone nodes");
+    let probe_after = Duration::from_millis(200);
+    let client = shardis_tests::ring_builder(&fleet, &["r0", "r1", "r2", "r3"])
+        .ring_health(HealthPolicy::FailFast)
+        .response_timeout(Duration::from_secs(1))
+        .node_down_policy(DownPolicy::FailFast)
+        .circuit_breaker(
+            BreakerOptions::new()
+                .consecutive_failures(3)
+                .probe_after(probe_after)
+                .ramp(&[0.1, 0.25, 0.5, 1.0], Duration::from_secs(1)),
+        )
+        .build()
+        .await
+        .expect("ring client");
+    let owners = ring_owners(&client);
+    let victim = &fleet.nodes()[1];
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(client.clone(), owners.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed_at = Instant::now();
+    fleet.kill(victim).expect("kill -9");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fleet.restart(victim).await.expect("restart");
+    // Back through the breaker's probe and ramp.
+    until_victim_keys_work(&client, &owners, "r1", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let ops = running.await.expect("load");
+
+    let (mut refused, mut before_open) = (Vec::new(), Vec::new());
+    for op in &ops {
+        match &op.result {
+            Err(e) if op.owner != "r1" => {
+                panic!("a key of {} (not the victim) failed: {e}", op.owner)
+            }
+            Err(Error::CircuitOpen { node, retry_in }) => {
+                assert_eq!(*node, victim.addr());
+                // The next probe (open), the end of a probe in flight (bounded by the connect
+                // and response timeouts: 1.5 s), or the next ramp step.
+                assert!(
+                    *retry_in <= Duration::from_millis(1500),
+                    "next chance in {retry_in:?}"
+                );
+                refused.push(op);
+            }
+            Err(Error::NodeDown { .. }) => panic!("NodeDown under DownPolicy::FailFast"),
+            Err(_) => before_open.push(op),
+            Ok(()) => {}
+        }
+    }
+    assert!(
+        refused.len() > 50,
+        "only {} CircuitOpen refusals",
+        refused.len()
+    );
+    let opened = refused
+        .iter()
+        .map(|op| op.at + op.took)
+        .min()
+        .expect("first refusal");
+    let slowest = refused.iter().map(|op| op.took).max().unwrap_or_default();
+    assert!(
+        slowest < Duration::from_millis(100),
+        "a refusal took {slowest:?}"
+    );
+    // Before it opened: the commands in flight at the kill, and those refused while the node
+    // was in reconnect backoff (its failed connects open the breaker); all of them at once.
+    for op in &before_open {
+        assert!(
+            op.at <= opened && op.took < Duration::from_millis(200),
+            "an error {:?} after the breaker opened, after {:?}: {:?}",
+            op.at.saturating_duration_since(opened),
+            op.took,
+            op.result
+        );
+    }
+    eprintln!(
+        "ring fail-fast: breaker open {:?} after the kill; {} CircuitOpen (slowest {slowest:?}); {} errors before",
+        opened - killed_at,
+        refused.len(),
+        before_open.len()
     );
 }

@@ -41,7 +41,9 @@ pub enum DownPolicy {
     /// Fail fast through the node's circuit breaker (see
     /// [`BreakerOptions`](crate::BreakerOptions)): once it opens, commands for that node fail
     /// at once with [`Error::CircuitOpen`](crate::Error::CircuitOpen) until a `PING` probe is
-    /// answered, then traffic comes back along the breaker's ramp.
+    /// answered, then traffic comes back along the breaker's ramp. The same in ring mode, where
+    /// it replaces [`HealthPolicy::FailFast`](crate::HealthPolicy::FailFast)'s `NodeDown` and
+    /// works beside [`HealthPolicy::Eject`](crate::HealthPolicy::Eject).
     FailFast,
 }
 

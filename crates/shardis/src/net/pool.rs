@@ -274,7 +274,9 @@ impl Node {
         }
     }
 
-    fn record_failure(&self) {
+    /// One failure of this node (a connection the caller already claimed with
+    /// `Connection::claim_failure`, or a failed probe of the ring's heartbeat).
+    pub fn record_failure(&self) {
         if self.fail_fast() {
             self.with_breaker(|b| ((), b.on_failure(Instant::now())));
         }

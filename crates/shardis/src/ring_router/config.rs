@@ -154,6 +154,15 @@ pub enum HealthPolicy {
     /// Commands for a down node fail at once with [`Error::NodeDown`]; no key moves. The
     /// node is back as soon as a heartbeat `PING` succeeds. Every node must answer at
     /// start-up.
+    ///
+    /// With [`DownPolicy::FailFast`](crate::DownPolicy::FailFast) the node's circuit breaker
+    /// replaces this marking: a failing node's commands get
+    /// [`Error::CircuitOpen`](crate::Error::CircuitOpen) (naming the node and when it probes),
+    /// as in cluster mode, and traffic comes back through the breaker's `PING` probe and ramp.
+    /// (Under [`Eject`](Self::Eject) the breaker works beside the ejection: it fails the node's
+    /// commands fast until the node is ejected, and ramps its traffic back after it is
+    /// re-admitted. Ejection stays a decision of its own, because it moves keys and, on
+    /// re-admission, empties the node.)
     #[default]
     FailFast,
     /// twemproxy's `auto_eject_hosts`: a down node leaves the ring and its keys go to the next

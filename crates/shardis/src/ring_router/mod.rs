@@ -334,6 +334,7 @@ impl Router for Arc<RingRouter> {
                 node: member.name().to_string(),
             }));
         }
+        member.server.admit().await.map_err(BatchFailed::unsent)?;
         if member.server.ready_connection().is_none() {
             member
                 .server
