@@ -102,6 +102,8 @@ pub(crate) struct Settings {
     pub down_policy: DownPolicy,
     pub max_waiting_per_node: usize,
     pub breaker: crate::net::BreakerOptions,
+    /// A read passes over a connection whose node owes replies and sent none for this long.
+    pub read_bypass_after: Duration,
 }
 
 impl Default for Settings {
@@ -125,6 +127,7 @@ impl Default for Settings {
             down_policy: DownPolicy::Wait,
             max_waiting_per_node: 1024,
             breaker: crate::net::BreakerOptions::default(),
+            read_bypass_after: Duration::from_millis(50),
         }
     }
 }

@@ -140,8 +140,14 @@ async fn follow(
         // A blocking command gets a connection of its own (no stall watchdog: the deadline
         // below bounds it), returned clean only once it got its reply.
         let mut dedicated = None;
+        // A read passes over a connection held up by replies the node owes (writes held by
+        // `CLIENT PAUSE WRITE`): it never waits behind other callers' writes.
+        let read = matches!(target, Target::Keyed { read: true, .. })
+            && matches!(request, Request::Cmd(_));
         let ready = if request.is_blocking() {
             None
+        } else if read {
+            node.ready_read_connection()
         } else {
             node.ready_connection()
         };
@@ -155,6 +161,9 @@ async fn follow(
                     Err(elapsed) => Err(elapsed),
                 }
             }
+            None if read => tokio::time::timeout_at(deadline, node.read_connection())
+                .await
+                .map(|r| r.map(Conn::Shared)),
             None => tokio::time::timeout_at(deadline, node.connection())
                 .await
                 .map(|r| r.map(Conn::Shared)),
@@ -183,7 +192,14 @@ async fn follow(
                 let Some(conn) = conn.get() else {
                     return Err(Error::connection(node.label(), "no connection"));
                 };
-                let sending = request::send(conn, request, asking);
+                let limit = settings.read_bypass_after;
+                let sending = async {
+                    if read {
+                        send_read(&node, conn, request, asking, limit).await
+                    } else {
+                        request::send(conn, request, asking).await
+                    }
+                };
                 let sent = if !request.is_blocking()
                     && deadline.saturating_duration_since(sent_at)
                         > stall_detected_within(settings.response_timeout)
@@ -348,6 +364,45 @@ fn fail(
             Some(node.label()),
             &trail.last,
         ),
+    }
+}
+
+/// Sends a read over `conn`. When it queues behind replies the node owes and those stay held
+/// up past `limit` (writes held by `CLIENT PAUSE WRITE`, a slow script), the read is sent again
+/// over a connection that is not held up ([`Node::read_connection`]) and the first reply wins;
+/// the other is discarded by its connection's reader. A read has no effect, so running it twice
+/// is harmless, and the caller's own earlier commands were all answered before it was issued.
+async fn send_read(
+    node: &Node,
+    conn: &Connection,
+    request: Request<'_>,
+    asking: bool,
+    limit: std::time::Duration,
+) -> redis::RedisResult<Value> {
+    // Owes replies: the read queues behind them.
+    let behind = conn.stalled_for(std::time::Duration::ZERO);
+    let first = request::send(conn, request, asking);
+    if !behind {
+        return first.await;
+    }
+    tokio::pin!(first);
+    if let Ok(reply) = tokio::time::timeout(limit, &mut first).await {
+        return reply;
+    }
+    if !conn.stalled_for(limit) {
+        // Busy, not held up: replies are flowing.
+        return first.await;
+    }
+    let other = match node.read_connection().await {
+        Ok(other) if !std::ptr::eq(&*other, conn) => other,
+        _ => return first.await,
+    };
+    tokio::select! {
+        reply = &mut first => reply,
+        reply = request::send(&other, request, asking) => match reply {
+            Ok(value) => Ok(value),
+            Err(_) => first.await,
+        },
     }
 }
 

@@ -25,6 +25,9 @@ pub(crate) struct Node {
     label: String,
     /// The connections, each open or not (`None`: opened on next use).
     connections: Box<[ArcSwapOption<Connection>]>,
+    /// A connection for reads only, opened when every other one is held up by replies the
+    /// node owes (see [`Node::ready_read_connection`]).
+    spare: ArcSwapOption<Connection>,
     next: AtomicUsize,
     opening: tokio::sync::Mutex<()>,
     /// Consecutive failures to connect; 0 when healthy.
@@ -143,6 +146,7 @@ impl Node {
             label: endpoint.to_string(),
             endpoint,
             connections,
+            spare: ArcSwapOption::empty(),
             next: AtomicUsize::new(0),
             opening: tokio::sync::Mutex::new(()),
             failures: AtomicU32::new(0),
@@ -394,6 +398,65 @@ impl Node {
         self.connections[i].load_full().filter(|c| !c.is_closed())
     }
 
+    /// For a read: the next connection in turn, unless the node owes it replies and sent none
+    /// for `read_bypass_after` (writes held by `CLIENT PAUSE WRITE`, a slow script); then
+    /// another open connection that is not held up, the spare included. `None` when there is
+    /// none: [`Node::read_connection`] then opens one.
+    pub fn ready_read_connection(&self) -> Option<Arc<Connection>> {
+        let limit = self.settings.read_bypass_after;
+        let first = self.ready_connection()?;
+        if !first.stalled_for(limit) {
+            return Some(first);
+        }
+        self.connections
+            .iter()
+            .chain(std::iter::once(&self.spare))
+            .filter_map(ArcSwapOption::load_full)
+            .find(|c| !c.is_closed() && !c.stalled_for(limit))
+    }
+
+    /// For a read, opening what is needed: a connection that is not held up, or the spare
+    /// connection (opened once) when every other one is; the held-up one if the spare cannot
+    /// be opened or is held up too.
+    pub async fn read_connection(&self) -> Result<Arc<Connection>> {
+        if let Some(conn) = self.ready_read_connection() {
+            return Ok(conn);
+        }
+        let conn = self.connection().await?;
+        if !conn.stalled_for(self.settings.read_bypass_after) {
+            return Ok(conn);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(spare) = self.spare.load_full()
+            && !spare.is_closed()
+        {
+            return Ok(spare);
+        }
+        match self.open_shared().await {
+            Ok(spare) => {
+                tracing::debug!(node = %self.label, "reads held up behind owed replies; spare connection opened");
+                metrics::counter!("shardis_read_bypass_connections_total", "node" => self.label.clone())
+                    .increment(1);
+                let spare = Arc::new(spare);
+                self.spare.store(Some(spare.clone()));
+                Ok(spare)
+            }
+            Err(_) => Ok(conn),
+        }
+    }
+
+    /// A new shared connection (stall watchdog at the response timeout).
+    async fn open_shared(&self) -> Result<Connection> {
+        let stall_after = self.settings.response_timeout;
+        Connection::open(
+            &self.endpoint,
+            &self.settings,
+            self.latency.clone(),
+            stall_after,
+        )
+        .await
+    }
+
     /// Opens connection `i`: one caller opens, the others wait for that attempt.
     async fn open(&self, i: usize) -> Result<Arc<Connection>> {
         if let Some(message) = self.backoff_remaining() {
@@ -409,15 +472,7 @@ impl Node {
         if let Some(message) = self.backoff_remaining() {
             return Err(self.in_backoff(message));
         }
-        let stall_after = self.settings.response_timeout;
-        match Connection::open(
-            &self.endpoint,
-            &self.settings,
-            self.latency.clone(),
-            stall_after,
-        )
-        .await
-        {
+        match self.open_shared().await {
             Ok(conn) => {
                 self.failures.store(0, Ordering::Relaxed);
                 *self.refusal.lock() = None;
@@ -476,7 +531,7 @@ impl Node {
     /// one. (A broken connection usually means the node went away: its siblings
     /// are broken too.)
     pub fn discard(&self) {
-        for conn in self.connections.iter() {
+        for conn in self.connections.iter().chain(std::iter::once(&self.spare)) {
             conn.store(None);
         }
     }
