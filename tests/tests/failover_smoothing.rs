@@ -262,7 +262,9 @@ async fn wait_policy_lets_at_most_n_wait_and_refuses_the_next_at_once() {
                 panic!("a key of {} (not the victim) failed: {e}", op.owner)
             }
             Err(Error::Overloaded { node, waiting }) => {
-                assert_eq!((node.as_str(), *waiting), (victim_addr.as_str(), N));
+                // The victim, or the replica that took its slots while its traffic ramps up
+                // (commands waiting for their turn there count against the same bound).
+                assert_eq!(*waiting, N, "{node}");
                 assert!(
                     op.took < Duration::from_millis(100),
                     "Overloaded after {:?}",
@@ -274,7 +276,10 @@ async fn wait_policy_lets_at_most_n_wait_and_refuses_the_next_at_once() {
         }
     }
     assert!(overloaded > 0, "nobody was refused with Overloaded");
-    // The commands that waited for the failover: never more than N at a time.
+    // The commands that waited for the failover: never more than N at a time for one node.
+    // The victim's shard spans two nodes here: N may wait for the dead primary, and N more
+    // for their turn in the promoted replica's ramp (a command that waited for the first
+    // keeps its one place), so the shard's callers see at most 2N waiting at once.
     let waited: Vec<(Instant, Instant)> = ops
         .iter()
         .filter(|op| op.owner == victim_addr)
@@ -295,7 +300,10 @@ async fn wait_policy_lets_at_most_n_wait_and_refuses_the_next_at_once() {
         })
         .max()
         .unwrap_or(0);
-    assert!(most <= N, "{most} commands waited at once (bound {N})");
+    assert!(
+        most <= 2 * N,
+        "{most} commands waited at once (bound {N} per node)"
+    );
     let succeeded_after_waiting = ops
         .iter()
         .filter(|op| op.owner == victim_addr && op.at > killed_at)
@@ -483,13 +491,26 @@ async fn served(cluster: &Cluster, node: &shardis_testkit::Node) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_promoted_replica_gets_traffic_along_the_ramp() {
+    promoted_replica_ramps(DownPolicy::FailFast).await;
+}
+
+/// Under the wait policy the commands that waited for the failover are released to the new
+/// primary along the ramp too, not all at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_wait_policy_the_backlog_is_released_along_the_ramp() {
+    promoted_replica_ramps(DownPolicy::Wait).await;
+}
+
+/// Kills a primary under load and samples what its replica serves every 100 ms: from its
+/// first served tick on, it rises along the ramp.
+async fn promoted_replica_ramps(policy: DownPolicy) {
     let cluster = cluster().await;
     let ramp = Duration::from_secs(2);
     let client = shardis::Client::builder()
         .cluster(cluster.seeds())
-        .deadline(Duration::from_secs(5))
+        .deadline(Duration::from_secs(8))
         .refresh_min_interval(Duration::from_millis(100))
-        .node_down_policy(DownPolicy::FailFast)
+        .node_down_policy(policy)
         .circuit_breaker(
             BreakerOptions::new()
                 .probe_after(Duration::from_millis(200))
@@ -545,7 +566,7 @@ async fn the_promoted_replica_gets_traffic_along_the_ramp() {
     let steady = steady_ticks.iter().sum::<u64>() as f64 / steady_ticks.len() as f64;
     let first = per_tick[start] as f64;
     eprintln!(
-        "per 100 ms from the ramp's start: {:?}; steady {steady}",
+        "{policy:?}: per 100 ms from the ramp's start: {:?}; steady {steady}",
         &per_tick[start..start + steps + 3]
     );
     // The first step admits 10%: the first 100 ms carries no more than a quarter of the

@@ -35,7 +35,12 @@ pub enum ReadFrom {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DownPolicy {
     /// Retry until the node (or, in cluster mode, the replica that takes over) answers, up to
-    /// the command's deadline. Suits short outages such as a manual failover.
+    /// the command's deadline. Suits short outages such as a manual failover. A replica that
+    /// takes over from a primary that failed gets its traffic along the breaker's ramp (see
+    /// [`BreakerOptions::ramp`](crate::BreakerOptions::ramp)): the commands that waited are
+    /// released a step at a time, each waiting (among the node's bounded waiting commands) for
+    /// its turn; one whose turn would leave it less than a response timeout before its deadline
+    /// is sent at once rather than failed, so choose ramp steps well under the deadline.
     #[default]
     Wait,
     /// Fail fast through the node's circuit breaker (see

@@ -81,7 +81,10 @@ async fn follow(
         last: String::new(),
         node: None,
     };
-    // This command's place among those waiting for a node that failed it, if it waits.
+    // This command's place among those waiting for a node, taken at its first wait (a node
+    // that failed it, or a ramp that had no room for it) and kept until it ends: a command
+    // that waited for a dead primary and then waits for its successor's ramp holds one place,
+    // so a backlog never counts twice and the bound holds across the failover.
     let mut waiting: Option<WaitGuard> = None;
     let fail_fast = settings.down_policy == DownPolicy::FailFast;
     let timeout = |attempts, trail: &Trail| {
@@ -115,25 +118,37 @@ async fn follow(
             },
         };
 
-        if waiting
-            .as_ref()
-            .is_some_and(|w| !Arc::ptr_eq(w.node(), &node))
-        {
-            waiting = None;
-        }
-        if fail_fast {
-            // An open breaker refuses at once; one caller probes when it is due.
-            match tokio::time::timeout_at(deadline, node.admit()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(refused)) => {
-                    // Its slots may have a new owner by now: look (coalesced, rate-limited).
-                    router.refresher.request();
-                    return Err(refused);
+        // An open breaker refuses at once; one caller probes when it is due. A ramping one
+        // admits its fraction.
+        match tokio::time::timeout_at(deadline, node.admit()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(refused)) if fail_fast => {
+                // Its slots may have a new owner by now: look (coalesced, rate-limited).
+                router.refresher.request();
+                return Err(refused);
+            }
+            Ok(Err(refused)) => {
+                // Wait policy, node ramping: wait for the next step among the node's waiting
+                // commands (bounded), then route again. The ramp never fails a command that
+                // may wait: one whose turn would leave it less than a response timeout before
+                // its deadline is sent now.
+                let retry_in = match &refused {
+                    Error::CircuitOpen { retry_in, .. } => *retry_in,
+                    _ => return Err(refused),
+                };
+                let wake = Instant::now() + retry_in;
+                if wake + settings.response_timeout < deadline {
+                    if waiting.is_none() {
+                        waiting = Some(node.try_wait()?);
+                    }
+                    trail.last = refused.to_string();
+                    tokio::time::sleep_until(wake).await;
+                    continue;
                 }
-                Err(_) => {
-                    trail.node = Some(node);
-                    return Err(timeout(attempts, &trail));
-                }
+            }
+            Err(_) => {
+                trail.node = Some(node);
+                return Err(timeout(attempts, &trail));
             }
         }
 

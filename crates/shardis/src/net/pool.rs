@@ -171,11 +171,13 @@ impl Node {
         self.settings.down_policy == DownPolicy::FailFast
     }
 
-    /// May a command go to this node now? Under [`DownPolicy::Wait`] always; under
-    /// [`DownPolicy::FailFast`] as the breaker says: refused with [`Error::CircuitOpen`] while
-    /// it is open, and the caller that finds it due for a probe sends a `PING` first.
+    /// May a command go to this node now? As the breaker says: refused with
+    /// [`Error::CircuitOpen`] while it is open or while its ramp admits no more (`retry_in`:
+    /// the next chance), and the caller that finds it due for a probe sends a `PING` first.
+    /// Under [`DownPolicy::Wait`] the breaker never opens (failures are not counted), but a
+    /// node can ramp (see [`Node::start_ramp`]): a refused caller waits for its next chance.
     pub async fn admit(&self) -> Result<()> {
-        if !self.fail_fast() || !self.shut.load(Ordering::Relaxed) {
+        if !self.shut.load(Ordering::Relaxed) {
             return Ok(());
         }
         let admit = self.with_breaker(|b| (b.admit(Instant::now()), Change::None));
@@ -266,7 +268,7 @@ impl Node {
 
     /// A command got its reply from this node (cheap unless the breaker is counting).
     pub fn record_success(&self) {
-        if self.fail_fast() && self.counting.load(Ordering::Relaxed) {
+        if self.counting.load(Ordering::Relaxed) {
             self.with_breaker(|b| ((), b.on_success(Instant::now())));
         }
     }
@@ -286,12 +288,18 @@ impl Node {
         }
     }
 
-    /// Starts the breaker's ramp on this node (it takes over the traffic of a node whose
-    /// breaker opened); nothing unless fail-fast.
+    /// Starts the breaker's ramp on this node (it takes over the traffic of a node that
+    /// failed, or comes back), under either policy: commands are admitted at the ramp's
+    /// rising fraction, and under [`DownPolicy::Wait`] the others wait for their turn, so a
+    /// backlog is released at a bounded rate, not all at once.
     pub fn start_ramp(&self) {
-        if self.fail_fast() {
-            self.with_breaker(|b| ((), b.start_ramp(Instant::now())));
-        }
+        self.with_breaker(|b| ((), b.start_ramp(Instant::now())));
+    }
+
+    /// Whether this node looks failed to the commands that use it: its breaker is not
+    /// closed, it is in reconnect backoff, or commands wait for it.
+    pub fn looks_failed(&self) -> bool {
+        self.breaker_shut() || !self.is_healthy() || self.waiting.load(Ordering::Relaxed) > 0
     }
 
     /// Whether this node's breaker is not closed.

@@ -101,8 +101,11 @@ impl RingRouter {
             self.rebuild_live();
         }
         // Under DownPolicy::FailFast its traffic comes back along the breaker's ramp, not all
-        // at once (as for a promoted replica in cluster mode).
-        member.server.start_ramp();
+        // at once (as for a promoted replica in cluster mode). Ring commands do not wait, so
+        // under DownPolicy::Wait there is no backlog to release.
+        if self.settings.down_policy == DownPolicy::FailFast {
+            member.server.start_ramp();
+        }
         true
     }
 
