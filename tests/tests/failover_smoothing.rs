@@ -98,16 +98,10 @@ async fn cluster() -> Cluster {
         .start()
         .await
         .expect("cluster");
-    for node in cluster.nodes() {
-        let mut conn = cluster.connection(node).await.expect("connection");
-        let () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("cluster-require-full-coverage")
-            .arg("no")
-            .query_async(&mut conn)
-            .await
-            .expect("CONFIG SET");
-    }
+    cluster
+        .config_set_all("cluster-require-full-coverage", "no")
+        .await
+        .expect("CONFIG SET");
     cluster
 }
 
