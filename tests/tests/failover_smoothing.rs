@@ -648,8 +648,10 @@ async fn ring_fail_fast_refuses_a_dead_nodes_keys_with_circuit_open_and_ramps_ba
         .min()
         .expect("first refusal");
     let slowest = refused.iter().map(|op| op.took).max().unwrap_or_default();
+    // A refusal does no I/O: it takes microseconds (the bound is for a loaded 2-core machine;
+    // waiting for the node would take the 1 s response timeout).
     assert!(
-        slowest < Duration::from_millis(100),
+        slowest < Duration::from_millis(250),
         "a refusal took {slowest:?}"
     );
     // Before it opened: the commands in flight at the kill, and those refused while the node
