@@ -91,10 +91,15 @@ async fn owners(cluster: &Cluster) -> Arc<HashMap<String, String>> {
 /// (`cluster-require-full-coverage no`: otherwise every node answers `CLUSTERDOWN` while the
 /// dead primary is marked failed, and every shard stalls, which is the server's doing).
 async fn cluster() -> Cluster {
+    cluster_of(1, 1000).await
+}
+
+/// [`cluster`] with `replicas` per primary and a node timeout of `node_timeout_ms`.
+async fn cluster_of(replicas: usize, node_timeout_ms: u64) -> Cluster {
     let cluster = Cluster::builder()
         .primaries(3)
-        .replicas_per_primary(1)
-        .node_timeout_ms(1000)
+        .replicas_per_primary(replicas)
+        .node_timeout_ms(node_timeout_ms)
         .start()
         .await
         .expect("cluster");
@@ -555,19 +560,24 @@ async fn promoted_replica_ramps(policy: DownPolicy) {
             .iter()
             .position(|&n| n > 0)
             .expect("traffic came back");
+    assert_ramps(&per_tick, start, ramp, &format!("{policy:?}"));
+}
+
+/// What a node served per 100 ms (`per_tick`), from `start`, its first tick of service: the
+/// first step admits 10%, so the first 100 ms carries no more than a quarter of the steady rate
+/// (the step plus generous noise), not the backlog.
+fn assert_ramps(per_tick: &[u64], start: usize, ramp: Duration, what: &str) {
     let steps = (ramp.as_millis() / 100) as usize;
     let steady_ticks = &per_tick[start + steps + 3..start + steps + 8];
     let steady = steady_ticks.iter().sum::<u64>() as f64 / steady_ticks.len() as f64;
     let first = per_tick[start] as f64;
     eprintln!(
-        "{policy:?}: per 100 ms from the ramp's start: {:?}; steady {steady}",
+        "{what}: per 100 ms from the ramp's start: {:?}; steady {steady}",
         &per_tick[start..start + steps + 3]
     );
-    // The first step admits 10%: the first 100 ms carries no more than a quarter of the
-    // steady rate (the step plus generous noise), not the backlog.
     assert!(
         first <= 0.25 * steady,
-        "first 100 ms of the ramp served {first}, steady {steady}: {per_tick:?}"
+        "{what}: first 100 ms of the ramp served {first}, steady {steady}: {per_tick:?}"
     );
 }
 
@@ -671,4 +681,50 @@ async fn ring_fail_fast_refuses_a_dead_nodes_keys_with_circuit_open_and_ramps_ba
         refused.len(),
         before_open.len()
     );
+}
+
+/// Under the wait policy, the commands that waited for a primary killed and restarted before any
+/// failover are released to it along the ramp, not all at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_wait_policy_a_restarted_primary_gets_its_backlog_along_the_ramp() {
+    // No replica, and a node timeout longer than the outage: no failover, the primary itself
+    // comes back.
+    let cluster = cluster_of(0, 5000).await;
+    let ramp = Duration::from_secs(2);
+    let client = shardis::Client::builder()
+        .cluster(cluster.seeds())
+        .deadline(Duration::from_secs(8))
+        .refresh_min_interval(Duration::from_millis(100))
+        .node_down_policy(DownPolicy::Wait)
+        .circuit_breaker(BreakerOptions::new().ramp(&[0.1, 0.25, 0.5, 1.0], ramp))
+        .build()
+        .await
+        .expect("client");
+    let owners = owners(&cluster).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(client.clone(), owners.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let victim = cluster.primaries().await.expect("primaries").remove(0);
+    cluster.kill(&victim).expect("kill -9");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.restart(&victim).await.expect("restart");
+    // The restarted process counts from zero: what it serves, every 100 ms.
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for _ in 0..60 {
+        tick.tick().await;
+        samples.push(served(&cluster, &victim).await);
+    }
+    stop.store(true, Ordering::Relaxed);
+    running.await.expect("load");
+    let per_tick: Vec<u64> = samples
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .collect();
+    let start = per_tick
+        .iter()
+        .position(|&n| n > 0)
+        .expect("the restarted primary served");
+    assert_ramps(&per_tick, start, ramp, "restarted primary (wait policy)");
 }

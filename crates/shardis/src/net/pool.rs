@@ -482,10 +482,17 @@ impl Node {
         }
         match self.open_shared().await {
             Ok(conn) => {
-                self.failures.store(0, Ordering::Relaxed);
+                let was_down = self.failures.swap(0, Ordering::Relaxed) > 0;
                 *self.refusal.lock() = None;
                 let conn = Arc::new(conn);
                 self.connections[i].store(Some(conn.clone()));
+                // Back after failed connects, with commands waiting for it (wait policy): they
+                // are released along the ramp, not all at once. Under fail-fast the breaker's
+                // own probe starts the ramp once it has opened.
+                if was_down && !self.fail_fast() && self.waiting.load(Ordering::Relaxed) > 0 {
+                    tracing::info!(node = %self.label, "node back with commands waiting; traffic ramps up");
+                    self.start_ramp();
+                }
                 Ok(conn)
             }
             Err(error) => {
