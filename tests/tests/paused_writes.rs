@@ -136,10 +136,11 @@ async fn reads_of_a_write_paused_primary_keep_their_latency() {
         reads.len()
     );
     assert_eq!(failed, 0, "reads failed during the write pause");
-    // Normal latency is about a millisecond; the bound is generous for a loaded 2-core
-    // machine, and far below the 1 s a read stuck behind the held writes would take.
+    // Normal latency is about a millisecond, and a read caught behind a held write is sent
+    // again after 50 ms; the bound is generous for a loaded 2-core machine, and well below the
+    // 1 s a read stuck behind the held writes would take (the whole 3 s before this change).
     assert!(
-        slowest < Duration::from_millis(300),
+        slowest < Duration::from_millis(500),
         "a read took {slowest:?} during the write pause"
     );
 }

@@ -384,7 +384,8 @@ fn fail(
 
 /// Sends a read over `conn`. When it queues behind replies the node owes and those stay held
 /// up past `limit` (writes held by `CLIENT PAUSE WRITE`, a slow script), the read is sent again
-/// over a connection that is not held up ([`Node::read_connection`]) and the first reply wins;
+/// over the node's spare connection, which carries reads only ([`Node::spare_connection`]), and
+/// the first reply wins;
 /// the other is discarded by its connection's reader. A read has no effect, so running it twice
 /// is harmless, and the caller's own earlier commands were all answered before it was issued.
 async fn send_read(
@@ -408,7 +409,7 @@ async fn send_read(
         // Busy, not held up: replies are flowing.
         return first.await;
     }
-    let other = match node.read_connection().await {
+    let other = match node.spare_connection().await {
         Ok(other) if !std::ptr::eq(&*other, conn) => other,
         _ => return first.await,
     };

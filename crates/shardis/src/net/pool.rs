@@ -408,24 +408,23 @@ impl Node {
 
     /// For a read: the next connection in turn, unless the node owes it replies and sent none
     /// for `read_bypass_after` (writes held by `CLIENT PAUSE WRITE`, a slow script); then
-    /// another open connection that is not held up, the spare included. `None` when there is
-    /// none: [`Node::read_connection`] then opens one.
+    /// another open connection that is not held up — the spare first, as it carries no writes
+    /// that could be held next. `None` when there is none: [`Node::read_connection`] then
+    /// opens the spare.
     pub fn ready_read_connection(&self) -> Option<Arc<Connection>> {
         let limit = self.settings.read_bypass_after;
         let first = self.ready_connection()?;
         if !first.stalled_for(limit) {
             return Some(first);
         }
-        self.connections
-            .iter()
-            .chain(std::iter::once(&self.spare))
+        std::iter::once(&self.spare)
+            .chain(self.connections.iter())
             .filter_map(ArcSwapOption::load_full)
             .find(|c| !c.is_closed() && !c.stalled_for(limit))
     }
 
     /// For a read, opening what is needed: a connection that is not held up, or the spare
-    /// connection (opened once) when every other one is; the held-up one if the spare cannot
-    /// be opened or is held up too.
+    /// (opened once) when every other one is; the held-up one if the spare cannot be opened.
     pub async fn read_connection(&self) -> Result<Arc<Connection>> {
         if let Some(conn) = self.ready_read_connection() {
             return Ok(conn);
@@ -434,23 +433,29 @@ impl Node {
         if !conn.stalled_for(self.settings.read_bypass_after) {
             return Ok(conn);
         }
+        Ok(self.spare_connection().await.unwrap_or(conn))
+    }
+
+    /// The spare connection, which carries reads only (so writes the server holds never hold
+    /// it up), opened on first use.
+    pub async fn spare_connection(&self) -> Result<Arc<Connection>> {
+        if let Some(spare) = self.spare.load_full()
+            && !spare.is_closed()
+        {
+            return Ok(spare);
+        }
         let _opening = self.opening.lock().await;
         if let Some(spare) = self.spare.load_full()
             && !spare.is_closed()
         {
             return Ok(spare);
         }
-        match self.open_shared().await {
-            Ok(spare) => {
-                tracing::debug!(node = %self.label, "reads held up behind owed replies; spare connection opened");
-                metrics::counter!("shardis_read_bypass_connections_total", "node" => self.label.clone())
-                    .increment(1);
-                let spare = Arc::new(spare);
-                self.spare.store(Some(spare.clone()));
-                Ok(spare)
-            }
-            Err(_) => Ok(conn),
-        }
+        let spare = Arc::new(self.open_shared().await?);
+        tracing::debug!(node = %self.label, "reads held up behind owed replies; spare connection opened");
+        metrics::counter!("shardis_read_bypass_connections_total", "node" => self.label.clone())
+            .increment(1);
+        self.spare.store(Some(spare.clone()));
+        Ok(spare)
     }
 
     /// A new shared connection (stall watchdog at the response timeout).
