@@ -110,3 +110,54 @@ pub async fn assert_writes_survived(client: &mut shardis::Client, written: &Hash
         &wrong[..wrong.len().min(5)]
     );
 }
+
+/// Polls `client.ring_status()` until ring node `name` is in `state`; how long that took.
+/// Panics after `limit`.
+pub async fn wait_for_ring_state(
+    client: &shardis::Client,
+    name: &str,
+    state: shardis::NodeState,
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let status = client.ring_status().expect("ring mode");
+        if status
+            .nodes
+            .iter()
+            .any(|n| n.name == name && n.state == state)
+        {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{name} not {state:?} after {limit:?}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `CLIENT PAUSE millis [WRITE]` on `node`, from a connection of its own: every command (or,
+/// with `writes_only`, every write) from other clients waits until the pause ends.
+pub async fn client_pause(node: &shardis_testkit::Node, millis: u64, writes_only: bool) {
+    let mut direct = node.connection().await.expect("direct connection");
+    let mut pause = redis::cmd("CLIENT");
+    pause.arg("PAUSE").arg(millis);
+    if writes_only {
+        pause.arg("WRITE");
+    }
+    let () = pause.query_async(&mut direct).await.expect("CLIENT PAUSE");
+}
+
+/// A builder for a ring over `fleet`'s first nodes, named `names` (weight 1), with a 100 ms
+/// heartbeat and a 500 ms connect timeout; the caller adds its health settings.
+pub fn ring_builder(fleet: &shardis_testkit::Standalone, names: &[&str]) -> shardis::Builder {
+    let nodes = names
+        .iter()
+        .zip(fleet.nodes())
+        .map(|(n, node)| shardis::RingNode::new(*n, node.addr(), 1));
+    shardis::Client::builder()
+        .ring(nodes)
+        .heartbeat_interval(Duration::from_millis(100))
+        .connect_timeout(Duration::from_millis(500))
+}

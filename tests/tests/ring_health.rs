@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use shardis::ring::Ring;
-use shardis::{Error, HealthPolicy, NodeState, RingNode};
+use shardis::{Error, HealthPolicy, NodeState};
 use shardis_testkit::Standalone;
+use shardis_tests::wait_for_ring_state;
 
 const NAMES: [&str; 4] = ["r0", "r1", "r2", "r3"];
 const KEYS: usize = 2000;
@@ -17,16 +18,9 @@ const FAILURE_LIMIT: u32 = 2;
 const WORKERS: usize = 4;
 
 async fn client(fleet: &Standalone, policy: HealthPolicy) -> shardis::Client {
-    let nodes = NAMES
-        .iter()
-        .zip(fleet.nodes())
-        .map(|(n, node)| RingNode::new(*n, node.addr(), 1));
-    shardis::Client::builder()
-        .ring(nodes)
+    shardis_tests::ring_builder(fleet, &NAMES)
         .ring_health(policy)
         .ring_failure_limit(FAILURE_LIMIT)
-        .heartbeat_interval(Duration::from_millis(100))
-        .connect_timeout(Duration::from_millis(500))
         .response_timeout(Duration::from_secs(1))
         .build()
         .await
@@ -90,30 +84,6 @@ async fn preload(client: &mut shardis::Client) {
     }
 }
 
-async fn wait_for_state(
-    client: &shardis::Client,
-    name: &str,
-    state: NodeState,
-    limit: Duration,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        let status = client.ring_status().expect("ring mode");
-        if status
-            .nodes
-            .iter()
-            .any(|n| n.name == name && n.state == state)
-        {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{name} not {state:?} after {limit:?}: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eject_moves_only_the_dead_nodes_keys_and_brings_them_back() {
     let fleet = Standalone::start(4).await.expect("4 standalone nodes");
@@ -144,7 +114,7 @@ async fn eject_moves_only_the_dead_nodes_keys_and_brings_them_back() {
     let killed_at = Instant::now();
     fleet.kill(&fleet.nodes()[1]).expect("kill");
     let ejected_after =
-        wait_for_state(&client, victim, NodeState::Ejected, Duration::from_secs(5)).await;
+        wait_for_ring_state(&client, victim, NodeState::Ejected, Duration::from_secs(5)).await;
     // While it is out: its keys go to the next node clockwise, no other key moves.
     for (k, owner) in original.iter().enumerate() {
         let expected = without.get(format!("h:{k}").as_bytes()).name();
@@ -159,7 +129,7 @@ async fn eject_moves_only_the_dead_nodes_keys_and_brings_them_back() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     fleet.restart(&fleet.nodes()[1]).await.expect("restart");
-    let back_after = wait_for_state(&client, victim, NodeState::Up, retry * 5).await;
+    let back_after = wait_for_ring_state(&client, victim, NodeState::Up, retry * 5).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let ops = running.await.expect("load");
@@ -220,7 +190,8 @@ async fn fail_fast_fails_only_the_dead_nodes_keys_quickly_with_node_down() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let killed_at = Instant::now();
     fleet.kill(&fleet.nodes()[2]).expect("kill");
-    let down_after = wait_for_state(&client, victim, NodeState::Down, Duration::from_secs(5)).await;
+    let down_after =
+        wait_for_ring_state(&client, victim, NodeState::Down, Duration::from_secs(5)).await;
     let down_at = Instant::now();
     tokio::time::sleep(Duration::from_millis(800)).await;
     stop.store(true, Ordering::Relaxed);
@@ -269,7 +240,7 @@ async fn fail_fast_fails_only_the_dead_nodes_keys_quickly_with_node_down() {
 
     // Back after a restart, as soon as a heartbeat PING answers.
     fleet.restart(&fleet.nodes()[2]).await.expect("restart");
-    wait_for_state(&client, victim, NodeState::Up, Duration::from_secs(5)).await;
+    wait_for_ring_state(&client, victim, NodeState::Up, Duration::from_secs(5)).await;
     let k = original
         .iter()
         .position(|o| o == victim)

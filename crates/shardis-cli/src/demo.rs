@@ -27,7 +27,9 @@ use crate::workload::{self, Live, Spec, parse_duration};
     shardis demo --duration 30s --concurrency 64\n  \
     shardis demo --cluster 127.0.0.1:7000          # existing cluster: workload only\n  \
     shardis demo --cluster 127.0.0.1:7000 --reshard --failover\n  \
-    shardis demo --stampede                        # cache stampede: none vs single-flight vs fill lock\n\n\
+    shardis demo --stampede                        # cache stampede: none vs single-flight vs fill lock\n  \
+    shardis demo --kill-primary                    # kill -9 a primary: breaker, ramp, new primary's ops/s\n  \
+    shardis demo --kill-primary --wait             # the same under the wait policy\n\n\
     Exits non-zero if any caller saw an error.")]
 pub struct DemoArgs {
     /// Run against this existing cluster instead of starting one. Only keys under --prefix are
@@ -79,6 +81,15 @@ pub struct DemoArgs {
     stampede_processes: usize,
     #[arg(long, hide = true)]
     stampede_worker: Option<String>,
+    /// The failover scene instead: a local cluster under load, a primary killed with SIGKILL;
+    /// prints the circuit breaker opening, the replica taking over, and per second what
+    /// callers saw and what the new primary served as its traffic ramps back.
+    #[arg(long)]
+    kill_primary: bool,
+    /// In the failover scene: the wait policy (callers wait for the replica, bounded, and are
+    /// released along the ramp) instead of fail-fast.
+    #[arg(long, requires = "kill_primary")]
+    wait: bool,
 }
 
 /// What the live display shows besides counters: things that happened.
@@ -103,6 +114,14 @@ enum Target {
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     if let Some(spec) = &args.stampede_worker {
         return crate::stampede::worker(crate::stampede::Worker::parse(spec)?).await;
+    }
+    if args.kill_primary {
+        let policy = if args.wait {
+            shardis::DownPolicy::Wait
+        } else {
+            shardis::DownPolicy::FailFast
+        };
+        return crate::failover_scene::run(args.concurrency, policy).await;
     }
     if args.stampede {
         return crate::stampede::run(

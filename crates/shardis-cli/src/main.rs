@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod error;
+mod failover_scene;
 mod locate;
 mod nodes;
 mod nutcracker;

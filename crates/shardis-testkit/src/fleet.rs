@@ -215,6 +215,11 @@ impl Fleet {
         self.query(node, redis::cmd("CONFIG").arg("RESETSTAT"))
             .await
     }
+
+    pub(crate) async fn config_set(&self, node: &Node, name: &str, value: &str) -> Result<()> {
+        self.query(node, redis::cmd("CONFIG").arg("SET").arg(name).arg(value))
+            .await
+    }
 }
 
 /// The command name and up to three arguments, for error messages.
@@ -330,6 +335,16 @@ macro_rules! node_helpers {
             /// `DBSIZE`.
             pub async fn dbsize(&self, node: &$crate::Node) -> $crate::Result<u64> {
                 self.fleet.dbsize(node).await
+            }
+
+            /// `CONFIG SET name value` on every node started (a killed one is skipped).
+            pub async fn config_set_all(&self, name: &str, value: &str) -> $crate::Result<()> {
+                for node in self.fleet.nodes() {
+                    if self.fleet.server(node)?.pid().is_some() {
+                        self.fleet.config_set(node, name, value).await?;
+                    }
+                }
+                Ok(())
             }
 
             /// `CONFIG RESETSTAT`: zeroes `INFO commandstats` and friends.

@@ -329,6 +329,28 @@ impl Builder {
         self
     }
 
+    /// How long a connection may owe replies without sending any before reads pass it over
+    /// (default 50 ms): a read then goes over another connection to the same node (opening
+    /// one spare connection per node if every other one is held up), so reads are not stuck
+    /// behind writes the server holds (`CLIENT PAUSE WRITE`, a slow script).
+    ///
+    /// Ordering: every call returns only once its command was answered, so a caller's read
+    /// issued after its own write returned sees that write, whichever connection it takes.
+    /// Commands a caller has in flight at once (not awaited one by one) were never ordered;
+    /// a pipeline or transaction stays on one connection, in order. A write whose caller got
+    /// an error (a timeout) may still run later: a read may or may not see it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = shardis::Client::builder()
+    ///     .cluster(["127.0.0.1:7000"])
+    ///     .stalled_read_bypass(Duration::from_millis(100));
+    /// ```
+    pub fn stalled_read_bypass(mut self, after: Duration) -> Self {
+        self.settings.read_bypass_after = after;
+        self
+    }
+
     // ---- ring mode ----
 
     /// Ring mode: shard keys over these standalone Redis nodes with a consistent-hash ring
@@ -479,6 +501,7 @@ impl Builder {
             ("response_timeout", s.response_timeout),
             ("deadline", s.deadline),
             ("refresh_interval", s.refresh_interval),
+            ("stalled_read_bypass", s.read_bypass_after),
         ];
         for (name, value) in positive {
             if value.is_zero() {

@@ -141,10 +141,13 @@ pub enum Error {
         node: String,
     },
 
-    /// The node's circuit breaker is open (the [`DownPolicy::FailFast`](crate::DownPolicy)
-    /// policy): the command was not sent. The breaker probes the node with a `PING` in about
-    /// `retry_in` (or, while traffic ramps back after a probe, admits more then).
-    #[error("node {node}: circuit breaker open, command not sent; next probe in {retry_in:?}")]
+    /// The node's circuit breaker is open, or its ramp admits no more now (the
+    /// [`DownPolicy::FailFast`](crate::DownPolicy) policy): the command was not sent. The
+    /// breaker probes the node with a `PING` in about `retry_in` (or, while traffic ramps back
+    /// after a probe, admits more then).
+    #[error(
+        "node {node}: circuit breaker open, command not sent; next probe or ramp step in {retry_in:?}"
+    )]
     CircuitOpen {
         /// The node's address (or ring name).
         node: String,

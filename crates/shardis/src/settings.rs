@@ -35,13 +35,20 @@ pub enum ReadFrom {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DownPolicy {
     /// Retry until the node (or, in cluster mode, the replica that takes over) answers, up to
-    /// the command's deadline. Suits short outages such as a manual failover.
+    /// the command's deadline. Suits short outages such as a manual failover. A replica that
+    /// takes over from a primary that failed gets its traffic along the breaker's ramp (see
+    /// [`BreakerOptions::ramp`](crate::BreakerOptions::ramp)): the commands that waited are
+    /// released a step at a time, each waiting (among the node's bounded waiting commands) for
+    /// its turn; one whose turn would leave it less than a response timeout before its deadline
+    /// is sent at once rather than failed, so choose ramp steps well under the deadline.
     #[default]
     Wait,
     /// Fail fast through the node's circuit breaker (see
     /// [`BreakerOptions`](crate::BreakerOptions)): once it opens, commands for that node fail
     /// at once with [`Error::CircuitOpen`](crate::Error::CircuitOpen) until a `PING` probe is
-    /// answered, then traffic comes back along the breaker's ramp.
+    /// answered, then traffic comes back along the breaker's ramp. The same in ring mode, where
+    /// it replaces [`HealthPolicy::FailFast`](crate::HealthPolicy::FailFast)'s `NodeDown` and
+    /// works beside [`HealthPolicy::Eject`](crate::HealthPolicy::Eject).
     FailFast,
 }
 
@@ -100,6 +107,8 @@ pub(crate) struct Settings {
     pub down_policy: DownPolicy,
     pub max_waiting_per_node: usize,
     pub breaker: crate::net::BreakerOptions,
+    /// A read passes over a connection whose node owes replies and sent none for this long.
+    pub read_bypass_after: Duration,
 }
 
 impl Default for Settings {
@@ -123,6 +132,7 @@ impl Default for Settings {
             down_policy: DownPolicy::Wait,
             max_waiting_per_node: 1024,
             breaker: crate::net::BreakerOptions::default(),
+            read_bypass_after: Duration::from_millis(50),
         }
     }
 }

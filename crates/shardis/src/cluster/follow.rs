@@ -81,7 +81,10 @@ async fn follow(
         last: String::new(),
         node: None,
     };
-    // This command's place among those waiting for a node that failed it, if it waits.
+    // This command's place among those waiting for a node, taken at its first wait (a node
+    // that failed it, or a ramp that had no room for it) and kept until it ends: a command
+    // that waited for a dead primary and then waits for its successor's ramp holds one place,
+    // so a backlog never counts twice and the bound holds across the failover.
     let mut waiting: Option<WaitGuard> = None;
     let fail_fast = settings.down_policy == DownPolicy::FailFast;
     let timeout = |attempts, trail: &Trail| {
@@ -115,33 +118,51 @@ async fn follow(
             },
         };
 
-        if waiting
-            .as_ref()
-            .is_some_and(|w| !Arc::ptr_eq(w.node(), &node))
-        {
-            waiting = None;
-        }
-        if fail_fast {
-            // An open breaker refuses at once; one caller probes when it is due.
-            match tokio::time::timeout_at(deadline, node.admit()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(refused)) => {
-                    // Its slots may have a new owner by now: look (coalesced, rate-limited).
-                    router.refresher.request();
-                    return Err(refused);
+        // An open breaker refuses at once; one caller probes when it is due. A ramping one
+        // admits its fraction.
+        match tokio::time::timeout_at(deadline, node.admit()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(refused)) if fail_fast => {
+                // Its slots may have a new owner by now: look (coalesced, rate-limited).
+                router.refresher.request();
+                return Err(refused);
+            }
+            Ok(Err(refused)) => {
+                // Wait policy, node ramping: wait for the next step among the node's waiting
+                // commands (bounded), then route again. The ramp never fails a command that
+                // may wait: one whose turn would leave it less than a response timeout before
+                // its deadline is sent now.
+                let retry_in = match &refused {
+                    Error::CircuitOpen { retry_in, .. } => *retry_in,
+                    _ => return Err(refused),
+                };
+                let wake = Instant::now() + retry_in;
+                if wake + settings.response_timeout < deadline {
+                    if waiting.is_none() {
+                        waiting = Some(node.try_wait()?);
+                    }
+                    trail.last = refused.to_string();
+                    tokio::time::sleep_until(wake).await;
+                    continue;
                 }
-                Err(_) => {
-                    trail.node = Some(node);
-                    return Err(timeout(attempts, &trail));
-                }
+            }
+            Err(_) => {
+                trail.node = Some(node);
+                return Err(timeout(attempts, &trail));
             }
         }
 
         // A blocking command gets a connection of its own (no stall watchdog: the deadline
         // below bounds it), returned clean only once it got its reply.
         let mut dedicated = None;
+        // A read passes over a connection held up by replies the node owes (writes held by
+        // `CLIENT PAUSE WRITE`): it never waits behind other callers' writes.
+        let read = matches!(target, Target::Keyed { read: true, .. })
+            && matches!(request, Request::Cmd(_));
         let ready = if request.is_blocking() {
             None
+        } else if read {
+            node.ready_read_connection()
         } else {
             node.ready_connection()
         };
@@ -155,6 +176,9 @@ async fn follow(
                     Err(elapsed) => Err(elapsed),
                 }
             }
+            None if read => tokio::time::timeout_at(deadline, node.read_connection())
+                .await
+                .map(|r| r.map(Conn::Shared)),
             None => tokio::time::timeout_at(deadline, node.connection())
                 .await
                 .map(|r| r.map(Conn::Shared)),
@@ -183,7 +207,14 @@ async fn follow(
                 let Some(conn) = conn.get() else {
                     return Err(Error::connection(node.label(), "no connection"));
                 };
-                let sending = request::send(conn, request, asking);
+                let limit = settings.read_bypass_after;
+                let sending = async {
+                    if read {
+                        send_read(&node, conn, request, asking, limit).await
+                    } else {
+                        request::send(conn, request, asking).await
+                    }
+                };
                 let sent = if !request.is_blocking()
                     && deadline.saturating_duration_since(sent_at)
                         > stall_detected_within(settings.response_timeout)
@@ -348,6 +379,46 @@ fn fail(
             Some(node.label()),
             &trail.last,
         ),
+    }
+}
+
+/// Sends a read over `conn`. When it queues behind replies the node owes and those stay held
+/// up past `limit` (writes held by `CLIENT PAUSE WRITE`, a slow script), the read is sent again
+/// over the node's spare connection, which carries reads only ([`Node::spare_connection`]), and
+/// the first reply wins;
+/// the other is discarded by its connection's reader. A read has no effect, so running it twice
+/// is harmless, and the caller's own earlier commands were all answered before it was issued.
+async fn send_read(
+    node: &Node,
+    conn: &Connection,
+    request: Request<'_>,
+    asking: bool,
+    limit: std::time::Duration,
+) -> redis::RedisResult<Value> {
+    // Owes replies: the read queues behind them.
+    let behind = conn.stalled_for(std::time::Duration::ZERO);
+    let first = request::send(conn, request, asking);
+    if !behind {
+        return first.await;
+    }
+    tokio::pin!(first);
+    if let Ok(reply) = tokio::time::timeout(limit, &mut first).await {
+        return reply;
+    }
+    if !conn.stalled_for(limit) {
+        // Busy, not held up: replies are flowing.
+        return first.await;
+    }
+    let other = match node.spare_connection().await {
+        Ok(other) if !std::ptr::eq(&*other, conn) => other,
+        _ => return first.await,
+    };
+    tokio::select! {
+        reply = &mut first => reply,
+        reply = request::send(&other, request, asking) => match reply {
+            Ok(value) => Ok(value),
+            Err(_) => first.await,
+        },
     }
 }
 

@@ -101,12 +101,11 @@ impl ClusterRouter {
         )));
     }
 
-    /// A node that takes over the slots of a node whose breaker is open (a promoted replica)
-    /// gets them along the breaker's ramp, not all at once (fail-fast policy only).
+    /// A node that takes over the slots of a node that failed (a promoted replica) gets them
+    /// along the breaker's ramp, not all at once: under fail-fast the refused commands fail
+    /// with `CircuitOpen`, under wait the commands that waited are released at the ramp's
+    /// rate. A manual failover (the old primary healthy) does not ramp.
     pub(crate) fn ramp_takeovers(&self, old: &SlotRoutes, new: &SlotRoutes) {
-        if self.settings.down_policy != crate::settings::DownPolicy::FailFast {
-            return;
-        }
         let mut ramped: Vec<Arc<Node>> = Vec::new();
         for slot in 0..=shardis_slots::MAX_SLOT {
             let (Some(before), Some(after)) =
@@ -114,11 +113,11 @@ impl ClusterRouter {
             else {
                 continue;
             };
-            if before != after && before.breaker_shut() && !ramped.contains(&after) {
+            if before != after && before.looks_failed() && !ramped.contains(&after) {
                 tracing::info!(
                     from = before.label(),
                     to = after.label(),
-                    "a node takes over slots of a node whose breaker is open; traffic ramps up"
+                    "a node takes over slots of a node that failed; traffic ramps up"
                 );
                 after.start_ramp();
                 ramped.push(after);

@@ -133,6 +133,12 @@ impl Connection {
             .swap(true, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Whether the node owes this connection replies and sent none for `limit` (e.g. a write
+    /// held by `CLIENT PAUSE WRITE`): a read is better sent over another connection.
+    pub fn stalled_for(&self, limit: Duration) -> bool {
+        self.shared.state.lock().stalled(Instant::now(), limit)
+    }
+
     /// Whether the connection closed (the server closed it, it broke, or it stalled): a closed
     /// connection fails every send at once and is replaced by the pool.
     pub fn is_closed(&self) -> bool {

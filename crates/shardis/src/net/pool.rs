@@ -25,6 +25,9 @@ pub(crate) struct Node {
     label: String,
     /// The connections, each open or not (`None`: opened on next use).
     connections: Box<[ArcSwapOption<Connection>]>,
+    /// A connection for reads only, opened when every other one is held up by replies the
+    /// node owes (see [`Node::ready_read_connection`]).
+    spare: ArcSwapOption<Connection>,
     next: AtomicUsize,
     opening: tokio::sync::Mutex<()>,
     /// Consecutive failures to connect; 0 when healthy.
@@ -143,6 +146,7 @@ impl Node {
             label: endpoint.to_string(),
             endpoint,
             connections,
+            spare: ArcSwapOption::empty(),
             next: AtomicUsize::new(0),
             opening: tokio::sync::Mutex::new(()),
             failures: AtomicU32::new(0),
@@ -167,11 +171,13 @@ impl Node {
         self.settings.down_policy == DownPolicy::FailFast
     }
 
-    /// May a command go to this node now? Under [`DownPolicy::Wait`] always; under
-    /// [`DownPolicy::FailFast`] as the breaker says: refused with [`Error::CircuitOpen`] while
-    /// it is open, and the caller that finds it due for a probe sends a `PING` first.
+    /// May a command go to this node now? As the breaker says: refused with
+    /// [`Error::CircuitOpen`] while it is open or while its ramp admits no more (`retry_in`:
+    /// the next chance), and the caller that finds it due for a probe sends a `PING` first.
+    /// Under [`DownPolicy::Wait`] the breaker never opens (failures are not counted), but a
+    /// node can ramp (see [`Node::start_ramp`]): a refused caller waits for its next chance.
     pub async fn admit(&self) -> Result<()> {
-        if !self.fail_fast() || !self.shut.load(Ordering::Relaxed) {
+        if !self.shut.load(Ordering::Relaxed) {
             return Ok(());
         }
         let admit = self.with_breaker(|b| (b.admit(Instant::now()), Change::None));
@@ -262,7 +268,7 @@ impl Node {
 
     /// A command got its reply from this node (cheap unless the breaker is counting).
     pub fn record_success(&self) {
-        if self.fail_fast() && self.counting.load(Ordering::Relaxed) {
+        if self.counting.load(Ordering::Relaxed) {
             self.with_breaker(|b| ((), b.on_success(Instant::now())));
         }
     }
@@ -274,18 +280,26 @@ impl Node {
         }
     }
 
-    fn record_failure(&self) {
+    /// One failure of this node (a connection the caller already claimed with
+    /// `Connection::claim_failure`, or a failed probe of the ring's heartbeat).
+    pub fn record_failure(&self) {
         if self.fail_fast() {
             self.with_breaker(|b| ((), b.on_failure(Instant::now())));
         }
     }
 
-    /// Starts the breaker's ramp on this node (it takes over the traffic of a node whose
-    /// breaker opened); nothing unless fail-fast.
+    /// Starts the breaker's ramp on this node (it takes over the traffic of a node that
+    /// failed, or comes back), under either policy: commands are admitted at the ramp's
+    /// rising fraction, and under [`DownPolicy::Wait`] the others wait for their turn, so a
+    /// backlog is released at a bounded rate, not all at once.
     pub fn start_ramp(&self) {
-        if self.fail_fast() {
-            self.with_breaker(|b| ((), b.start_ramp(Instant::now())));
-        }
+        self.with_breaker(|b| ((), b.start_ramp(Instant::now())));
+    }
+
+    /// Whether this node looks failed to the commands that use it: its breaker is not
+    /// closed, it is in reconnect backoff, or commands wait for it.
+    pub fn looks_failed(&self) -> bool {
+        self.breaker_shut() || !self.is_healthy() || self.waiting.load(Ordering::Relaxed) > 0
     }
 
     /// Whether this node's breaker is not closed.
@@ -392,6 +406,70 @@ impl Node {
         self.connections[i].load_full().filter(|c| !c.is_closed())
     }
 
+    /// For a read: the next connection in turn, unless the node owes it replies and sent none
+    /// for `read_bypass_after` (writes held by `CLIENT PAUSE WRITE`, a slow script); then
+    /// another open connection that is not held up — the spare first, as it carries no writes
+    /// that could be held next. `None` when there is none: [`Node::read_connection`] then
+    /// opens the spare.
+    pub fn ready_read_connection(&self) -> Option<Arc<Connection>> {
+        let limit = self.settings.read_bypass_after;
+        let first = self.ready_connection()?;
+        if !first.stalled_for(limit) {
+            return Some(first);
+        }
+        std::iter::once(&self.spare)
+            .chain(self.connections.iter())
+            .filter_map(ArcSwapOption::load_full)
+            .find(|c| !c.is_closed() && !c.stalled_for(limit))
+    }
+
+    /// For a read, opening what is needed: a connection that is not held up, or the spare
+    /// (opened once) when every other one is; the held-up one if the spare cannot be opened.
+    pub async fn read_connection(&self) -> Result<Arc<Connection>> {
+        if let Some(conn) = self.ready_read_connection() {
+            return Ok(conn);
+        }
+        let conn = self.connection().await?;
+        if !conn.stalled_for(self.settings.read_bypass_after) {
+            return Ok(conn);
+        }
+        Ok(self.spare_connection().await.unwrap_or(conn))
+    }
+
+    /// The spare connection, which carries reads only (so writes the server holds never hold
+    /// it up), opened on first use.
+    pub async fn spare_connection(&self) -> Result<Arc<Connection>> {
+        if let Some(spare) = self.spare.load_full()
+            && !spare.is_closed()
+        {
+            return Ok(spare);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(spare) = self.spare.load_full()
+            && !spare.is_closed()
+        {
+            return Ok(spare);
+        }
+        let spare = Arc::new(self.open_shared().await?);
+        tracing::debug!(node = %self.label, "reads held up behind owed replies; spare connection opened");
+        metrics::counter!("shardis_read_bypass_connections_total", "node" => self.label.clone())
+            .increment(1);
+        self.spare.store(Some(spare.clone()));
+        Ok(spare)
+    }
+
+    /// A new shared connection (stall watchdog at the response timeout).
+    async fn open_shared(&self) -> Result<Connection> {
+        let stall_after = self.settings.response_timeout;
+        Connection::open(
+            &self.endpoint,
+            &self.settings,
+            self.latency.clone(),
+            stall_after,
+        )
+        .await
+    }
+
     /// Opens connection `i`: one caller opens, the others wait for that attempt.
     async fn open(&self, i: usize) -> Result<Arc<Connection>> {
         if let Some(message) = self.backoff_remaining() {
@@ -407,20 +485,19 @@ impl Node {
         if let Some(message) = self.backoff_remaining() {
             return Err(self.in_backoff(message));
         }
-        let stall_after = self.settings.response_timeout;
-        match Connection::open(
-            &self.endpoint,
-            &self.settings,
-            self.latency.clone(),
-            stall_after,
-        )
-        .await
-        {
+        match self.open_shared().await {
             Ok(conn) => {
-                self.failures.store(0, Ordering::Relaxed);
+                let was_down = self.failures.swap(0, Ordering::Relaxed) > 0;
                 *self.refusal.lock() = None;
                 let conn = Arc::new(conn);
                 self.connections[i].store(Some(conn.clone()));
+                // Back after failed connects, with commands waiting for it (wait policy): they
+                // are released along the ramp, not all at once. Under fail-fast the breaker's
+                // own probe starts the ramp once it has opened.
+                if was_down && !self.fail_fast() && self.waiting.load(Ordering::Relaxed) > 0 {
+                    tracing::info!(node = %self.label, "node back with commands waiting; traffic ramps up");
+                    self.start_ramp();
+                }
                 Ok(conn)
             }
             Err(error) => {
@@ -474,7 +551,7 @@ impl Node {
     /// one. (A broken connection usually means the node went away: its siblings
     /// are broken too.)
     pub fn discard(&self) {
-        for conn in self.connections.iter() {
+        for conn in self.connections.iter().chain(std::iter::once(&self.spare)) {
             conn.store(None);
         }
     }

@@ -154,12 +154,31 @@ pub enum HealthPolicy {
     /// Commands for a down node fail at once with [`Error::NodeDown`]; no key moves. The
     /// node is back as soon as a heartbeat `PING` succeeds. Every node must answer at
     /// start-up.
+    ///
+    /// With [`DownPolicy::FailFast`](crate::DownPolicy::FailFast) the node's circuit breaker
+    /// replaces this marking: a failing node's commands get
+    /// [`Error::CircuitOpen`](crate::Error::CircuitOpen) (naming the node and when it probes),
+    /// as in cluster mode, and traffic comes back through the breaker's `PING` probe and ramp.
+    /// (Under [`Eject`](Self::Eject) the breaker works beside the ejection: it fails the node's
+    /// commands fast until the node is ejected, and ramps its traffic back after it is
+    /// re-admitted. Ejection stays a decision of its own, because it moves keys and, on
+    /// re-admission, empties the node.)
     #[default]
     FailFast,
     /// twemproxy's `auto_eject_hosts`: a down node leaves the ring and its keys go to the next
     /// node clockwise (as misses that refill); after `retry_timeout`, once a `PING` succeeds,
     /// it is re-admitted and every key maps where it did before. A node unreachable at
     /// start-up starts ejected.
+    ///
+    /// **Never back in time.** What the node held before it was ejected is older than what its
+    /// stand-ins served meanwhile, so it is emptied (`FLUSHDB`) before it is re-admitted: its
+    /// keys read as misses and refill (a node that cannot be emptied stays ejected). Once the
+    /// commands routed before the re-admission have ended (the deadline), the copies the
+    /// stand-ins kept are removed, and a later rebalance removes, never restores, a key found on
+    /// a node that did not own it. So a read never returns a value older than a write this
+    /// client saw acknowledged, nor a key it saw deleted. The guarantee is per client: clients
+    /// that disagree about which nodes are ejected write to different nodes, as with any
+    /// client-side ring. A ring node must therefore hold only this ring's keys.
     Eject {
         /// How long an ejected node stays out before it is probed again.
         retry_timeout: Duration,

@@ -11,9 +11,16 @@ use redis::Value;
 use super::placement::{Member, RingTable};
 use super::{HealthPolicy, RingRouter, Snapshot};
 use crate::net::Connection;
+use crate::settings::DownPolicy;
 
 impl RingRouter {
-    /// Counts a failure of `member`; the K-th in a row marks it down.
+    /// Counts a failure of `member`; the K-th in a row marks it down — except under the
+    /// ring's fail-fast policy with [`DownPolicy::FailFast`]: there the node's circuit
+    /// breaker alone decides, so a failing node's commands get [`Error::CircuitOpen`] in
+    /// ring mode as in cluster mode (one vocabulary), and it comes back through the breaker's
+    /// probe and ramp.
+    ///
+    /// [`Error::CircuitOpen`]: crate::Error::CircuitOpen
     pub(crate) fn on_failure(&self, member: &Member) {
         if member.node.sentinel
             && let Some(shards) = &self.sentinel
@@ -22,9 +29,18 @@ impl RingRouter {
             shards.recheck.request();
         }
         let failures = member.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= self.config.failure_limit && !member.health.is_down() {
+        if failures >= self.config.failure_limit
+            && !member.health.is_down()
+            && !self.breaker_decides()
+        {
             self.mark_down(member);
         }
+    }
+
+    /// Whether the breaker, not the ring's health, fails a down node's commands.
+    pub(crate) fn breaker_decides(&self) -> bool {
+        self.config.health == HealthPolicy::FailFast
+            && self.settings.down_policy == DownPolicy::FailFast
     }
 
     /// A success clears the failure count (read first: no write on the common path).
@@ -60,10 +76,11 @@ impl RingRouter {
 
     /// Marks `member` up again; under the eject policy, puts it back in the live ring, which
     /// then equals the ring before the ejection, so every key maps where it did.
-    fn readmit(&self, member: &Member) {
+    /// Returns whether it was down.
+    pub(crate) fn readmit(&self, member: &Member) -> bool {
         let _write = self.write.lock();
         if !member.health.down.swap(false, Ordering::Relaxed) {
-            return;
+            return false;
         }
         member.health.failures.store(0, Ordering::Relaxed);
         let down_for = member
@@ -83,6 +100,13 @@ impl RingRouter {
         if matches!(self.config.health, HealthPolicy::Eject { .. }) {
             self.rebuild_live();
         }
+        // Under DownPolicy::FailFast its traffic comes back along the breaker's ramp, not all
+        // at once (as for a promoted replica in cluster mode). Ring commands do not wait, so
+        // under DownPolicy::Wait there is no backlog to release.
+        if self.settings.down_policy == DownPolicy::FailFast {
+            member.server.start_ramp();
+        }
+        true
     }
 
     /// Rebuilds the live ring from the members that are not down. Call with `write` held.
@@ -122,7 +146,7 @@ impl RingRouter {
     }
 
     /// One heartbeat round: `PING` every member (a down one only once it may come back).
-    async fn heartbeat_round(&self) {
+    async fn heartbeat_round(self: &Arc<Self>) {
         let snap = self.snapshot.load_full();
         let probes = snap.members.members().iter().map(|member| async move {
             if member.health.is_down() {
@@ -132,7 +156,14 @@ impl RingRouter {
                         return;
                     }
                 }
-                if self.probe(member).await {
+                if !self.probe(member).await {
+                    return;
+                }
+                // Ejected: its keys were served by stand-ins meanwhile, so what it holds is
+                // older than what they served (see `readmit.rs`).
+                if matches!(self.config.health, HealthPolicy::Eject { .. }) {
+                    self.readmit_ejected(member).await;
+                } else {
                     self.readmit(member);
                 }
             } else {
@@ -140,7 +171,7 @@ impl RingRouter {
                     Ok(()) => self.on_success(member),
                     // A connection that already failed callers counted once.
                     Err(Some(conn)) if !conn.claim_failure() => {}
-                    Err(_) => self.on_failure(member),
+                    Err(_) => self.connection_failed(member),
                 }
             }
         });

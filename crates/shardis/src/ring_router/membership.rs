@@ -67,6 +67,9 @@ pub struct RingStatus {
     pub fallback_hits: u64,
     /// Keys moved by rebalancing (and by writes during it).
     pub keys_moved: u64,
+    /// Leftover copies removed: what stand-ins kept of an ejected node's keys once it was
+    /// re-admitted, and keys a rebalance found on a node that never owned them.
+    pub leftovers_removed: u64,
     /// Whether a rebalance is moving keys now.
     pub rebalancing: bool,
 }
@@ -287,6 +290,7 @@ impl RingRouter {
             readmissions: read(&self.counters.readmissions),
             fallback_hits: read(&self.counters.fallback_hits),
             keys_moved: read(&self.counters.keys_moved),
+            leftovers_removed: read(&self.counters.leftovers_removed),
             rebalancing: !snap.previous.is_empty(),
         }
     }

@@ -10,6 +10,7 @@ mod config;
 mod health;
 mod membership;
 mod placement;
+mod readmit;
 mod rebalance;
 mod send;
 mod sentinel;
@@ -58,6 +59,17 @@ impl Snapshot {
         }
         out
     }
+
+    /// Whether a copy of `key` found on node `name` is one routing may still read: `name` owns
+    /// the key (in the ring of all members), stands in for its ejected owner (in the live
+    /// ring), or owned it in a ring still being rebalanced. Anything else is a leftover — a
+    /// copy a stand-in kept after its owner was re-admitted, or a key a cancelled rebalance
+    /// left behind — and is removed, never moved over its owner's newer state.
+    pub fn belongs_on(&self, key: &[u8], name: &str) -> bool {
+        self.members.owner(key).name() == name
+            || self.live.owner(key).name() == name
+            || self.previous.iter().any(|r| r.owner(key).name() == name)
+    }
 }
 
 /// Counters of ring events (also sent to the `metrics` facade).
@@ -67,6 +79,7 @@ pub(crate) struct RingCounters {
     pub readmissions: AtomicU64,
     pub fallback_hits: AtomicU64,
     pub keys_moved: AtomicU64,
+    pub leftovers_removed: AtomicU64,
 }
 
 /// Everything ring mode shares between clones of the client.
@@ -321,6 +334,7 @@ impl Router for Arc<RingRouter> {
                 node: member.name().to_string(),
             }));
         }
+        member.server.admit().await.map_err(BatchFailed::unsent)?;
         if member.server.ready_connection().is_none() {
             member
                 .server
@@ -350,5 +364,75 @@ impl Router for Arc<RingRouter> {
     fn needs_rerun(&self, _reply: &Value) -> bool {
         // Standalone nodes never redirect.
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shardis_slots::Endpoint;
+
+    use super::*;
+
+    /// Members `a`, `b`, `c` (no connection is opened).
+    fn members() -> (RingConfig, Vec<Arc<Member>>) {
+        let pool = Pool::new(Arc::new(Settings::default()));
+        let members: Vec<Arc<Member>> = ["a", "b", "c"]
+            .iter()
+            .zip(7000u16..)
+            .map(|(name, port)| {
+                Arc::new(Member {
+                    node: RingNode::new(*name, format!("127.0.0.1:{port}"), 1),
+                    server: pool.node(&Endpoint::new("127.0.0.1", port)),
+                    health: Arc::new(Health::default()),
+                })
+            })
+            .collect();
+        let config = RingConfig::new(members.iter().map(|m| m.node.clone()).collect());
+        (config, members)
+    }
+
+    fn snapshot(
+        members: &Arc<RingTable>,
+        live: &Arc<RingTable>,
+        previous: &[&Arc<RingTable>],
+    ) -> Snapshot {
+        Snapshot {
+            members: members.clone(),
+            live: live.clone(),
+            previous: previous.iter().map(|r| (*r).clone()).collect(),
+            epoch: 0,
+        }
+    }
+
+    #[test]
+    fn a_copy_belongs_on_its_owner_its_stand_in_or_a_previous_owner_only() {
+        let (config, members) = members();
+        let all = Arc::new(RingTable::build(&config, members.clone()).expect("ring"));
+        let without_b = Arc::new(
+            RingTable::build(&config, vec![members[0].clone(), members[2].clone()]).expect("ring"),
+        );
+        let key = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| all.owner(k.as_bytes()).name() == "b")
+            .expect("a key of b");
+        let key = key.as_bytes();
+        let stand_in = without_b.owner(key).name().to_string();
+        let third = if stand_in == "a" { "c" } else { "a" };
+
+        let steady = snapshot(&all, &all, &[]);
+        assert!(steady.belongs_on(key, "b"));
+        // After a re-admission, the stand-in's copy is a leftover.
+        assert!(!steady.belongs_on(key, &stand_in));
+        assert!(!steady.belongs_on(key, third));
+
+        // While b is ejected, its stand-in serves the key.
+        let ejected = snapshot(&all, &without_b, &[]);
+        assert!(ejected.belongs_on(key, &stand_in));
+        assert!(!ejected.belongs_on(key, third));
+
+        // While a membership change is rebalanced, the previous owner still holds it.
+        let rebalancing = snapshot(&all, &all, &[&without_b]);
+        assert!(rebalancing.belongs_on(key, &stand_in));
+        assert!(!rebalancing.belongs_on(key, third));
     }
 }

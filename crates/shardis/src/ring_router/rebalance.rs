@@ -8,6 +8,11 @@
 //! old copy is deleted. The restore always comes before the delete, so the key is never absent
 //! from both owners. A per-key lock (striped) keeps the mover and a move-on-write of the same key
 //! from interleaving within this process.
+//!
+//! Only a key the scanned node *owned* in a previous ring is moved. A key found on a node that
+//! never owned it there is a leftover (a stand-in's copy from an ejection, a key a cancelled
+//! rebalance left behind): it is older than whatever its owner holds or deliberately deleted,
+//! so it is removed, never restored (restoring it would bring back a deleted key).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -88,6 +93,9 @@ pub struct RebalanceProgress {
     pub kept_newer: u64,
     /// Keys that could not be moved (their new or old owner failed).
     pub failed: u64,
+    /// Leftovers removed: keys found on a node that did not own them in the previous ring
+    /// (a stand-in's copy kept after an ejection ended), removed instead of moved.
+    pub leftovers_removed: u64,
     /// Old owners scanned completely.
     pub nodes_done: usize,
     /// Old owners to scan.
@@ -118,6 +126,7 @@ pub(crate) struct Shared {
     moved: AtomicU64,
     kept: AtomicU64,
     failed: AtomicU64,
+    leftovers: AtomicU64,
     nodes_done: AtomicUsize,
     nodes_total: usize,
 }
@@ -144,6 +153,7 @@ impl Shared {
             moved: self.moved.load(Ordering::Relaxed),
             kept_newer: self.kept.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            leftovers_removed: self.leftovers.load(Ordering::Relaxed),
             nodes_done: self.nodes_done.load(Ordering::Relaxed),
             nodes_total: self.nodes_total,
         }
@@ -211,6 +221,7 @@ pub(crate) fn start(
         moved: AtomicU64::new(0),
         kept: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        leftovers: AtomicU64::new(0),
         nodes_done: AtomicUsize::new(0),
         nodes_total: sources.len(),
     });
@@ -289,24 +300,36 @@ async fn scan_node(
         let Some(state) = state.upgrade() else {
             return Ok(());
         };
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(&cursor).arg("COUNT").arg(options.scan_count);
-        let reply = state.send(source, &scan).await?;
-        let (next, keys) = parse_scan(&reply).ok_or_else(|| Error::Protocol {
-            node: source.server.label().to_string(),
-            message: format!("SCAN replied {reply:?}"),
-        })?;
+        let (next, keys) = scan_page(&state, source, &cursor, options.scan_count).await?;
         shared
             .scanned
             .fetch_add(keys.len() as u64, Ordering::Relaxed);
         let snap = state.snapshot.load_full();
-        let moving: Vec<(Vec<u8>, Arc<Member>)> = keys
-            .into_iter()
-            .filter_map(|key| {
-                let owner = snap.members.owner(&key);
-                (owner.name() != source.name()).then(|| (key, owner.clone()))
-            })
-            .collect();
+        let mut moving: Vec<(Vec<u8>, Arc<Member>)> = Vec::new();
+        let mut leftovers = Vec::new();
+        for key in keys {
+            let owner = snap.members.owner(&key);
+            if owner.name() == source.name() {
+                continue;
+            }
+            let owned_before = snap
+                .previous
+                .iter()
+                .any(|ring| ring.owner(&key).name() == source.name());
+            if owned_before {
+                moving.push((key, owner.clone()));
+            } else if !snap.belongs_on(&key, source.name()) {
+                leftovers.push(key);
+            }
+        }
+        match state.unlink(source, &leftovers).await {
+            Ok(n) => {
+                shared.leftovers.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(node = source.name(), error = %e, "could not remove leftovers");
+            }
+        }
         // Bounded concurrency in waves: the pipelined node connections coalesce each wave.
         for wave in moving.chunks(options.concurrency) {
             let moves = wave
@@ -340,6 +363,20 @@ async fn scan_node(
         }
         cursor = next;
     }
+}
+
+/// One `SCAN cursor COUNT count` of `node`: the next cursor and the keys.
+pub(super) async fn scan_page(
+    state: &RingRouter,
+    node: &Member,
+    cursor: &str,
+    count: u32,
+) -> Result<(String, Vec<Vec<u8>>)> {
+    let mut scan = redis::cmd("SCAN");
+    scan.arg(cursor).arg("COUNT").arg(count);
+    let reply = state.send(node, &scan).await?;
+    parse_scan(&reply)
+        .ok_or_else(|| Error::protocol(node.server.label(), format!("SCAN replied {reply:?}")))
 }
 
 /// `[cursor, [key, ...]]`.

@@ -14,7 +14,10 @@ use crate::net::{Connection, was_not_sent};
 
 impl RingRouter {
     /// Runs `send` on a connection to `member`. A node marked down fails at once with
-    /// [`Error::NodeDown`]; connection failures and timeouts count against the node's health.
+    /// [`Error::NodeDown`]; under [`DownPolicy::FailFast`](crate::DownPolicy::FailFast) the
+    /// node's circuit breaker is asked next (refused at once with [`Error::CircuitOpen`] while
+    /// it is open; admitted along its ramp after a probe). Connection failures and timeouts
+    /// count against the node's health and its breaker, once per connection.
     /// With `limit`, the exchange is also bounded by a timer (one reply is already bounded by
     /// the connection's stall watchdog, which closes a node that owes replies and sends none).
     async fn on_member<T, F>(
@@ -31,6 +34,7 @@ impl RingRouter {
                 node: member.name().to_string(),
             });
         }
+        member.server.admit().await?;
         // The common case, an open connection, without a future to poll.
         let ready = member.server.ready_connection();
         let opened = match ready {
@@ -67,6 +71,7 @@ impl RingRouter {
         match outcome {
             Ok(Ok(value)) => {
                 self.on_success(member);
+                member.server.record_success();
                 Ok(value)
             }
             Ok(Err(e)) if e.is_timeout() => {
@@ -151,7 +156,7 @@ impl RingRouter {
     fn io_failure(&self, member: &Member, conn: &Connection, message: String) -> Error {
         member.server.discard();
         if conn.claim_failure() {
-            self.on_failure(member);
+            self.connection_failed(member);
         }
         Error::connection(member.server.label(), message)
     }
@@ -160,9 +165,16 @@ impl RingRouter {
     /// once is one failure, not thirty).
     fn timeout_failure(&self, member: &Member, conn: &Connection) -> Error {
         if conn.claim_failure() {
-            self.on_failure(member);
+            self.connection_failed(member);
         }
         Error::node_timeout(self.settings.response_timeout, member.name())
+    }
+
+    /// A connection of `member` broke or stalled (claimed once): one failure for the ring's
+    /// health and one for the node's breaker.
+    pub(crate) fn connection_failed(&self, member: &Member) {
+        self.on_failure(member);
+        member.server.record_failure();
     }
 
     /// Before any command (a read or a write) or a pipeline touches keys whose owner changed,
