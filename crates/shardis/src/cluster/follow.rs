@@ -353,7 +353,9 @@ fn fail(
 
 fn route(routes: &SlotRoutes, target: Target<'_, u16>) -> Option<Arc<Node>> {
     match target {
-        Target::Keyed { shard, read, .. } => routes.node_for(shard, read),
+        Target::Keyed {
+            shard, read, fresh, ..
+        } => routes.node_for(shard, read && !fresh),
         Target::Any => routes.next_primary(),
     }
 }
@@ -410,6 +412,7 @@ mod tests {
             Target::Keyed {
                 shard: 866,
                 read: true,
+                fresh: false,
                 keys: &[b"hello"],
             },
         )

@@ -42,9 +42,12 @@ impl Request<'_> {
 pub(crate) enum Target<'a, S> {
     /// The node of `shard`; `keys` are the request's keys (for the ring's rebalance hooks).
     /// `read`: it only reads (a replica may serve it, and it may be retried after a failure).
+    /// `fresh`: it must see writes the caller made just before (a pipeline's read after its
+    /// own write): the primary serves it even under a replica `ReadFrom`.
     Keyed {
         shard: S,
         read: bool,
+        fresh: bool,
         keys: &'a [&'a [u8]],
     },
     /// Any primary / live node (keyless commands). Never retried once sent.

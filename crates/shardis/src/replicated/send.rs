@@ -25,7 +25,15 @@ pub(super) async fn execute(
     let deadline = Instant::now() + limit.unwrap_or(NO_STALL_WATCHDOG);
     // Only plain reads may go to a replica: a transaction or a blocking command writes, or
     // must see the primary's latest state.
-    let mut read = matches!(request, Request::Cmd(_)) && target.retry_safe();
+    let mut read = matches!(request, Request::Cmd(_))
+        && matches!(
+            target,
+            Target::Keyed {
+                read: true,
+                fresh: false,
+                ..
+            }
+        );
     let fail_fast = settings.down_policy == DownPolicy::FailFast;
     let mut attempts = 0u32;
     let mut last = String::new();
