@@ -194,10 +194,17 @@ async fn transactions_scripts_blocking_pubsub_and_scan_work_on_the_one_shard() {
         .expect("fan-out");
     assert_eq!(primaries.len(), 1);
     assert_eq!(primaries[0].0, primary.addr());
+    let before = client.stats().refreshes;
     client
         .refresh_topology()
         .await
         .expect("rediscovery on demand");
+    let stats = client.stats();
+    assert!(
+        stats.refreshes > before,
+        "a rediscovery is counted: {stats:?}"
+    );
+    assert_eq!(stats.refresh_failures, 0, "{stats:?}");
     assert!(client.topology().shards().is_empty());
     assert!(client.ring_status().is_none());
     let not_a_ring = client
@@ -248,6 +255,12 @@ async fn a_promotion_by_hand_is_followed_by_writes_reads_and_subscriptions() {
     let replication = client.replication().expect("replicated mode");
     assert_eq!(replication.primary, next.addr());
     assert_eq!(replication.primary_changes, 1);
+    // The READONLY retry and the rediscovery that found the new primary, counted.
+    let stats = client.stats();
+    assert!(
+        stats.retries >= 1 && stats.refreshes >= 1,
+        "counted: {stats:?}"
+    );
     assert!(
         replication.replicas.contains(&old.addr()),
         "the demoted primary serves reads: {replication:?}"

@@ -3,6 +3,7 @@
 //! out (rediscover, back off, count), within the command's deadline.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use redis::{Cmd, Pipeline, Value};
 use tokio::time::Instant;
@@ -111,6 +112,7 @@ pub(super) async fn execute(
             router.rediscovery.request();
         }
         if let Some(reason) = decision.retry_reason {
+            router.stats.retries.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("shardis_retries_total", "reason" => reason).increment(1);
         }
         match decision.step {
