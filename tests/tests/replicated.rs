@@ -399,3 +399,56 @@ async fn a_promotion_of_a_node_the_client_never_knew_is_followed() {
     let v: i64 = on_new.get("x:19").await.expect("read");
     assert_eq!(v, 19);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_across_a_promotion_returns_every_key() {
+    let set = Replication::builder()
+        .replicas(2)
+        .start()
+        .await
+        .expect("set");
+    let (old, next) = (set.nodes()[0].clone(), set.nodes()[1].clone());
+    let mut client = shardis::Client::builder()
+        .replicated(old.addr(), set.nodes()[1..].iter().map(Node::addr))
+        .read_from(ReadFrom::Replica)
+        .build()
+        .await
+        .expect("client");
+    const KEYS: usize = 300;
+    for i in 0..KEYS {
+        let _: () = client.set(format!("s:{i}"), i).await.expect("write");
+    }
+    // Scanned on the primary: every key written before is seen, whatever the replicas have.
+    let all: std::collections::HashSet<Vec<u8>> = client
+        .scan(shardis::ScanOptions::new().count(10))
+        .map(|k| k.expect("scan"))
+        .collect()
+        .await;
+    assert_eq!(all.len(), KEYS, "a scan right after the writes");
+
+    // A promotion half-way through a scan: the keys present throughout are all returned.
+    wait_replicated(&set, &old, 2).await;
+    let mut scan = Box::pin(client.scan(shardis::ScanOptions::new().count(10)));
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < KEYS / 3 {
+        let key = scan.next().await.expect("a key").expect("scan");
+        seen.insert(key);
+    }
+    set.promote(&next).await.expect("promotion");
+    // A write finds the new primary (the scan alone may not notice the promotion).
+    let _: () = client
+        .set("s:0", 0)
+        .await
+        .expect("write after the promotion");
+    while let Some(key) = scan.next().await {
+        seen.insert(key.expect("scan after the promotion"));
+    }
+    let missing: Vec<usize> = (0..KEYS)
+        .filter(|i| !seen.contains(format!("s:{i}").as_bytes()))
+        .collect();
+    assert!(missing.is_empty(), "keys the scan missed: {missing:?}");
+    assert_eq!(
+        client.replication().expect("replicated").primary,
+        next.addr()
+    );
+}
