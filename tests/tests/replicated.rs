@@ -244,8 +244,19 @@ async fn a_promotion_by_hand_is_followed_by_writes_reads_and_subscriptions() {
 
     set.promote(&next).await.expect("promotion");
 
-    // The first write reaches the demoted primary (READONLY: it did not run), the client
-    // finds the new primary and sends it there: no write fails.
+    // A transaction reaches the demoted primary first: its queued write is refused
+    // (READONLY), so EXEC discards it; nothing ran, and it runs again on the new primary.
+    let (incremented,): (i64,) = redis::pipe()
+        .atomic()
+        .set("p:tx", 1)
+        .ignore()
+        .incr("p:tx", 1)
+        .query_async(&mut client)
+        .await
+        .expect("a transaction right after the promotion");
+    assert_eq!(incremented, 2, "it ran once");
+
+    // The next writes find the new primary too: no write fails.
     for i in 0..100 {
         let _: () = client
             .set(format!("p:{i}"), i + 1000)

@@ -68,11 +68,13 @@ impl<S: Copy> Target<'_, S> {
     }
 }
 
-/// Cluster replies that abort a transaction when a queued command gets them: the redirect,
-/// not the `EXEC` reply, decides what happens next.
+/// Replies that abort a transaction when a queued command gets them, and say it went to the
+/// wrong node or too early: the redirect (cluster), or `READONLY` (a primary demoted since
+/// the routes were learned) or `LOADING`, not the `EXEC` reply, decides what happens next.
+/// `EXEC` discards such a transaction, so nothing of it ran and it may be sent again.
 fn aborts_transaction(value: &Value) -> bool {
     matches!(value, Value::ServerError(e)
-        if matches!(e.code(), "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN"))
+        if matches!(e.code(), "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "READONLY" | "LOADING"))
 }
 
 /// Sends `request` on `conn` (after `ASKING`, written in the same unit, when `asking`) and
