@@ -6,7 +6,15 @@
 //!
 //! - the reference: one plain `redis-server`, through redis-rs's own multiplexed connection;
 //! - shardis in cluster mode (3 primaries);
-//! - shardis in ring mode (3 standalone nodes, hash tags `{}`).
+//! - shardis in ring mode (3 standalone nodes, hash tags `{}`);
+//! - shardis in primary+replicas mode (one primary, two replicas) with `ReadFrom::Primary`;
+//! - the same with `ReadFrom::Replica` ("replica-reads"): reads go to an asynchronously
+//!   replicated replica, so the client promises one Redis's reply only for what the replica
+//!   has received. Before each compared command (and each step of a sequence) the harness waits
+//!   until the replicas have applied every earlier write; the command itself (a pipeline, a
+//!   transaction, a script) must then answer exactly as one Redis, its reads seeing its own
+//!   writes. A single read right after the caller's own write is not promised the write (see
+//!   `ReadFrom`).
 //!
 //! The replies must be equal, except where [`DIFFERENCES`] documents why a sharded deployment
 //! answers otherwise (and how the case is compared instead). A case marked `BUG:` is a known
@@ -22,8 +30,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis::Value;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use shardis::{Client, Error, RingNode};
-use shardis_testkit::{Cluster, Standalone};
+use shardis::{Client, Error, ReadFrom, RingNode};
+use shardis_testkit::{Cluster, Replication, Standalone};
 
 // ---------------------------------------------------------------------------------------------
 // Documented differences
@@ -47,6 +55,12 @@ const DIFFERENCES: &[(&str, &str)] = &[
          happen to share a shard, the reply must equal one Redis's",
     ),
     (
+        "spread-set",
+        "as spread, for a command whose reply is a set: where the keys share a shard (always in \
+         primary+replicas mode) the reply is compared as a multiset, since its order is a hash \
+         table's, which differs between servers (see unordered)",
+    ),
+    (
         "refused",
         "the command would leave state on the shared connection, block it, or see one node only \
          (MULTI sent raw, WATCH, SELECT, SUBSCRIBE, HELLO, CLIENT SETNAME, WAIT, SCAN cursors, \
@@ -66,21 +80,21 @@ const DIFFERENCES: &[(&str, &str)] = &[
     (
         "shape",
         "the reply is about one server, not the keyspace, or changes with time (TIME, INFO, \
-         CLIENT ID/LIST, LASTSAVE, PTTL in milliseconds, MEMORY USAGE, XADD *): only the reply's \
+         ROLE (a primary lists its replicas), CLIENT ID/LIST, LASTSAVE, PTTL in milliseconds, MEMORY USAGE, XADD *): only the reply's \
          type is compared",
     ),
     (
         "db0",
         "Redis Cluster has database 0 only: the cluster's server refuses a command naming \
-         another database (MOVE, COPY ... DB) with an error; ring nodes are standalone servers \
-         and answer like the reference",
+         another database (MOVE, COPY ... DB) with an error; ring nodes and primary+replicas \
+         nodes are standalone servers and answer like the reference",
     ),
     (
         "cluster-script",
         "a script touching a key it did not declare: in Redis Cluster the server refuses it \
          when the key lives on another node (and answers when this node owns it); in ring mode \
          it runs on the declared key's node and sees that node's keys only; not compared in \
-         ring mode",
+         ring mode; in primary+replicas mode the primary holds every key: compared as equal",
     ),
 ];
 
@@ -276,7 +290,7 @@ const TABLE: &str = r#"
 = | SADD {t}a m1 m2 ; SADD {t}b m2 m3 | SINTERCARD 2 {t}a {t}b LIMIT 1
 = | SADD {t}a m1 m2 | SMOVE {t}a {t}b m1
 = | SADD {t}a m1 m2 | SMOVE {t}a {t}b m9
-~spread | SADD ka m1 m2 ; SADD kb m2 m3 | SUNION ka kb
+~spread-set | SADD ka m1 m2 ; SADD kb m2 m3 | SUNION ka kb
 ~spread | SADD ka m1 m2 ; SADD kb m2 m3 | SINTER ka kb
 ~spread | SADD ka m1 m2 ; SADD kb m2 m3 | SDIFF ka kb
 ~spread | SADD ka m1 m2 ; SADD kb m2 m3 | SUNIONSTORE kc ka kb
@@ -493,7 +507,7 @@ const TABLE: &str = r#"
 = | | COMMAND COUNT
 = | | COMMAND INFO get
 = | | COMMAND GETKEYS SET ka v1
-= | | ROLE
+~shape | | ROLE
 = | | FOOBAR
 = | | FOOBAR ka
 = | | CONFIG FOO
@@ -587,6 +601,12 @@ const TABLE: &str = r#"
 ~refused | | PIPE SET ka 1 ; MULTI ; GET ka
 ~refused | | PIPE SET ka 1 ; WAIT 0 0
 = | SET ka 5 | PIPE GET ka ; GET ka ; GET ka ; GET ka ; GET ka ; GET ka ; GET ka ; GET ka
+= | | PIPE SET ka 1 ; DBSIZE ; GET ka
+= | SET ka 1 | PIPE FLUSHALL ; GET ka ; EXISTS ka
+= | SET ka 1 ; SET kb 1 | PIPE MSET ka 2 kb 2 ; PING ; MGET ka kb
+= | SET ka 1 ; SET kb 1 | PIPE DEL ka kb ; ECHO x ; GET ka ; GET kb
+= | SET ka 1 | PIPE GET ka ; SET ka 2 ; GET ka ; INCR ka ; GET ka
+= | SET {t}a 1 | PIPE GET {t}a ; SET {t}a 2 ; PING ; GET {t}a ; MGET {t}a {t}b
 ~refused | | PIPE RPUSH kl a ; BLPOP kl 1 ; LLEN kl
 
 ## transactions
@@ -957,6 +977,10 @@ impl Reply {
 enum Mode {
     Cluster,
     Ring,
+    /// Primary+replicas, every command on the primary.
+    Replicated,
+    /// Primary+replicas, reads on the replicas (`ReadFrom::Replica`).
+    ReplicaReads,
 }
 
 impl Mode {
@@ -964,15 +988,36 @@ impl Mode {
         match self {
             Mode::Cluster => "cluster",
             Mode::Ring => "ring",
+            Mode::Replicated => "replicated",
+            Mode::ReplicaReads => "replica-reads",
         }
+    }
+
+    /// Whether the keyspace is one shard (every command may take any keys).
+    fn one_shard(self) -> bool {
+        matches!(self, Mode::Replicated | Mode::ReplicaReads)
     }
 }
 
-/// The reference and the two sharded deployments, with the servers behind them.
+/// The reference and the shardis deployments, with the servers behind them.
 struct Targets {
     reference: MultiplexedConnection,
     sharded: Vec<(Mode, Client)>,
-    _servers: (Standalone, Cluster, Standalone),
+    /// The primary and replicas of the replica-reads client (each client has servers of its
+    /// own: a random sequence keeps its state from step to step).
+    replication: Replication,
+    _servers: (Standalone, Cluster, Standalone, Replication),
+}
+
+/// Before a command is compared in replica-reads mode: the replicas have applied every write
+/// made so far (reads then see what one Redis would).
+async fn settle(mode: Mode, replication: &Replication) {
+    if mode == Mode::ReplicaReads {
+        replication
+            .wait_caught_up(&replication.nodes()[0])
+            .await
+            .expect("replicas catch up");
+    }
 }
 
 async fn targets() -> Targets {
@@ -1006,10 +1051,39 @@ async fn targets() -> Targets {
         .build()
         .await
         .expect("ring client");
+    let replicated = |set: &Replication, read_from: ReadFrom| {
+        let nodes = set.nodes();
+        Client::builder()
+            .replicated(nodes[0].addr(), nodes[1..].iter().map(|n| n.addr()))
+            .read_from(read_from)
+            .build()
+    };
+    let primary_set = Replication::builder()
+        .replicas(1)
+        .start()
+        .await
+        .expect("primary and replica");
+    let primary_client = replicated(&primary_set, ReadFrom::Primary)
+        .await
+        .expect("primary+replicas client");
+    let replication = Replication::builder()
+        .replicas(2)
+        .start()
+        .await
+        .expect("primary and replicas");
+    let replica_client = replicated(&replication, ReadFrom::Replica)
+        .await
+        .expect("replica-reads client");
     Targets {
         reference,
-        sharded: vec![(Mode::Cluster, cluster_client), (Mode::Ring, ring_client)],
-        _servers: (single, cluster, fleet),
+        sharded: vec![
+            (Mode::Cluster, cluster_client),
+            (Mode::Ring, ring_client),
+            (Mode::Replicated, primary_client),
+            (Mode::ReplicaReads, replica_client),
+        ],
+        replication,
+        _servers: (single, cluster, fleet, primary_set),
     }
 }
 
@@ -1092,6 +1166,7 @@ fn spread(mode: Mode, client: &Client, run: &Run) -> bool {
     let shard_of = |key: &[u8]| match mode {
         Mode::Cluster => shardis::slots::key_slot(key).to_string(),
         Mode::Ring => client.ring_node_for(key).expect("ring mode"),
+        Mode::Replicated | Mode::ReplicaReads => "the one shard".to_string(),
     };
     let spread_in = |cmds: &[&[Vec<u8>]]| {
         let shards: BTreeSet<String> = cmds
@@ -1152,6 +1227,8 @@ fn check(
             "unordered" => equal(&reference.sorted(), &sharded.sorted()),
             "spread" if spread => refused(sharded),
             "spread" => equal(reference, sharded),
+            "spread-set" if spread => refused(sharded),
+            "spread-set" => equal(&reference.sorted(), &sharded.sorted()),
             "refused" | "tx-whole" => refused(sharded),
             "anykey" => match sharded {
                 Reply::Bulk(k) if keys_in(&case.setup).contains(k) => Ok(()),
@@ -1173,6 +1250,7 @@ fn check(
                 Reply::Error(e) if e.contains("non local key") => Ok(()),
                 other => equal(reference, other),
             },
+            "cluster-script" if mode.one_shard() => equal(reference, sharded),
             "cluster-script" => Ok(()),
             other => Err(format!("no rule for tag {other}")),
         },
@@ -1220,9 +1298,13 @@ async fn every_case_of_the_table_answers_as_one_redis() {
                 &format!("{}: {}", mode.name(), case.line),
             )
             .await;
+            settle(mode, &t.replication).await;
             let sharded = execute(client, &case.run).await;
             let spread = spread(mode, client, &case.run);
-            if case.compare == Compare::Differs("spread") && mode == Mode::Cluster && !spread {
+            if matches!(case.compare, Compare::Differs("spread" | "spread-set"))
+                && mode == Mode::Cluster
+                && !spread
+            {
                 let _ = writeln!(
                     failures,
                     "[{}] {}\n        marked ~spread but its keys share one slot",
@@ -1267,8 +1349,9 @@ async fn every_case_of_the_table_answers_as_one_redis() {
     let mut groups: Vec<_> = per_group.into_iter().collect();
     groups.sort();
     println!(
-        "{} cases ({checked} comparisons, both modes) in {:?}: {groups:?}",
+        "{} cases ({checked} comparisons, {} modes) in {:?}: {groups:?}",
         cases.len(),
+        t.sharded.len(),
         started.elapsed()
     );
     println!("documented differences (comparisons per tag): {differing:?}");
@@ -1474,6 +1557,7 @@ fn describe(run: &Run) -> String {
 async fn run_sequence(
     reference: &mut MultiplexedConnection,
     sharded: &mut [(Mode, Client)],
+    replication: &Replication,
     steps: &[Step],
 ) -> Result<(), String> {
     prepare(reference, &[], "reference").await;
@@ -1485,6 +1569,7 @@ async fn run_sequence(
         let many = !matches!(step, Step::One(_));
         let expected = canonical(execute(reference, &run).await, &unordered, many);
         for (mode, client) in sharded.iter_mut() {
+            settle(*mode, replication).await;
             let got = canonical(execute(client, &run).await, &unordered, many);
             if got != expected {
                 return Err(format!(
@@ -1524,11 +1609,17 @@ fn random_sequences_answer_as_one_redis() {
         let mut reference = t.reference.clone();
         let mut sharded = t.sharded.clone();
         runtime
-            .block_on(run_sequence(&mut reference, &mut sharded, &steps))
+            .block_on(run_sequence(
+                &mut reference,
+                &mut sharded,
+                &t.replication,
+                &steps,
+            ))
             .map_err(TestCaseError::fail)
     });
     println!(
-        "{SEQUENCES} sequences of {STEPS} steps, 3 targets, in {:?}",
+        "{SEQUENCES} sequences of {STEPS} steps, {} targets, in {:?}",
+        t.sharded.len() + 1,
         started.elapsed()
     );
     if let Err(e) = result {

@@ -1,23 +1,29 @@
 //! No wrong reply, ever: commands that would leave state on a shared connection are refused
 //! with the alternative, blocking commands run on connections of their own, transactions with
 //! WATCH run on a dedicated connection — and meanwhile every other caller on the same nodes
-//! keeps getting its own correct replies. Each test runs in cluster mode and in ring mode.
+//! keeps getting its own correct replies. Each test runs in cluster mode, in ring mode and in
+//! primary+replicas mode with reads on the replicas (where a caller's read may miss its own
+//! latest write, never see another caller's).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use shardis::{Client, Error, HealthPolicy, NodeState, RingNode};
-use shardis_testkit::{Cluster, Standalone};
+use shardis::{Client, Error, HealthPolicy, NodeState, ReadFrom, RingNode};
+use shardis_testkit::{Cluster, Replication, Standalone};
 
 /// A deployment and a client of it.
 struct Setup {
     client: Client,
-    /// Direct addresses of the primaries / ring nodes.
+    /// Direct addresses of the primaries / ring nodes (primary+replicas: every node).
     nodes: Vec<String>,
+    /// Reads go to asynchronously replicated replicas: a read may return an earlier value of
+    /// the caller's own (never another caller's).
+    replica_reads: bool,
     _cluster: Option<Cluster>,
     _fleet: Option<Standalone>,
+    _replication: Option<Replication>,
 }
 
 async fn cluster() -> Setup {
@@ -37,8 +43,10 @@ async fn cluster() -> Setup {
     Setup {
         client,
         nodes,
+        replica_reads: false,
         _cluster: Some(cluster),
         _fleet: None,
+        _replication: None,
     }
 }
 
@@ -63,15 +71,43 @@ async fn ring(policy: HealthPolicy) -> Setup {
     Setup {
         client,
         nodes,
+        replica_reads: false,
         _cluster: None,
         _fleet: Some(fleet),
+        _replication: None,
     }
 }
 
-async fn both() -> Vec<(&'static str, Setup)> {
+/// One primary, two replicas; reads on the replicas.
+async fn replicated() -> Setup {
+    let set = Replication::builder()
+        .replicas(2)
+        .start()
+        .await
+        .expect("primary and replicas");
+    let nodes: Vec<String> = set.nodes().iter().map(|n| n.addr()).collect();
+    let client = Client::builder()
+        .replicated(nodes[0].clone(), nodes[1..].to_vec())
+        .read_from(ReadFrom::Replica)
+        .response_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("primary+replicas client");
+    Setup {
+        client,
+        nodes,
+        replica_reads: true,
+        _cluster: None,
+        _fleet: None,
+        _replication: Some(set),
+    }
+}
+
+async fn every_mode() -> Vec<(&'static str, Setup)> {
     vec![
         ("cluster", cluster().await),
         ("ring", ring(HealthPolicy::FailFast).await),
+        ("replicated", replicated().await),
     ]
 }
 
@@ -82,7 +118,9 @@ struct Load {
     tasks: Vec<tokio::task::JoinHandle<(u64, Vec<String>)>>,
 }
 
-fn load(client: &Client, tasks: usize, name: &str) -> Load {
+fn load(setup: &Setup, tasks: usize, name: &str) -> Load {
+    let client = &setup.client;
+    let replica_reads = setup.replica_reads;
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = (0..tasks)
         .map(|t| {
@@ -102,6 +140,10 @@ fn load(client: &Client, tasks: usize, name: &str) -> Load {
                     }
                     match client.get::<_, Value>(&key).await {
                         Ok(Value::BulkString(b)) if b == value.as_bytes() => {}
+                        // A replica behind the primary: nothing yet, or this caller's own
+                        // earlier value of this key.
+                        Ok(Value::Nil) if replica_reads => {}
+                        Ok(Value::BulkString(b)) if replica_reads && own_earlier(&b, t, ops) => {}
                         other => wrong.push(format!("GET {key}: {other:?}, wanted {value}")),
                     }
                 }
@@ -113,6 +155,18 @@ fn load(client: &Client, tasks: usize, name: &str) -> Load {
 }
 
 use redis::Value;
+
+/// Whether `value` is one task `t` wrote to the key it writes at `ops`, before `ops`.
+fn own_earlier(value: &[u8], t: usize, ops: u64) -> bool {
+    let text = String::from_utf8_lossy(value);
+    let Some((task, at)) = text.split_once('-') else {
+        return false;
+    };
+    let (Ok(task), Ok(at)) = (task.parse::<usize>(), at.parse::<u64>()) else {
+        return false;
+    };
+    task == t && at < ops && at % 16 == ops % 16
+}
 
 impl Load {
     /// Stops the load; asserts no caller got a wrong reply (or any error) meanwhile.
@@ -148,9 +202,9 @@ fn refused(result: shardis::Result<Value>, command: &str, hint: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_state_commands_are_refused_and_disturb_nobody() {
-    for (mode, setup) in both().await {
+    for (mode, setup) in every_mode().await {
         let client = &setup.client;
-        let running = load(client, 8, mode);
+        let running = load(&setup, 8, mode);
         // 1. MULTI / EXEC / DISCARD sent raw.
         refused(client.send(&redis::cmd("MULTI")).await, "MULTI", "atomic");
         refused(client.send(&redis::cmd("EXEC")).await, "EXEC", "atomic");
@@ -248,11 +302,11 @@ async fn connection_state_commands_are_refused_and_disturb_nobody() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_transactions_run_on_a_dedicated_connection() {
-    for (mode, setup) in both().await {
+    for (mode, setup) in every_mode().await {
         let client = setup.client.clone();
         let mut outside = setup.client.clone();
         let _: () = outside.set("{wt}k", 1).await.expect("SET");
-        let running = load(&client, 4, mode);
+        let running = load(&setup, 4, mode);
 
         // B's atomic pipeline runs at the same time, on the shared connection.
         let b = {
@@ -299,15 +353,21 @@ async fn watch_transactions_run_on_a_dedicated_connection() {
             50,
             "{mode}: every one of B's transactions ran"
         );
-        let other: i64 = outside.get("{wt}other").await.expect("GET");
+        // Read on the primary (a replica may not have B's last INCR yet).
+        let mut on_primary = client.dedicated("{wt}other").await.expect("dedicated");
+        let other: i64 = on_primary.get("{wt}other").await.expect("GET");
         assert_eq!(other, 50, "{mode}: no INCR of B lost");
+        drop(on_primary);
 
         // A dedicated connection keeps to its key's shard and refuses shared-only trouble.
         let mut conn = client.dedicated("{wt}k").await.expect("dedicated");
         let err = conn.get::<_, Value>("{elsewhere}x").await;
         let elsewhere = client.ring_node_for(b"{elsewhere}x");
         let same_node = elsewhere.is_some() && elsewhere == client.ring_node_for(b"{wt}k");
-        if !same_node {
+        if client.replication().is_some() {
+            // One shard: every key is the dedicated connection's.
+            assert!(err.is_ok(), "{mode}: any key on the one shard: {err:?}");
+        } else if !same_node {
             assert!(err.is_err(), "{mode}: a key of another shard is refused");
         }
         refused_on(&mut conn, "SELECT").await;
@@ -333,7 +393,7 @@ async fn refused_on(conn: &mut shardis::DedicatedConnection, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_commands_never_block_the_shared_connection() {
-    for (mode, setup) in both().await {
+    for (mode, setup) in every_mode().await {
         let client = setup.client.clone();
         // BLPOP waits 2 s on the node of {b}; 100 SETs on that same node meanwhile.
         let blpop = {
@@ -368,7 +428,7 @@ async fn blocking_commands_never_block_the_shared_connection() {
         assert!(took >= Duration::from_millis(1900), "{mode}: {took:?}");
 
         // Longer than the 1 s response timeout: still its own reply, nobody else fails.
-        let running = load(&client, 4, mode);
+        let running = load(&setup, 4, mode);
         let reply = client
             .send(redis::cmd("BLPOP").arg("{b}list").arg(3))
             .await
@@ -457,7 +517,7 @@ async fn a_long_blocking_command_does_not_eject_a_healthy_ring_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_the_server_closed_is_replaced_before_the_next_write() {
-    for (mode, setup) in both().await {
+    for (mode, setup) in every_mode().await {
         let mut client = setup.client.clone();
         for i in 0..30 {
             let _: () = client.set(format!("kill:{i}"), i).await.expect("warm up");
@@ -495,7 +555,7 @@ async fn a_connection_the_server_closed_is_replaced_before_the_next_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aborted_transaction_says_which_command_was_refused() {
-    for (mode, setup) in both().await {
+    for (mode, setup) in every_mode().await {
         let mut client = setup.client.clone();
         let err = redis::pipe()
             .atomic()
@@ -563,7 +623,7 @@ async fn client_id(conn: &mut shardis::DedicatedConnection) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedicated_connection_is_reused_only_clean() {
-    for (mode, setup) in both().await {
+    for (mode, setup) in every_mode().await {
         let client = &setup.client;
         // Left with a WATCH open: closed, never handed to the next caller.
         let mut first = client.dedicated("{d}k").await.expect("dedicated");

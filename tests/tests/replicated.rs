@@ -194,10 +194,17 @@ async fn transactions_scripts_blocking_pubsub_and_scan_work_on_the_one_shard() {
         .expect("fan-out");
     assert_eq!(primaries.len(), 1);
     assert_eq!(primaries[0].0, primary.addr());
+    let before = client.stats().refreshes;
     client
         .refresh_topology()
         .await
         .expect("rediscovery on demand");
+    let stats = client.stats();
+    assert!(
+        stats.refreshes > before,
+        "a rediscovery is counted: {stats:?}"
+    );
+    assert_eq!(stats.refresh_failures, 0, "{stats:?}");
     assert!(client.topology().shards().is_empty());
     assert!(client.ring_status().is_none());
     let not_a_ring = client
@@ -237,8 +244,19 @@ async fn a_promotion_by_hand_is_followed_by_writes_reads_and_subscriptions() {
 
     set.promote(&next).await.expect("promotion");
 
-    // The first write reaches the demoted primary (READONLY: it did not run), the client
-    // finds the new primary and sends it there: no write fails.
+    // A transaction reaches the demoted primary first: its queued write is refused
+    // (READONLY), so EXEC discards it; nothing ran, and it runs again on the new primary.
+    let (incremented,): (i64,) = redis::pipe()
+        .atomic()
+        .set("p:tx", 1)
+        .ignore()
+        .incr("p:tx", 1)
+        .query_async(&mut client)
+        .await
+        .expect("a transaction right after the promotion");
+    assert_eq!(incremented, 2, "it ran once");
+
+    // The next writes find the new primary too: no write fails.
     for i in 0..100 {
         let _: () = client
             .set(format!("p:{i}"), i + 1000)
@@ -248,6 +266,12 @@ async fn a_promotion_by_hand_is_followed_by_writes_reads_and_subscriptions() {
     let replication = client.replication().expect("replicated mode");
     assert_eq!(replication.primary, next.addr());
     assert_eq!(replication.primary_changes, 1);
+    // The READONLY retry and the rediscovery that found the new primary, counted.
+    let stats = client.stats();
+    assert!(
+        stats.retries >= 1 && stats.refreshes >= 1,
+        "counted: {stats:?}"
+    );
     assert!(
         replication.replicas.contains(&old.addr()),
         "the demoted primary serves reads: {replication:?}"
@@ -385,4 +409,57 @@ async fn a_promotion_of_a_node_the_client_never_knew_is_followed() {
     let mut on_new = set.connection(&stranger).await.expect("connection");
     let v: i64 = on_new.get("x:19").await.expect("read");
     assert_eq!(v, 19);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_across_a_promotion_returns_every_key() {
+    let set = Replication::builder()
+        .replicas(2)
+        .start()
+        .await
+        .expect("set");
+    let (old, next) = (set.nodes()[0].clone(), set.nodes()[1].clone());
+    let mut client = shardis::Client::builder()
+        .replicated(old.addr(), set.nodes()[1..].iter().map(Node::addr))
+        .read_from(ReadFrom::Replica)
+        .build()
+        .await
+        .expect("client");
+    const KEYS: usize = 300;
+    for i in 0..KEYS {
+        let _: () = client.set(format!("s:{i}"), i).await.expect("write");
+    }
+    // Scanned on the primary: every key written before is seen, whatever the replicas have.
+    let all: std::collections::HashSet<Vec<u8>> = client
+        .scan(shardis::ScanOptions::new().count(10))
+        .map(|k| k.expect("scan"))
+        .collect()
+        .await;
+    assert_eq!(all.len(), KEYS, "a scan right after the writes");
+
+    // A promotion half-way through a scan: the keys present throughout are all returned.
+    wait_replicated(&set, &old, 2).await;
+    let mut scan = Box::pin(client.scan(shardis::ScanOptions::new().count(10)));
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < KEYS / 3 {
+        let key = scan.next().await.expect("a key").expect("scan");
+        seen.insert(key);
+    }
+    set.promote(&next).await.expect("promotion");
+    // A write finds the new primary (the scan alone may not notice the promotion).
+    let _: () = client
+        .set("s:0", 0)
+        .await
+        .expect("write after the promotion");
+    while let Some(key) = scan.next().await {
+        seen.insert(key.expect("scan after the promotion"));
+    }
+    let missing: Vec<usize> = (0..KEYS)
+        .filter(|i| !seen.contains(format!("s:{i}").as_bytes()))
+        .collect();
+    assert!(missing.is_empty(), "keys the scan missed: {missing:?}");
+    assert_eq!(
+        client.replication().expect("replicated").primary,
+        next.addr()
+    );
 }

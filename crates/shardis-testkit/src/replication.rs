@@ -122,14 +122,7 @@ impl Replication {
         // A node too slow to answer one poll (a loaded machine) is polled again.
         poll!(deadline, {
             let mut lagging = Vec::new();
-            for node in self.fleet.live() {
-                if node == primary {
-                    continue;
-                }
-                let info = self
-                    .info_within(node, "replication")
-                    .await
-                    .unwrap_or_default();
+            for (node, info) in self.replica_infos(primary).await {
                 let up = info.get("master_port").map(String::as_str)
                     == Some(primary.port.to_string().as_str())
                     && info.get("master_link_status").map(String::as_str) == Some("up");
@@ -155,6 +148,67 @@ impl Replication {
             }
         });
         Ok(())
+    }
+
+    /// Waits until every running replica of `primary` has applied everything the primary had
+    /// written when the wait began (`slave_repl_offset` at least the primary's
+    /// `master_repl_offset`): a read on any replica then sees every earlier write.
+    pub async fn wait_caught_up(&self, primary: &Node) -> Result<()> {
+        let offset = |info: &std::collections::HashMap<String, String>, field: &str| {
+            info.get(field).and_then(|n| n.parse::<i64>().ok())
+        };
+        let written = offset(
+            &self.info_within(primary, "replication").await?,
+            "master_repl_offset",
+        )
+        .ok_or_else(|| {
+            TestkitError::InvalidArgument(format!(
+                "{} reports no master_repl_offset",
+                primary.addr()
+            ))
+        })?;
+        // Polled every 2 ms, not at the testkit's usual interval: replicas on loopback
+        // catch up within a millisecond or two, and tests wait for this after every step.
+        let started = std::time::Instant::now();
+        loop {
+            let mut behind = Vec::new();
+            for (node, info) in self.replica_infos(primary).await {
+                let applied = offset(&info, "slave_repl_offset").unwrap_or(-1);
+                if applied < written {
+                    behind.push((node.addr(), applied));
+                }
+            }
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() >= self.fleet.timeout {
+                return Err(TestkitError::Timeout {
+                    what: format!("replicas of {} at offset {written}", primary.addr()),
+                    waited: started.elapsed(),
+                    last_state: format!("behind: {behind:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// `INFO replication` of every running node but `primary` (empty for a node too slow to
+    /// answer this time: polled again).
+    async fn replica_infos(
+        &self,
+        primary: &Node,
+    ) -> Vec<(&Node, std::collections::HashMap<String, String>)> {
+        let mut out = Vec::new();
+        for node in self.fleet.live() {
+            if node != primary {
+                let info = self
+                    .info_within(node, "replication")
+                    .await
+                    .unwrap_or_default();
+                out.push((node, info));
+            }
+        }
+        out
     }
 
     async fn info_within(

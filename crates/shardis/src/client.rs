@@ -439,11 +439,13 @@ impl Client {
     }
 
     /// What the client has done so far: redirects followed, retries, refreshes (cluster mode;
-    /// ring events are in [`Client::ring_status`]), hot-key copy reads (both modes).
+    /// in primary+replicas and Sentinel modes retries and rediscoveries of the primary; ring
+    /// events are in [`Client::ring_status`]), hot-key copy reads.
     pub fn stats(&self) -> Stats {
         let mut stats = match &*self.inner {
             Inner::Cluster(engine) => engine.router.stats.snapshot(),
-            Inner::Ring(_) | Inner::Replicated(_) => Stats::default(),
+            Inner::Replicated(engine) => engine.router.stats.snapshot(),
+            Inner::Ring(_) => Stats::default(),
         };
         if let Some(hot) = &self.hot {
             hot.add_to(&mut stats);

@@ -6,6 +6,26 @@ use std::time::Duration;
 /// Where reads go in cluster, primary+replicas and Sentinel modes (only read-only commands ever go
 /// to a replica). Writes always go to primaries.
 ///
+/// Replication is asynchronous, so under a replica `ReadFrom` the client promises this much:
+///
+/// - a read sent on its own sees what its replica has applied, which may be older than the
+///   caller's own last write: read-your-writes across separate calls is **not** guaranteed
+///   (read from the primary, or `WAIT` on a [dedicated connection](crate::Client::dedicated)
+///   until the replicas acknowledged the write);
+/// - within one call the commands see each other, as on one Redis: a pipeline's reads of a
+///   shard (a slot, or the one shard of primary+replicas mode) that the same pipeline writes go
+///   to the primary with its writes; transactions, scripts that may write (`EVAL`, `FCALL`),
+///   blocking commands, [`Client::transaction`](crate::Client::transaction) and dedicated
+///   connections always use the primary;
+/// - whole-keyspace commands (`KEYS`, `DBSIZE`, `RANDOMKEY`, ...) and
+///   [`Client::scan`](crate::Client::scan) ask the primaries, so they miss no key written
+///   before them;
+/// - a read a replica fails (loading, its primary lost, its connection lost) is retried on the
+///   primary.
+///
+/// Once the replicas have caught up, every reply equals one Redis's; the conformance suite
+/// (`tests/tests/conformance.rs`, mode `replica-reads`) checks exactly that.
+///
 /// ```
 /// use shardis::ReadFrom;
 /// assert_eq!(ReadFrom::default(), ReadFrom::Primary);

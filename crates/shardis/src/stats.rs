@@ -30,9 +30,10 @@ pub struct Stats {
     pub ask: u64,
     /// Retries after `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN` or `READONLY`.
     pub retries: u64,
-    /// Topology refreshes completed.
+    /// Topology refreshes completed (primary+replicas and Sentinel modes: rediscoveries of the
+    /// primary and replicas, after the first).
     pub refreshes: u64,
-    /// Topology refreshes that failed (the last good map was kept).
+    /// Topology refreshes (rediscoveries) that failed (the last good map was kept).
     pub refresh_failures: u64,
     /// Keys the hot-key detector found hot (each time one turned hot).
     pub hot_keys_detected: u64,

@@ -424,7 +424,9 @@ async fn send_read(
 
 fn route(routes: &SlotRoutes, target: Target<'_, u16>) -> Option<Arc<Node>> {
     match target {
-        Target::Keyed { shard, read, .. } => routes.node_for(shard, read),
+        Target::Keyed {
+            shard, read, fresh, ..
+        } => routes.node_for(shard, read && !fresh),
         Target::Any => routes.next_primary(),
     }
 }
@@ -481,6 +483,7 @@ mod tests {
             Target::Keyed {
                 shard: 866,
                 read: true,
+                fresh: false,
                 keys: &[b"hello"],
             },
         )

@@ -187,13 +187,20 @@ impl<R: Router> Engine<R> {
     /// Runs one command wherever it belongs; refuses, before sending anything, a command
     /// that would leave state on a shared connection (see [`crate::command::class`]).
     pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
+        self.run_reading(cmd, false).await
+    }
+
+    /// [`Engine::run`]; with `primary_reads`, a read goes to a primary even under a replica
+    /// [`ReadFrom`](crate::ReadFrom) (a pipeline's read after its own write).
+    pub(crate) async fn run_reading(&self, cmd: &Cmd, primary_reads: bool) -> Result<Value> {
         let shards = self.router.shards();
         let args = crate::command::args_of(cmd);
         let name = crate::command::name_of(&args);
         match class::class_of(&name, &args) {
             Class::Shared => {
                 let plan = plan::plan_named(self, &shards, &args, &name).await?;
-                self.run_planned(&shards, cmd, &args, plan).await
+                self.run_planned(&shards, cmd, &args, plan, primary_reads)
+                    .await
             }
             Class::Blocking { wait } => self.run_blocking(&shards, cmd, &args, wait).await,
             Class::Refused { alternative } => Err(refusal(&args, alternative)),
@@ -216,6 +223,7 @@ impl<R: Router> Engine<R> {
                 let target = Target::Keyed {
                     shard,
                     read: false,
+                    fresh: true,
                     keys: &keys,
                 };
                 self.router.execute(view, request, target).await
@@ -231,13 +239,14 @@ impl<R: Router> Engine<R> {
         }
     }
 
-    /// Runs `cmd` as `plan` says.
+    /// Runs `cmd` as `plan` says; with `primary_reads` its reads go to primaries.
     pub(crate) async fn run_planned(
         &self,
         view: &R::Shards,
         cmd: &Cmd,
         args: &[&[u8]],
         plan: Plan<ShardOf<R>>,
+        primary_reads: bool,
     ) -> Result<Value> {
         match plan {
             Plan::Keyless => {
@@ -254,11 +263,12 @@ impl<R: Router> Engine<R> {
                 let target = Target::Keyed {
                     shard,
                     read,
+                    fresh: primary_reads,
                     keys: &keys,
                 };
                 self.router.execute(view, Request::Cmd(cmd), target).await
             }
-            Plan::Split(how) => split::run(&self.router, view, args, how).await,
+            Plan::Split(how) => split::run(&self.router, view, args, how, primary_reads).await,
         }
     }
 

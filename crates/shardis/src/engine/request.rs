@@ -42,9 +42,12 @@ impl Request<'_> {
 pub(crate) enum Target<'a, S> {
     /// The node of `shard`; `keys` are the request's keys (for the ring's rebalance hooks).
     /// `read`: it only reads (a replica may serve it, and it may be retried after a failure).
+    /// `fresh`: it must see writes the caller made just before (a pipeline's read after its
+    /// own write): the primary serves it even under a replica `ReadFrom`.
     Keyed {
         shard: S,
         read: bool,
+        fresh: bool,
         keys: &'a [&'a [u8]],
     },
     /// Any primary / live node (keyless commands). Never retried once sent.
@@ -65,11 +68,13 @@ impl<S: Copy> Target<'_, S> {
     }
 }
 
-/// Cluster replies that abort a transaction when a queued command gets them: the redirect,
-/// not the `EXEC` reply, decides what happens next.
+/// Replies that abort a transaction when a queued command gets them, and say it went to the
+/// wrong node or too early: the redirect (cluster), or `READONLY` (a primary demoted since
+/// the routes were learned) or `LOADING`, not the `EXEC` reply, decides what happens next.
+/// `EXEC` discards such a transaction, so nothing of it ran and it may be sent again.
 fn aborts_transaction(value: &Value) -> bool {
     matches!(value, Value::ServerError(e)
-        if matches!(e.code(), "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN"))
+        if matches!(e.code(), "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "READONLY" | "LOADING"))
 }
 
 /// Sends `request` on `conn` (after `ASKING`, written in the same unit, when `asking`) and

@@ -55,12 +55,13 @@ pub(crate) fn parts<'a, V: Shards>(
     out
 }
 
-/// Runs a splittable command whose keys span shards.
+/// Runs a splittable command whose keys span shards (`primary_reads`: its reads on primaries).
 pub(crate) async fn run<R: Router>(
     router: &R,
     shards: &R::Shards,
     args: &[&[u8]],
     split: Split,
+    primary_reads: bool,
 ) -> Result<Value> {
     let name = command::name_of(args);
     if split == Split::PairsToOk && !(args.len() - 1).is_multiple_of(2) {
@@ -76,6 +77,7 @@ pub(crate) async fn run<R: Router>(
         let target = Target::Keyed {
             shard: shards.shard_of(args[1]),
             read: false,
+            fresh: true,
             keys: &keys,
         };
         return router.execute(shards, Request::Cmd(&cmd), target).await;
@@ -96,6 +98,7 @@ pub(crate) async fn run<R: Router>(
         let target = Target::Keyed {
             shard: part.shard,
             read,
+            fresh: primary_reads,
             keys: &part.keys,
         };
         router.execute(shards, Request::Cmd(sub), target)

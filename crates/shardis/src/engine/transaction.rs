@@ -55,6 +55,7 @@ pub(crate) async fn run<R: Router>(engine: &Engine<R>, pipeline: &Pipeline) -> R
     }
     let target = match shard {
         Some(shard) => Target::Keyed {
+            fresh: true,
             shard,
             read: false,
             keys: &keys,

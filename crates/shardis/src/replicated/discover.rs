@@ -205,8 +205,12 @@ pub(super) async fn run(state: Weak<ReplicatedRouter>, rediscovery: Arc<Refreshe
 async fn rediscover_once(state: &ReplicatedRouter) {
     let read_from = state.routes.load().read_from;
     match state.discover().await {
-        Ok(found) => state.install(found, read_from),
+        Ok(found) => {
+            state.install(found, read_from);
+            state.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+        }
         Err(e) => {
+            state.stats.refresh_failures.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("shardis_rediscoveries_failed_total").increment(1);
             tracing::warn!(error = %e, "rediscovery of the primary failed; keeping the routes in use");
         }

@@ -247,6 +247,8 @@ pub(crate) struct ReplicatedRouter {
     /// Sentinel mode: the sentinels' own pool (their credentials, not the data nodes').
     sentinels: Option<sentinel::Sentinels>,
     primary_changes: AtomicU64,
+    /// Retries and rediscoveries, for [`Client::stats`](crate::Client::stats).
+    pub stats: crate::stats::Counters,
     pub closed: AtomicBool,
 }
 
@@ -301,6 +303,7 @@ impl ReplicatedRouter {
             known: parking_lot::Mutex::new(known),
             sentinels,
             primary_changes: AtomicU64::new(0),
+            stats: crate::stats::Counters::default(),
             closed: AtomicBool::new(false),
         };
         let found = match tokio::time::timeout(limit, router.discover()).await {

@@ -3,6 +3,7 @@
 //! out (rediscover, back off, count), within the command's deadline.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use redis::{Cmd, Pipeline, Value};
 use tokio::time::Instant;
@@ -25,7 +26,15 @@ pub(super) async fn execute(
     let deadline = Instant::now() + limit.unwrap_or(NO_STALL_WATCHDOG);
     // Only plain reads may go to a replica: a transaction or a blocking command writes, or
     // must see the primary's latest state.
-    let mut read = matches!(request, Request::Cmd(_)) && target.retry_safe();
+    let mut read = matches!(request, Request::Cmd(_))
+        && matches!(
+            target,
+            Target::Keyed {
+                read: true,
+                fresh: false,
+                ..
+            }
+        );
     let fail_fast = settings.down_policy == DownPolicy::FailFast;
     let mut attempts = 0u32;
     let mut last = String::new();
@@ -103,6 +112,7 @@ pub(super) async fn execute(
             router.rediscovery.request();
         }
         if let Some(reason) = decision.retry_reason {
+            router.stats.retries.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("shardis_retries_total", "reason" => reason).increment(1);
         }
         match decision.step {

@@ -291,7 +291,9 @@ impl Router for Arc<RingRouter> {
                 let member = self.any_live()?;
                 return self.send_request(&member, request).await;
             }
-            Target::Keyed { shard, read, keys } => (shard, read, keys),
+            Target::Keyed {
+                shard, read, keys, ..
+            } => (shard, read, keys),
         };
         let owner = RingRouter::live_member(snap, shard)?;
         if snap.previous.is_empty() {
