@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::config::{Builder, Config, LockTimeout, RedisDown};
 use crate::envelope::{self, Meta};
 use crate::error::{BoxError, Error, Result};
+use crate::l1::{Feed, FlushReason, L1, Ticket, spawn_feed};
 use crate::metrics::{CacheStats, Metrics};
 use crate::scripts;
 
@@ -42,6 +43,8 @@ pub enum Source {
     Filled,
     /// Redis failed; the value comes from the loader and was not stored.
     Degraded,
+    /// The in-process tier ([`L1Options`](crate::L1Options)): no network.
+    Local,
 }
 
 /// A value (or a cached not-found) and where it came from; see [`Cache::fetch`].
@@ -88,12 +91,17 @@ pub(crate) enum Kind {
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub(crate) value: String,
+    /// The caller's id (what L1 is keyed by).
+    pub(crate) id: String,
+    pub(crate) ns_version: u64,
 }
 
 impl Keys {
     pub(crate) fn new(namespace: &str, ns_version: u64, id: &str) -> Keys {
         Keys {
             value: format!("{{{namespace}:{ns_version}:{id}}}:v"),
+            id: id.to_string(),
+            ns_version,
         }
     }
 
@@ -139,7 +147,11 @@ pub(crate) struct Inner<V> {
     flights: Mutex<HashMap<String, Flight<V>>>,
     throttled: Mutex<HashMap<String, Instant>>,
     next_flight: AtomicU64,
-    pub(crate) m: Metrics,
+    pub(crate) m: Arc<Metrics>,
+    /// The in-process tier, when on.
+    pub(crate) l1: Option<Arc<L1<V>>>,
+    /// Keeps L1 coherent; stops when the cache is dropped.
+    _feed: Option<Feed>,
 }
 
 /// A typed cache over a [`shardis::Client`] (cluster or ring mode, hot keys on or off).
@@ -206,10 +218,25 @@ where
         Builder::new(client)
     }
 
-    pub(crate) fn from_parts(client: shardis::Client, cfg: Config) -> Cache<V> {
-        let m = Metrics::new(&cfg.namespace);
+    pub(crate) fn from_parts(client: shardis::Client, cfg: Config) -> Result<Cache<V>> {
+        let m = Arc::new(Metrics::new(&cfg.namespace));
+        let ns_key = format!("shardis-cache:ns:{}:version", cfg.namespace);
+        let (l1, feed) = match &cfg.l1 {
+            Some(options) => {
+                let l1 = Arc::new(L1::new(options, &cfg.namespace, m.clone()));
+                let feed = spawn_feed(
+                    &client,
+                    l1.clone(),
+                    &cfg.namespace,
+                    &ns_key,
+                    options.backplane,
+                )?;
+                (Some(l1), Some(feed))
+            }
+            None => (None, None),
+        };
         let ns = NsVersion {
-            key: format!("shardis-cache:ns:{}:version", cfg.namespace),
+            key: ns_key,
             version: AtomicU64::new(0),
             loaded: AtomicBool::new(false),
             checked_ms: AtomicU64::new(0),
@@ -217,7 +244,7 @@ where
             init: tokio::sync::Mutex::new(()),
             base: Instant::now(),
         };
-        Cache {
+        Ok(Cache {
             inner: Arc::new(Inner {
                 client,
                 cfg,
@@ -226,8 +253,10 @@ where
                 throttled: Mutex::new(HashMap::new()),
                 next_flight: AtomicU64::new(1),
                 m,
+                l1,
+                _feed: feed,
             }),
-        }
+        })
     }
 
     /// The value of `id`: from Redis when it is there and fresh, else from `loader`, whose
@@ -322,9 +351,21 @@ where
     /// # Ok(()) }
     /// ```
     pub async fn get<K: Display + ?Sized>(&self, id: &K) -> Result<Option<V>> {
-        let nsver = self.inner.ns_version().await?;
-        let keys = Keys::new(&self.inner.cfg.namespace, nsver, &id.to_string());
-        Ok(self.inner.read(&keys).await?.and_then(|(_, v)| v))
+        let inner = &self.inner;
+        let id = id.to_string();
+        let nsver = inner.ns_version().await?;
+        if let Some(value) = inner.l1_get(&id, nsver) {
+            return Ok(value);
+        }
+        let ticket = inner.l1.as_ref().and_then(|l1| l1.ticket(&id));
+        let keys = Keys::new(&inner.cfg.namespace, nsver, &id);
+        let found = inner.read(&keys).await?;
+        if let (Some(ticket), Some((meta, value))) = (ticket, &found)
+            && now_ms() < meta.soft_expiry_ms
+        {
+            inner.l1_fill(&keys, ticket, value.clone(), meta.soft_expiry_ms);
+        }
+        Ok(found.and_then(|(_, v)| v))
     }
 
     /// Makes `id` a miss everywhere and every fill of it that began before this call unable
@@ -364,7 +405,45 @@ where
         };
         inner.ns.version.fetch_max(v, Ordering::AcqRel);
         inner.ns.loaded.store(true, Ordering::Release);
+        if let Some(l1) = &inner.l1 {
+            l1.flush(FlushReason::Namespace);
+        }
         Ok(inner.ns.version.load(Ordering::Acquire))
+    }
+
+    /// Drops `id` from the in-process tier (L1) of every process of the namespace, through the
+    /// namespace's backplane channel (`PUBLISH shardis-cache:l1:<namespace> <id>`), for a
+    /// change that does not go through Redis (which the invalidation feed would report). The
+    /// Redis copy is untouched: call [`invalidate`](Self::invalidate) for that. Returns how
+    /// many processes received it (what `PUBLISH` answers).
+    ///
+    /// ```no_run
+    /// # async fn run(cache: shardis_cache::Cache<String>) -> Result<(), shardis_cache::Error> {
+    /// cache.publish_invalidation("user:1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_invalidation<K: Display + ?Sized>(&self, id: &K) -> Result<u64> {
+        let inner = &self.inner;
+        let id = id.to_string();
+        if let Some(l1) = &inner.l1 {
+            l1.invalidate(&id);
+        }
+        let channel = crate::l1::backplane_channel(&inner.cfg.namespace);
+        match inner
+            .client
+            .send(redis::cmd("PUBLISH").arg(channel).arg(&id))
+            .await?
+        {
+            Value::Int(n) => Ok(n.max(0) as u64),
+            other => Err(Error::Reply(format!("PUBLISH: {other:?}"))),
+        }
+    }
+
+    /// Whether the in-process tier (L1) serves values now: it is on, and its invalidation
+    /// feed is complete (every node tracked, the backplane subscribed, no loss since). While
+    /// it is not, every read goes to Redis.
+    pub fn l1_active(&self) -> bool {
+        self.inner.l1.as_ref().is_some_and(|l1| l1.usable())
     }
 
     /// What this cache has done so far in this process.
@@ -389,12 +468,22 @@ where
         for attempt in 1..=attempts {
             let last = attempt == attempts;
             let keys = match inner.ns_version().await {
-                Ok(v) => Some(Keys::new(&inner.cfg.namespace, v, id)),
+                Ok(v) => {
+                    if let Some(value) = inner.l1_get(id, v) {
+                        return Ok(Fetched {
+                            value,
+                            source: Source::Local,
+                        });
+                    }
+                    Some(Keys::new(&inner.cfg.namespace, v, id))
+                }
                 Err(e) => {
                     inner.redis_failed(&e)?;
                     None
                 }
             };
+            // Taken before the read: what it finds goes to L1 only if nothing changed since.
+            let ticket = inner.l1.as_ref().and_then(|l1| l1.ticket(id));
             let found = match &keys {
                 Some(k) => match inner.read(k).await {
                     Ok(found) => found,
@@ -430,6 +519,9 @@ where
                         inner.m.hits.inc();
                     } else {
                         inner.m.negative_hits.inc();
+                    }
+                    if let Some(ticket) = ticket {
+                        inner.l1_fill(&keys, ticket, value.clone(), meta.soft_expiry_ms);
                     }
                     if inner.due_for_early_refresh(&meta, now)
                         && let Some(l) = loader.take()
@@ -551,6 +643,15 @@ where
     /// `namespace_refresh`.
     pub(crate) async fn ns_version(self: &Arc<Self>) -> Result<u64> {
         let ns = &self.ns;
+        if let Some(l1) = &self.l1
+            && let Some(mark) = l1.namespace_stale()
+        {
+            // Its key changed (tracking told us): read it now, before L1 is used again.
+            let v = self.read_ns_version().await?;
+            ns.version.fetch_max(v, Ordering::AcqRel);
+            ns.loaded.store(true, Ordering::Release);
+            l1.namespace_read(mark);
+        }
         if ns.loaded.load(Ordering::Acquire) {
             let now = ns.base.elapsed().as_millis() as u64;
             let checked = ns.checked_ms.load(Ordering::Relaxed);
@@ -714,8 +815,37 @@ where
 
     /// Forgets the local flight of `keys` (new callers start a new one).
     pub(crate) fn forget_flight(&self, keys: &Keys) {
+        // Every write path calls this before and after its write: L1 drops the entry and no
+        // read that began before may fill it.
+        if let Some(l1) = &self.l1 {
+            l1.invalidate(&keys.id);
+        }
         self.flights.lock().remove(&keys.value);
         self.throttled.lock().remove(&keys.value);
+    }
+
+    /// The L1 value of `id`, counted, if L1 may serve it.
+    pub(crate) fn l1_get(&self, id: &str, ns_version: u64) -> Option<Option<V>> {
+        let value = self.l1.as_ref()?.get(id, ns_version)?;
+        self.m.l1_hits.inc();
+        Some(value)
+    }
+
+    /// Puts what a read that took `ticket` found into L1, unless something changed since.
+    pub(crate) fn l1_fill(
+        &self,
+        keys: &Keys,
+        ticket: Ticket,
+        value: Option<V>,
+        fresh_until_ms: u64,
+    ) {
+        if let Some(l1) = &self.l1 {
+            if l1.fill(&keys.id, ticket, keys.ns_version, value, fresh_until_ms) {
+                self.m.l1_fills.inc();
+            } else {
+                self.m.l1_fills_refused.inc();
+            }
+        }
     }
 
     pub(crate) async fn invalidate_keys(&self, keys: &Keys) -> Result<()> {
@@ -799,6 +929,9 @@ where
                 source: Source::Degraded,
             });
         }
+        // Taken before this fill reads anything: its value goes to L1 only if nothing changed
+        // since (a caller that joins later may have seen an invalidation this fill predates).
+        let ticket = self.l1.as_ref().and_then(|l1| l1.ticket(&keys.id));
         let token = format!("{:032x}", rand::random::<u128>());
         let lock = self.cfg.fill_lock;
         let lock_ms = lock.map_or(0, |l| l.ttl.as_millis() as u64);
@@ -820,7 +953,7 @@ where
                 && let Some(bytes) = &prep.value
             {
                 // Someone filled it since our read: use theirs.
-                if let Some(value) = self.fresh_value(keys, bytes) {
+                if let Some(value) = self.fresh_value(keys, bytes, ticket) {
                     if prep.locked {
                         let _ = self.eval(&scripts::release(keys, &token)).await;
                     }
@@ -863,7 +996,7 @@ where
                 match self.prepare(keys, &token, lock_ms, refresh).await {
                     Ok(p) => {
                         if let Some(bytes) = &p.value
-                            && let Some(value) = self.fresh_value(keys, bytes)
+                            && let Some(value) = self.fresh_value(keys, bytes, ticket)
                         {
                             if p.locked {
                                 let _ = self.eval(&scripts::release(keys, &token)).await;
@@ -920,10 +1053,15 @@ where
             .eval(&scripts::store(keys, &version, &bytes, hard, token))
             .await
         {
-            Ok(Value::Int(1)) => Ok(FlightEnd::Value {
-                value,
-                source: Source::Loaded,
-            }),
+            Ok(Value::Int(1)) => {
+                if let Some(ticket) = ticket {
+                    self.l1_fill(keys, ticket, value.clone(), now_ms() + fresh);
+                }
+                Ok(FlightEnd::Value {
+                    value,
+                    source: Source::Loaded,
+                })
+            }
             Ok(Value::Int(0)) => {
                 self.m.lease_rejections.inc();
                 tracing::debug!(key = %keys.value, "fill not stored: the key was invalidated while it ran");
@@ -951,9 +1089,15 @@ where
 
     /// The value in `bytes` if it decodes and is fresh. Not counted as a decode failure when
     /// it does not decode: the read that sent this call here counted it already.
-    fn fresh_value(&self, _keys: &Keys, bytes: &[u8]) -> Option<Option<V>> {
+    fn fresh_value(&self, keys: &Keys, bytes: &[u8], ticket: Option<Ticket>) -> Option<Option<V>> {
         let (meta, value) = envelope::decode::<V>(bytes).ok()?;
-        (now_ms() < meta.soft_expiry_ms).then_some(value)
+        if now_ms() >= meta.soft_expiry_ms {
+            return None;
+        }
+        if let Some(ticket) = ticket {
+            self.l1_fill(keys, ticket, value.clone(), meta.soft_expiry_ms);
+        }
+        Some(value)
     }
 
     /// The miss script: the value if present (unless refreshing), the key's version, and

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::cache::Cache;
 use crate::envelope::{Codec, Compression};
 use crate::error::{Error, Result};
+use crate::l1::L1Options;
 use crate::write_behind::WriteBehindConfig;
 
 /// What a caller does when another process holds the fill lock for longer than
@@ -76,6 +77,7 @@ pub(crate) struct Config {
     pub write_deadline: Duration,
     pub lease_retries: u32,
     pub write_behind: WriteBehindConfig,
+    pub l1: Option<L1Options>,
 }
 
 /// Builds a [`Cache`]; see [`Cache::builder`].
@@ -138,6 +140,7 @@ where
                 write_deadline: Duration::from_secs(2),
                 lease_retries: 3,
                 write_behind: WriteBehindConfig::default(),
+                l1: None,
             },
             _value: PhantomData,
         }
@@ -263,8 +266,31 @@ where
         self
     }
 
+    /// Turns on the coherent in-process tier (L1, default off): values read from Redis are
+    /// kept in this process and served without a network round trip while the invalidation
+    /// feed is complete. See [`L1Options`] and the crate documentation for the guarantee.
+    /// The cache then needs `CLIENT TRACKING` (Redis 6 or later) on every node, and
+    /// [`build`](Self::build) must run inside a tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), shardis_cache::Error> {
+    /// use std::time::Duration;
+    /// use shardis_cache::{Cache, L1Options};
+    ///
+    /// let cache = Cache::<String>::builder(client)
+    ///     .namespace("product")
+    ///     .l1(L1Options { max_entries: 100_000, ttl: Duration::from_secs(10), ..L1Options::default() })
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn l1(mut self, options: L1Options) -> Self {
+        self.config.l1 = Some(options);
+        self
+    }
+
     /// Checks the settings and builds the cache (no I/O: the namespace version is read on
-    /// first use). Must be called inside a tokio runtime only when the cache is used.
+    /// first use). Must be called inside a tokio runtime when L1 is on (it starts the task
+    /// that keeps L1 coherent), else only when the cache is used.
     pub fn build(self) -> Result<Cache<V>> {
         let c = &self.config;
         if c.namespace.is_empty() || c.namespace.contains(['{', '}']) {
@@ -298,6 +324,13 @@ where
             return Err(Error::Config("negative ttl must be at least 1 ms".into()));
         }
         c.write_behind.validate()?;
-        Ok(Cache::from_parts(self.client, self.config))
+        if let Some(l1) = &c.l1
+            && (l1.max_entries == 0 || l1.ttl.is_zero())
+        {
+            return Err(Error::Config(
+                "L1 needs max_entries and ttl above zero".into(),
+            ));
+        }
+        Cache::from_parts(self.client, self.config)
     }
 }

@@ -84,5 +84,10 @@ metrics_set! {
     wb_appended => "shardis_cache_write_behind_appended_total": "Write-behind changes queued",
     wb_backpressure_waits => "shardis_cache_write_behind_backpressure_waits_total": "Write-behind writes that waited for room in the backlog",
     wb_backpressure_errors => "shardis_cache_write_behind_backpressure_errors_total": "Write-behind writes refused because the backlog stayed full",
+    l1_hits => "shardis_cache_l1_hits_total": "Values served from the in-process tier (L1), without Redis",
+    l1_fills => "shardis_cache_l1_fills_total": "Values put into L1",
+    l1_invalidations => "shardis_cache_l1_invalidations_total": "Keys the invalidation feed or the backplane reported changed (each drops its L1 entry)",
+    l1_flushes => "shardis_cache_l1_flushes_total": "Times L1 was emptied (by reason: `shardis_cache_l1_flushed_total{reason}`)",
+    l1_fills_refused => "shardis_cache_l1_fills_refused_total": "Values read from Redis not put into L1 because an invalidation (or a loss of the feed) came while they were read",
     wb_not_replicated => "shardis_cache_write_behind_not_replicated_total": "Write-behind changes fewer replicas confirmed than asked",
 }

@@ -612,6 +612,43 @@ impl Client {
         Ok(subscription)
     }
 
+    /// A stream of the invalidations of every key starting with one of `prefixes`, from
+    /// every node that can serve a read (cluster: primaries and replicas; ring: live members),
+    /// through Redis server-assisted client-side caching in broadcast mode (`CLIENT TRACKING
+    /// on REDIRECT <own id> BCAST PREFIX ...`, one RESP2 connection per node, named
+    /// [`TRACKING_CLIENT_NAME`](crate::TRACKING_CLIENT_NAME)). It follows the topology and
+    /// says when it is complete ([`Invalidation::Ready`](crate::Invalidation::Ready)) and when
+    /// changes may have gone unreported ([`Invalidation::Broken`](crate::Invalidation::Broken):
+    /// a lost connection, a heartbeat unanswered for the response timeout, a node that joined
+    /// or left). No prefix tracks every key.
+    ///
+    /// Must be called inside a tokio runtime. Prefixes that overlap are refused by Redis: the
+    /// stream then never becomes ready (logged).
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), shardis::Error> {
+    /// use futures::StreamExt;
+    /// use shardis::Invalidation;
+    ///
+    /// let mut changes = client.invalidations(["user:"])?;
+    /// while let Some(event) = changes.next().await {
+    ///     match event {
+    ///         Invalidation::Keys(keys) => { /* drop those keys */ }
+    ///         Invalidation::Ready => { /* complete from here on */ }
+    ///         _ => { /* Broken or Flush: drop everything */ }
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn invalidations<I, P>(&self, prefixes: I) -> Result<crate::InvalidationStream>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<[u8]>,
+    {
+        let prefixes = prefixes.into_iter().map(|p| p.as_ref().to_vec()).collect();
+        crate::InvalidationStream::open(self.placement(), prefixes)
+    }
+
     /// The router, as subscriptions see it.
     fn placement(&self) -> Placement {
         match &*self.inner {

@@ -229,6 +229,17 @@ pub enum Error {
         reply: String,
     },
 
+    /// A node refused `CLIENT TRACKING` for an invalidation stream (a server older than
+    /// Redis 6, a proxy, an ACL without `client`, overlapping prefixes): invalidations from it
+    /// cannot be had, so an in-process tier fed by them must stay off.
+    #[error("CLIENT TRACKING refused by {node}: {reply}")]
+    TrackingRefused {
+        /// The node.
+        node: String,
+        /// What the server said.
+        reply: String,
+    },
+
     /// The server's reply had an unexpected shape.
     #[error("unexpected reply from {node}: {message}")]
     Protocol {
@@ -316,6 +327,7 @@ impl Error {
             Error::TransactionConflict { .. } => "transaction_conflict",
             Error::PartialFailure { .. } => "partial_failure",
             Error::SubscribeRefused { .. } => "subscribe_refused",
+            Error::TrackingRefused { .. } => "tracking_refused",
             Error::Protocol { .. } => "protocol",
         }
     }

@@ -144,6 +144,7 @@ mod ring_router;
 mod settings;
 mod stats;
 mod tls;
+mod tracking;
 mod url;
 
 pub use builder::Builder;
@@ -164,6 +165,7 @@ pub use settings::{DownPolicy, ReadFrom, Secret};
 pub use shardis_hotkey::{DetectorConfig, HotKey};
 pub use stats::Stats;
 pub use tls::TlsOptions;
+pub use tracking::{Invalidation, InvalidationStream, TRACKING_CLIENT_NAME};
 pub use url::ConnectionUrl;
 
 /// Redis Cluster slot math and topology model (the `shardis-slots` crate).

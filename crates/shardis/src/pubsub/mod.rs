@@ -26,7 +26,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 
 pub use message::Message;
-pub(crate) use place::Placement;
+pub(crate) use place::{Placement, Routes};
 
 use crate::error::{Error, Result};
 use supervisor::{Change, Supervisor};

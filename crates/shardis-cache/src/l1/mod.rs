@@ -1,0 +1,356 @@
+//! The coherent in-process tier (L1): a bounded [`moka`] cache of decoded values in front of
+//! Redis, kept coherent by the client's [invalidation stream](shardis::InvalidationStream)
+//! and the namespace's backplane channel (`feed.rs`).
+//!
+//! **The guarantee.** After a write elsewhere completes, this process stops serving the old
+//! value within the invalidation delay (the time its invalidation takes to reach this process:
+//! Redis sends it before it answers the writer), and never serves it beyond the L1 TTL,
+//! whatever fails. What makes it hold:
+//!
+//! - **L1 is served only while the feed is complete** ([`Invalidation::Ready`] seen, no
+//!   [`Invalidation::Broken`] since, the backplane subscribed). A `Broken` (a lost tracking
+//!   connection, an unanswered heartbeat, a node that joined or left) or a flush drops every
+//!   entry at once (`shardis_cache_l1_flushed_total{reason}`), and nothing is served or filled
+//!   until the feed is complete again.
+//! - **A fill never stores a value an invalidation already superseded** (the classic race: the
+//!   invalidation arrives between the Redis read and the L1 store). Each read takes a
+//!   [`Ticket`] — the global generation and its key's stripe generation — *before* it reads
+//!   Redis; an invalidation bumps the generation *before* it removes the entry; a fill inserts,
+//!   then checks the ticket again and removes what it inserted if either moved. So either the
+//!   fill sees the bump, or the removal comes after the insert.
+//! - **Own writes** (`set_through`, `invalidate`, write-behind, `invalidate_all`) drop the local
+//!   entry before and after they reach Redis.
+//! - Every entry also dies at its L1 TTL and at its Redis soft expiry, whichever is first.
+
+mod feed;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+pub(crate) use feed::{Feed, backplane_channel, spawn_feed};
+
+use crate::cache::now_ms;
+use crate::metrics::Metrics;
+
+/// Settings of the in-process tier; see [`Builder::l1`](crate::Builder::l1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L1Options {
+    /// The most entries kept (default 10,000); the least valuable go first (moka's TinyLFU).
+    pub max_entries: u64,
+    /// The longest an entry is served (default 30 s): the bound on staleness when every
+    /// invalidation path fails silently.
+    pub ttl: Duration,
+    /// Subscribe to the namespace's backplane channel (default `true`), for
+    /// [`Cache::publish_invalidation`](crate::Cache::publish_invalidation).
+    pub backplane: bool,
+}
+
+impl Default for L1Options {
+    fn default() -> Self {
+        L1Options {
+            max_entries: 10_000,
+            ttl: Duration::from_secs(30),
+            backplane: true,
+        }
+    }
+}
+
+/// Why L1 was emptied, the label of `shardis_cache_l1_flushed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlushReason {
+    /// Invalidations may have been lost (tracking connection lost, heartbeat, topology change,
+    /// the stream ended, a backplane gap).
+    Broken,
+    /// A node was flushed (`FLUSHALL`/`FLUSHDB`).
+    Flush,
+    /// The namespace version changed (`invalidate_all`, here or elsewhere).
+    Namespace,
+}
+
+impl FlushReason {
+    fn label(self) -> &'static str {
+        match self {
+            FlushReason::Broken => "broken",
+            FlushReason::Flush => "flush",
+            FlushReason::Namespace => "namespace",
+        }
+    }
+}
+
+/// One cached value (or cached not-found).
+struct Entry<V> {
+    /// The namespace version it was read under.
+    ns_version: u64,
+    /// The global generation it was filled at: a flush makes every older entry invisible.
+    generation: u64,
+    value: Option<V>,
+    /// The Redis envelope's soft expiry, in ms since the epoch.
+    fresh_until_ms: u64,
+}
+
+/// Taken before a read of Redis; a fill is kept only if neither generation moved since.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    global: u64,
+    stripe: usize,
+    stripe_gen: u64,
+}
+
+const STRIPES: usize = 4096;
+
+/// The tier itself: entries, generations, and whether the feed is complete.
+pub(crate) struct L1<V> {
+    entries: moka::sync::Cache<String, Arc<Entry<V>>>,
+    global: AtomicU64,
+    stripes: Box<[AtomicU64]>,
+    ready: AtomicBool,
+    /// Bumped when the namespace version key changes; the version must be re-read before L1
+    /// is used again (`ns_clean` catches up once it was).
+    ns_changes: AtomicU64,
+    ns_clean: AtomicU64,
+    namespace: String,
+    m: Arc<Metrics>,
+}
+
+fn stripe_of(id: &str) -> usize {
+    // FNV-1a: short ids, no allocation.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h as usize) % STRIPES
+}
+
+impl<V: Clone + Send + Sync + 'static> L1<V> {
+    pub(crate) fn new(options: &L1Options, namespace: &str, m: Arc<Metrics>) -> Self {
+        L1 {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(options.max_entries)
+                .time_to_live(options.ttl)
+                .build(),
+            global: AtomicU64::new(0),
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            ready: AtomicBool::new(false),
+            ns_changes: AtomicU64::new(0),
+            ns_clean: AtomicU64::new(0),
+            namespace: namespace.to_string(),
+            m,
+        }
+    }
+
+    /// Whether L1 may be used now: the feed is complete and the namespace version is known.
+    pub(crate) fn usable(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+            && self.ns_clean.load(Ordering::SeqCst) == self.ns_changes.load(Ordering::SeqCst)
+    }
+
+    /// The cached value of `id` under namespace version `ns_version`, if L1 may serve it.
+    pub(crate) fn get(&self, id: &str, ns_version: u64) -> Option<Option<V>> {
+        if !self.usable() {
+            return None;
+        }
+        let entry = self.entries.get(id)?;
+        if entry.ns_version != ns_version
+            || entry.generation != self.global.load(Ordering::SeqCst)
+            || now_ms() >= entry.fresh_until_ms
+        {
+            return None;
+        }
+        Some(entry.value.clone())
+    }
+
+    /// The ticket of a read of `id` that begins now; `None` while L1 is not usable (nothing
+    /// read now may be filled).
+    pub(crate) fn ticket(&self, id: &str) -> Option<Ticket> {
+        if !self.usable() {
+            return None;
+        }
+        let stripe = stripe_of(id);
+        Some(Ticket {
+            global: self.global.load(Ordering::SeqCst),
+            stripe,
+            stripe_gen: self.stripes[stripe].load(Ordering::SeqCst),
+        })
+    }
+
+    fn ticket_holds(&self, ticket: &Ticket) -> bool {
+        self.usable()
+            && self.global.load(Ordering::SeqCst) == ticket.global
+            && self.stripes[ticket.stripe].load(Ordering::SeqCst) == ticket.stripe_gen
+    }
+
+    /// Stores what a read that took `ticket` found, unless an invalidation came since.
+    /// Returns whether it was kept.
+    pub(crate) fn fill(
+        &self,
+        id: &str,
+        ticket: Ticket,
+        ns_version: u64,
+        value: Option<V>,
+        fresh_until_ms: u64,
+    ) -> bool {
+        if !self.ticket_holds(&ticket) || now_ms() >= fresh_until_ms {
+            return false;
+        }
+        self.entries.insert(
+            id.to_string(),
+            Arc::new(Entry {
+                ns_version,
+                generation: ticket.global,
+                value,
+                fresh_until_ms,
+            }),
+        );
+        // An invalidation bumps before it removes: if it bumped after our first check, it
+        // either removes what we inserted or we see its bump here.
+        if self.ticket_holds(&ticket) {
+            true
+        } else {
+            self.entries.invalidate(id);
+            false
+        }
+    }
+
+    /// `id` changed: no read that began before now may fill it, and its entry goes.
+    pub(crate) fn invalidate(&self, id: &str) {
+        self.stripes[stripe_of(id)].fetch_add(1, Ordering::SeqCst);
+        self.entries.invalidate(id);
+    }
+
+    /// The feed reported that `id` changed.
+    pub(crate) fn reported(&self, id: &str) {
+        self.invalidate(id);
+        self.m.l1_invalidations.inc();
+    }
+
+    /// Every entry goes, and no read that began before now may fill.
+    pub(crate) fn flush(&self, reason: FlushReason) {
+        self.global.fetch_add(1, Ordering::SeqCst);
+        self.entries.invalidate_all();
+        self.m.l1_flushes.inc();
+        metrics::counter!(
+            "shardis_cache_l1_flushed_total",
+            "namespace" => self.namespace.clone(),
+            "reason" => reason.label()
+        )
+        .increment(1);
+    }
+
+    /// Whether the feed is complete.
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// The namespace version key changed: L1 stays unusable until the version is read again.
+    pub(crate) fn namespace_changed(&self) {
+        self.ns_changes.fetch_add(1, Ordering::SeqCst);
+        self.flush(FlushReason::Namespace);
+    }
+
+    /// `Some(mark)` when the namespace version must be re-read before L1 is used; pass `mark`
+    /// to [`namespace_read`](Self::namespace_read) once it was.
+    pub(crate) fn namespace_stale(&self) -> Option<u64> {
+        let changes = self.ns_changes.load(Ordering::SeqCst);
+        (self.ns_clean.load(Ordering::SeqCst) != changes).then_some(changes)
+    }
+
+    /// The namespace version was read after change number `mark`.
+    pub(crate) fn namespace_read(&self, mark: u64) {
+        self.ns_clean.fetch_max(mark, Ordering::SeqCst);
+    }
+}
+
+/// The id of a cache key of `namespace` (`{<ns>:<ns version>:<id>}:<suffix>`), if it is one.
+pub(crate) fn id_of_key<'a>(namespace: &str, key: &'a [u8]) -> Option<&'a str> {
+    let key = std::str::from_utf8(key).ok()?;
+    let rest = key
+        .strip_prefix('{')?
+        .strip_prefix(namespace)?
+        .strip_prefix(':')?;
+    let (version, rest) = rest.split_once(':')?;
+    if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let end = rest.rfind('}')?;
+    Some(&rest[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l1() -> L1<String> {
+        let l1 = L1::new(&L1Options::default(), "ns", Arc::new(Metrics::new("ns")));
+        l1.set_ready(true);
+        l1
+    }
+
+    fn later() -> u64 {
+        now_ms() + 60_000
+    }
+
+    #[test]
+    fn ids_come_from_every_key_of_an_entry() {
+        assert_eq!(id_of_key("ns", b"{ns:0:user:1}:v"), Some("user:1"));
+        assert_eq!(id_of_key("ns", b"{ns:12:a}b}:ver"), Some("a}b"));
+        assert_eq!(id_of_key("ns", b"{ns:3:x}:lock"), Some("x"));
+        assert_eq!(id_of_key("ns", b"{nsx:3:x}:v"), None);
+        assert_eq!(id_of_key("ns", b"{ns:v:x}:v"), None);
+        assert_eq!(id_of_key("ns", b"shardis-cache:ns:ns:version"), None);
+    }
+
+    #[test]
+    fn a_fill_after_an_invalidation_is_not_kept() {
+        let l1 = l1();
+        let ticket = l1.ticket("a").unwrap();
+        l1.invalidate("a");
+        assert!(!l1.fill("a", ticket, 0, Some("old".into()), later()));
+        assert_eq!(l1.get("a", 0), None);
+        // A read that began after it fills.
+        let ticket = l1.ticket("a").unwrap();
+        assert!(l1.fill("a", ticket, 0, Some("new".into()), later()));
+        assert_eq!(l1.get("a", 0), Some(Some("new".into())));
+        // Another key's invalidation in another stripe does not stop a fill.
+        let ticket = l1.ticket("b").unwrap();
+        let other = (0..)
+            .map(|i| format!("o{i}"))
+            .find(|k| stripe_of(k) != stripe_of("b"))
+            .unwrap();
+        l1.invalidate(&other);
+        assert!(l1.fill("b", ticket, 0, None, later()));
+        assert_eq!(l1.get("b", 0), Some(None));
+    }
+
+    #[test]
+    fn broken_feed_serves_nothing_and_refuses_fills_until_ready() {
+        let l1 = l1();
+        let t = l1.ticket("a").unwrap();
+        assert!(l1.fill("a", t, 0, Some("v".into()), later()));
+        let before = l1.ticket("b").unwrap();
+        l1.set_ready(false);
+        l1.flush(FlushReason::Broken);
+        assert_eq!(l1.get("a", 0), None);
+        assert!(l1.ticket("a").is_none());
+        l1.set_ready(true);
+        // Read before the flush: not kept, even though the feed is back.
+        assert!(!l1.fill("b", before, 0, Some("v".into()), later()));
+        assert_eq!(l1.get("a", 0), None);
+    }
+
+    #[test]
+    fn entries_of_another_namespace_version_or_expired_are_not_served() {
+        let l1 = l1();
+        let t = l1.ticket("a").unwrap();
+        assert!(l1.fill("a", t, 3, Some("v".into()), later()));
+        assert_eq!(l1.get("a", 4), None);
+        assert!(!l1.fill("a", l1.ticket("a").unwrap(), 3, Some("v".into()), now_ms()));
+        l1.namespace_changed();
+        assert!(l1.ticket("a").is_none());
+        let mark = l1.namespace_stale().unwrap();
+        l1.namespace_read(mark);
+        assert!(l1.namespace_stale().is_none());
+        assert!(l1.ticket("a").is_some());
+    }
+}
