@@ -1,18 +1,14 @@
-//! The coherent in-process tier (L1) against real redis-server clusters: values served without
-//! Redis, dropped when another client writes, and — when the invalidation path breaks (a
-//! tracking connection killed, a failover, a reshard) — never served beyond the bound.
-//!
-//! The bound asserted: a read that *begins* more than the L1 TTL after a write was
-//! acknowledged never returns the older value (the guarantee whatever fails); the largest
-//! staleness seen is printed. The two-process measurement is `l1_fleet.rs`.
+//! The coherent in-process tier (L1) against real redis-server processes, in one process with
+//! two clients: values served without Redis, dropped when the other client writes (cluster and
+//! ring mode), by the backplane, by `invalidate_all` elsewhere and by `FLUSHALL`. The
+//! two-process measurements, the killed tracking connections, the failover and the reshard
+//! are in `l1_fleet.rs`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::AsyncCommands;
+use shardis::RingNode;
 use shardis_cache::{Cache, L1Options, Source};
-use shardis_testkit::{Cluster, FailoverMode};
+use shardis_testkit::{Cluster, Standalone};
 
 const L1_TTL: Duration = Duration::from_secs(3);
 
@@ -73,16 +69,13 @@ async fn read(cache: &Cache<u64>, id: &str) -> (u64, Source) {
     (f.value.unwrap_or(0), f.source)
 }
 
-/// Reads until the value comes from L1.
-async fn until_local(cache: &Cache<u64>, id: &str) -> u64 {
-    let mut got = 0;
+/// Reads until `expected` comes from L1 (after a write elsewhere, the old value may be served
+/// until its invalidation arrives: the invalidation delay).
+async fn until_local(cache: &Cache<u64>, id: &str, expected: u64) {
     until("an L1 hit", async || {
-        let (v, source) = read(cache, id).await;
-        got = v;
-        source == Source::Local
+        read(cache, id).await == (expected, Source::Local)
     })
     .await;
-    got
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +86,7 @@ async fn l1_serves_without_redis_and_drops_what_another_client_wrote() {
     until("the feed", async || reader.l1_active()).await;
 
     write(&writer, "k", 1).await;
-    assert_eq!(until_local(&reader, "k").await, 1);
+    until_local(&reader, "k", 1).await;
     let hits = reader.stats().l1_hits;
     for _ in 0..100 {
         assert_eq!(read(&reader, "k").await, (1, Source::Local));
@@ -107,7 +100,7 @@ async fn l1_serves_without_redis_and_drops_what_another_client_wrote() {
         write(&writer, "k", v).await;
         until("the new value", async || read(&reader, "k").await.0 == v).await;
         assert!(reader.stats().l1_invalidations > seen);
-        assert_eq!(until_local(&reader, "k").await, v);
+        until_local(&reader, "k", v).await;
     }
 
     // Own writes drop the entry at once.
@@ -122,7 +115,7 @@ async fn l1_serves_without_redis_and_drops_what_another_client_wrote() {
 
     // The backplane: an invalidation published by another process (for a change that did not
     // go through Redis) drops the entry; the next read goes to Redis.
-    assert_eq!(until_local(&reader, "k").await, 0);
+    until_local(&reader, "k", 0).await;
     let seen = reader.stats().l1_invalidations;
     assert!(writer.publish_invalidation("k").await.expect("publish") >= 1);
     until("the backplane message", async || {
@@ -133,10 +126,50 @@ async fn l1_serves_without_redis_and_drops_what_another_client_wrote() {
 
     // invalidate_all elsewhere: the namespace version key is tracked too.
     write(&writer, "k", 7).await;
-    assert_eq!(until_local(&reader, "k").await, 7);
+    until_local(&reader, "k", 7).await;
     writer.invalidate_all().await.expect("invalidate_all");
     until("the namespace change", async || {
         read(&reader, "k").await.0 == 0
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_in_ring_mode_follows_writes_and_a_flushall_empties_it() {
+    let nodes = Standalone::start(2).await.expect("nodes");
+    let ring = || async {
+        shardis::Client::builder()
+            .ring(
+                nodes
+                    .nodes()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| RingNode::new(format!("n{i}"), n.addr(), 1)),
+            )
+            .build()
+            .await
+            .expect("ring client")
+    };
+    let reader = cache(ring().await, true);
+    let writer = cache(ring().await, false);
+    until("the feed", async || reader.l1_active()).await;
+    for id in ["a", "b", "c", "d"] {
+        write(&writer, id, 1).await;
+        until_local(&reader, id, 1).await;
+        write(&writer, id, 2).await;
+        until("the new value", async || read(&reader, id).await.0 == 2).await;
+    }
+    until_local(&reader, "a", 2).await;
+    let flushes = reader.stats().l1_flushes;
+    let mut direct = nodes
+        .connection(&nodes.nodes()[0])
+        .await
+        .expect("connection");
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut direct)
+        .await
+        .expect("FLUSHALL");
+    until("the flush", async || reader.stats().l1_flushes > flushes).await;
+    // Whatever node held "a", L1 was emptied: the next read goes to Redis.
+    assert_ne!(read(&reader, "a").await.1, Source::Local);
 }

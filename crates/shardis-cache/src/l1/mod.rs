@@ -69,6 +69,12 @@ pub(crate) enum FlushReason {
 }
 
 impl FlushReason {
+    const ALL: [FlushReason; 3] = [
+        FlushReason::Broken,
+        FlushReason::Flush,
+        FlushReason::Namespace,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             FlushReason::Broken => "broken",
@@ -109,7 +115,8 @@ pub(crate) struct L1<V> {
     /// is used again (`ns_clean` catches up once it was).
     ns_changes: AtomicU64,
     ns_clean: AtomicU64,
-    namespace: String,
+    /// `shardis_cache_l1_flushed_total{namespace, reason}`, one handle per reason.
+    flushed: [metrics::Counter; 3],
     m: Arc<Metrics>,
 }
 
@@ -135,7 +142,13 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
             ready: AtomicBool::new(false),
             ns_changes: AtomicU64::new(0),
             ns_clean: AtomicU64::new(0),
-            namespace: namespace.to_string(),
+            flushed: FlushReason::ALL.map(|reason| {
+                metrics::counter!(
+                    "shardis_cache_l1_flushed_total",
+                    "namespace" => namespace.to_string(),
+                    "reason" => reason.label()
+                )
+            }),
             m,
         }
     }
@@ -230,12 +243,7 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
         self.global.fetch_add(1, Ordering::SeqCst);
         self.entries.invalidate_all();
         self.m.l1_flushes.inc();
-        metrics::counter!(
-            "shardis_cache_l1_flushed_total",
-            "namespace" => self.namespace.clone(),
-            "reason" => reason.label()
-        )
-        .increment(1);
+        self.flushed[reason as usize].increment(1);
     }
 
     /// Whether the feed is complete.
