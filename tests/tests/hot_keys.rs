@@ -254,6 +254,62 @@ async fn the_near_cache_serves_hot_reads_in_process_and_drops_on_own_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_near_cache_with_tracking_drops_what_another_client_wrote() {
+    let cluster = Cluster::builder()
+        .primaries(3)
+        .replicas_per_primary(0)
+        .start()
+        .await
+        .expect("cluster");
+    let options = HotKeyOptions::default()
+        .declare_hot("hot:tracked")
+        // A TTL far longer than the test: only an invalidation can end a value's life.
+        .near_cache(Duration::from_secs(600), 100);
+    let build = |options: Option<HotKeyOptions>| {
+        let seeds = cluster.seeds();
+        async move {
+            let mut b = shardis::Client::builder().cluster(seeds);
+            if let Some(options) = options {
+                b = b.hot_keys(options);
+            }
+            b.build().await.unwrap()
+        }
+    };
+    let mut tracked = build(Some(options.clone().near_cache_tracking(["hot:"]))).await;
+    let mut ttl_only = build(Some(options)).await;
+    let mut other = build(None).await;
+    let _: () = other.set("hot:tracked", "v1").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for client in [&mut tracked, &mut ttl_only] {
+        // Until the value is served from the near cache (the tracked one waits for its
+        // invalidation stream to be complete first).
+        let hits = client.stats().near_cache_hits;
+        while client.stats().near_cache_hits < hits + 10 {
+            let v: String = client.get("hot:tracked").await.unwrap();
+            assert_eq!(v, "v1");
+            assert!(Instant::now() < deadline, "no near-cache hits");
+        }
+    }
+    for round in 2..20 {
+        let value = format!("v{round}");
+        let _: () = other.set("hot:tracked", &value).await.unwrap();
+        // The tracking client turns to the new value (copies included) once the invalidation
+        // arrives — far within the 600 s TTL; the TTL-only one keeps serving what it had.
+        let mut in_a_row = 0;
+        while in_a_row < 20 {
+            let v: String = tracked.get("hot:tracked").await.unwrap();
+            in_a_row = if v == value { in_a_row + 1 } else { 0 };
+            assert!(
+                Instant::now() < deadline,
+                "the change never reached the near cache"
+            );
+        }
+        let v: String = ttl_only.get("hot:tracked").await.unwrap();
+        assert_eq!(v, "v1", "the control: a TTL-only near cache is not told");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_follow_a_slot_migration() {
     let cluster = Cluster::builder()
         .primaries(3)

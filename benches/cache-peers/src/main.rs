@@ -1,5 +1,6 @@
-//! shardis-cache against its peers on the same local redis-server, in one run:
-//! `amalgam-cache` (a FusionCache port) with Redis as its L2, L1 off and on, and the `cached`
+//! shardis-cache (its in-process tier L1 off and on) against its peers on the same local
+//! redis-server, in one run: `amalgam-cache` (a FusionCache port) with Redis as its L2, L1 off
+//! and on, and the `cached`
 //! crate's `AsyncRedisCache` used cache-aside (get, on a miss load and set).
 //!
 //! Workloads:
@@ -125,17 +126,31 @@ impl System {
 async fn build(name: &str, addr: &str, namespace: &str) -> Result<System, Err> {
     let url = format!("redis://{addr}/");
     Ok(match name {
-        "shardis-cache" => {
+        "shardis-cache" | "shardis-cache L1 on" => {
             let client = shardis::Client::builder()
                 .ring([RingNode::new("a", addr, 1)])
                 .build()
                 .await?;
-            System::Shardis(
-                shardis_cache::Cache::builder(client)
-                    .namespace(namespace)
-                    .ttl(Duration::from_secs(3600))
-                    .build()?,
-            )
+            let mut builder = shardis_cache::Cache::builder(client)
+                .namespace(namespace)
+                .ttl(Duration::from_secs(3600));
+            let l1 = name.ends_with("L1 on");
+            if l1 {
+                builder = builder.l1(shardis_cache::L1Options {
+                    max_entries: 100_000,
+                    ttl: Duration::from_secs(3600),
+                    backplane: true,
+                });
+            }
+            let cache = builder.build()?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while l1 && !cache.l1_active() {
+                if Instant::now() > deadline {
+                    return Err("the L1 invalidation feed never became complete".into());
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            System::Shardis(cache)
         }
         "amalgam L1 off" | "amalgam L1 on" => {
             let l2 = RedisDistributedCache::connect(url).await?;
@@ -162,8 +177,9 @@ async fn build(name: &str, addr: &str, namespace: &str) -> Result<System, Err> {
     })
 }
 
-const SYSTEMS: [&str; 4] = [
+const SYSTEMS: [&str; 5] = [
     "shardis-cache",
+    "shardis-cache L1 on",
     "amalgam L1 off",
     "amalgam L1 on",
     "cached AsyncRedisCache",
@@ -236,15 +252,16 @@ async fn main() -> Result<(), Err> {
         }
     }
     let base = median(ops[0].clone());
+    let base_l1 = median(ops[1].clone());
     println!(
         "\nhit-heavy: {} tasks, {} keys, {:?} per cell, median of {} rounds\n",
         args.concurrency, args.keys, args.duration, args.rounds
     );
-    println!("| cache | ops/s | shardis-cache vs it |");
-    println!("|---|---|---|");
+    println!("| cache | ops/s | shardis-cache vs it | shardis-cache L1 on vs it |");
+    println!("|---|---|---|---|");
     for (k, (name, _)) in systems.iter().enumerate() {
         let m = median(ops[k].clone());
-        println!("| {name} | {m:.0} | {:.2}x |", base / m);
+        println!("| {name} | {m:.0} | {:.2}x | {:.2}x |", base / m, base_l1 / m);
     }
     println!("\nstampede: 1,000 concurrent get-or-loads of a cold key, 20 ms load, one process\n");
     println!("| cache | loader calls | time to serve all | callers served |");

@@ -122,16 +122,25 @@ impl Client {
                 .await?,
             )),
         };
+        let near_tracking = builder
+            .hot
+            .as_ref()
+            .and_then(|options| options.near_tracking.clone());
         let hot = builder.hot.map(|options| {
             let hot = Hot::new(options);
             hot.spawn_ticker();
             hot
         });
-        Ok(Client {
+        let client = Client {
             inner: Arc::new(inner),
             hot,
             commands: metrics::counter!("shardis_commands_total"),
-        })
+        };
+        if let (Some(prefixes), Some(hot)) = (near_tracking, &client.hot) {
+            let stream = client.invalidations(prefixes)?;
+            crate::hot::spawn_coherence(Arc::downgrade(hot), stream);
+        }
+        Ok(client)
     }
 
     /// Sends one command where it belongs and returns the raw reply. Command errors of the

@@ -31,9 +31,13 @@
 //!   keys with no state are counted per stripe, and a fresh state's first round waits until
 //!   the writes that were in flight when it was created have finished.
 
+mod coherence;
 mod options;
 
+pub(crate) use coherence::spawn as spawn_coherence;
 pub use options::HotKeyOptions;
+
+use coherence::{Coherence, Stamp};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -125,6 +129,10 @@ impl KeyState {
     }
 }
 
+/// A near-cache value: the reply, the state id and `dirty` it was read under, and its tracking
+/// stamp (with [`HotKeyOptions::near_cache_tracking`]).
+type NearEntry = (Value, u64, u64, Option<Stamp>);
+
 /// The hot-key layer of one client (shared by its clones).
 pub(crate) struct Hot {
     pub detector: Detector,
@@ -132,8 +140,11 @@ pub(crate) struct Hot {
     states: parking_lot::RwLock<HashMap<Vec<u8>, Arc<KeyState>>>,
     next_id: AtomicU64,
     next: AtomicUsize,
-    /// Values with the state id and `dirty` stamp they were read under.
-    near: Option<moka::sync::Cache<Vec<u8>, (Value, u64, u64)>>,
+    /// Values with the state id and `dirty` stamp they were read under, and the tracking
+    /// stamp when the near cache follows other clients' writes.
+    near: Option<moka::sync::Cache<Vec<u8>, NearEntry>>,
+    /// Set with [`HotKeyOptions::near_cache_tracking`].
+    coherence: Option<Coherence>,
     /// Writes in flight of keys without a state, per stripe.
     cool_writing: Box<[AtomicU64]>,
     /// Where this client's copy names start (random per client): its syncers are then the
@@ -257,6 +268,7 @@ impl Hot {
             next_id: AtomicU64::new(1),
             next: AtomicUsize::new(0),
             near,
+            coherence: options.near_tracking.as_ref().map(|_| Coherence::new()),
             cool_writing: (0..COOL_STRIPES).map(|_| AtomicU64::new(0)).collect(),
             salt: random_salt(),
             counters: HotCounters::default(),
@@ -645,12 +657,17 @@ impl Hot {
 
     async fn read(self: &Arc<Self>, client: &Client, key: &[u8]) -> Result<Value> {
         let state = self.state(key);
+        // With tracking: taken before anything is read (see `coherence.rs`); `None` while the
+        // invalidation stream is incomplete, and then nothing is served nor kept.
+        let tracked = self.coherence.as_ref().map(|c| c.stamp(key));
         let (quiet, dirty, clean) = state.look();
         if let Some(near) = &self.near
             && quiet
-            && let Some((value, id, stamp)) = near.get(key)
+            && tracked != Some(None)
+            && let Some((value, id, stamp, seen)) = near.get(key)
             && id == state.id
             && stamp == dirty
+            && seen == tracked.flatten()
         {
             self.counters.near_hits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("shardis_hot_near_cache_hits_total").increment(1);
@@ -682,8 +699,13 @@ impl Hot {
             Some(copy) if pick > 0 => self.read_copy(client, &state, key, copy).await?,
             _ => client.send_routed(redis::cmd("GET").arg(key)).await?,
         };
-        if let (Some(near), false) = (&self.near, matches!(value, Value::ServerError(_))) {
-            near.insert(key.to_vec(), (value.clone(), state.id, dirty));
+        if let (Some(near), false) = (&self.near, matches!(value, Value::ServerError(_)))
+            && tracked != Some(None)
+        {
+            near.insert(
+                key.to_vec(),
+                (value.clone(), state.id, dirty, tracked.flatten()),
+            );
         }
         Ok(value)
     }

@@ -36,6 +36,8 @@ pub struct HotKeyOptions {
     pub(crate) copy_ttl: Duration,
     pub(crate) tick: Duration,
     pub(crate) near_cache: Option<(Duration, u64)>,
+    /// Prefixes whose changes anywhere drop near-cache values (`None`: own writes only).
+    pub(crate) near_tracking: Option<Vec<Vec<u8>>>,
     pub(crate) declared: Vec<Vec<u8>>,
     pub(crate) declared_prefixes: Vec<Vec<u8>>,
 }
@@ -51,6 +53,7 @@ impl Default for HotKeyOptions {
             copy_ttl: Duration::from_secs(5),
             tick: Duration::from_millis(100),
             near_cache: None,
+            near_tracking: None,
             declared: Vec::new(),
             declared_prefixes: Vec::new(),
         }
@@ -96,6 +99,32 @@ impl HotKeyOptions {
         self
     }
 
+    /// Keeps the near cache coherent with writes made *anywhere* (other clients, other
+    /// processes), not only by this client: the client tracks every key under `prefixes`
+    /// ([`Client::invalidations`](crate::Client::invalidations), `CLIENT TRACKING` in
+    /// broadcast mode on every node), a near-cache value is dropped when its key changes, and
+    /// the near cache serves nothing while the invalidation stream is incomplete (a lost
+    /// connection, a failover, a node that joined). The TTL stays as a backstop. No prefix
+    /// tracks every key: every write in the deployment is then sent to this client.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shardis::HotKeyOptions;
+    ///
+    /// let options = HotKeyOptions::default()
+    ///     .near_cache(Duration::from_secs(30), 1_000)
+    ///     .near_cache_tracking(["config:", "trending:"]);
+    /// # let _ = options;
+    /// ```
+    pub fn near_cache_tracking<I, P>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<[u8]>,
+    {
+        self.near_tracking = Some(prefixes.into_iter().map(|p| p.as_ref().to_vec()).collect());
+        self
+    }
+
     /// Declares a key hot, whatever its traffic (as mcrouter's configured splits do).
     pub fn declare_hot(mut self, key: impl AsRef<[u8]>) -> Self {
         self.declared.push(key.as_ref().to_vec());
@@ -122,6 +151,9 @@ impl HotKeyOptions {
             && (ttl.is_zero() || capacity == 0)
         {
             return Err("hot keys: near cache ttl and capacity must be greater than zero".into());
+        }
+        if self.near_tracking.is_some() && self.near_cache.is_none() {
+            return Err("hot keys: near_cache_tracking needs a near_cache".into());
         }
         Ok(())
     }
