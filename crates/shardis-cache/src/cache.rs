@@ -282,10 +282,30 @@ where
         Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
         E: Into<BoxError>,
     {
+        if let Some(value) = self.local(id) {
+            return value.ok_or(Error::NotFound);
+        }
         let fetched = self
             .fetch(id, move || loader().map(|r| r.map(Some)))
             .await?;
         fetched.value.ok_or(Error::NotFound)
+    }
+
+    /// The L1 fast path: `id` formatted into a reused buffer (no allocation), then
+    /// [`Inner::l1_fast`].
+    fn local<K: Display + ?Sized>(&self, id: &K) -> Option<Option<V>> {
+        use std::fmt::Write;
+        thread_local! {
+            static ID: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        self.inner.l1.as_ref()?;
+        ID.with(|buf| {
+            // A `Display` that reads the cache itself would find the buffer taken: full path.
+            let mut buf = buf.try_borrow_mut().ok()?;
+            buf.clear();
+            write!(buf, "{id}").ok()?;
+            self.inner.l1_fast(&buf)
+        })
     }
 
     /// Like [`get_or_load`](Self::get_or_load) for a loader that may find nothing: its `None`
@@ -325,6 +345,12 @@ where
         Fut: Future<Output = std::result::Result<Option<V>, E>> + Send + 'static,
         E: Into<BoxError>,
     {
+        if let Some(value) = self.local(id) {
+            return Ok(Fetched {
+                value,
+                source: Source::Local,
+            });
+        }
         let id = id.to_string();
         let span = tracing::debug_span!(
             "shardis_cache.fetch",
@@ -351,6 +377,9 @@ where
     /// # Ok(()) }
     /// ```
     pub async fn get<K: Display + ?Sized>(&self, id: &K) -> Result<Option<V>> {
+        if let Some(value) = self.local(id) {
+            return Ok(value);
+        }
         let inner = &self.inner;
         let id = id.to_string();
         let nsver = inner.ns_version().await?;
@@ -826,7 +855,28 @@ where
 
     /// The L1 value of `id`, counted, if L1 may serve it.
     pub(crate) fn l1_get(&self, id: &str, ns_version: u64) -> Option<Option<V>> {
-        let value = self.l1.as_ref()?.get(id, ns_version)?;
+        let value = self.l1.as_ref()?.get(id, ns_version, Instant::now())?;
+        self.m.l1_hits.inc();
+        Some(value)
+    }
+
+    /// The L1 hit path without the lookup machinery (no span, no loader box, no future): the
+    /// value of `id` if L1 serves it and the namespace version needs no refresh now (one clock
+    /// read for both). `None` sends the caller down the full path.
+    pub(crate) fn l1_fast(&self, id: &str) -> Option<Option<V>> {
+        let l1 = self.l1.as_ref()?;
+        let ns = &self.ns;
+        if !ns.loaded.load(Ordering::Acquire) {
+            return None;
+        }
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(ns.base).as_millis() as u64;
+        if elapsed.saturating_sub(ns.checked_ms.load(Ordering::Relaxed))
+            >= self.cfg.namespace_refresh.as_millis() as u64
+        {
+            return None;
+        }
+        let value = l1.get(id, ns.version.load(Ordering::Acquire), now)?;
         self.m.l1_hits.inc();
         Some(value)
     }

@@ -26,7 +26,7 @@ mod feed;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) use feed::{Feed, backplane_channel, spawn_feed};
 
@@ -91,8 +91,8 @@ struct Entry<V> {
     /// The global generation it was filled at: a flush makes every older entry invisible.
     generation: u64,
     value: Option<V>,
-    /// The Redis envelope's soft expiry, in ms since the epoch.
-    fresh_until_ms: u64,
+    /// The Redis envelope's soft expiry, on the monotonic clock (one clock read per hit).
+    fresh_until: Instant,
 }
 
 /// Taken before a read of Redis; a fill is kept only if neither generation moved since.
@@ -159,15 +159,16 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
             && self.ns_clean.load(Ordering::SeqCst) == self.ns_changes.load(Ordering::SeqCst)
     }
 
-    /// The cached value of `id` under namespace version `ns_version`, if L1 may serve it.
-    pub(crate) fn get(&self, id: &str, ns_version: u64) -> Option<Option<V>> {
+    /// The cached value of `id` under namespace version `ns_version`, if L1 may serve it at
+    /// `now`.
+    pub(crate) fn get(&self, id: &str, ns_version: u64, now: Instant) -> Option<Option<V>> {
         if !self.usable() {
             return None;
         }
         let entry = self.entries.get(id)?;
         if entry.ns_version != ns_version
             || entry.generation != self.global.load(Ordering::SeqCst)
-            || now_ms() >= entry.fresh_until_ms
+            || now >= entry.fresh_until
         {
             return None;
         }
@@ -204,16 +205,18 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
         value: Option<V>,
         fresh_until_ms: u64,
     ) -> bool {
-        if !self.ticket_holds(&ticket) || now_ms() >= fresh_until_ms {
+        let wall = now_ms();
+        if !self.ticket_holds(&ticket) || wall >= fresh_until_ms {
             return false;
         }
+        let fresh_until = Instant::now() + Duration::from_millis(fresh_until_ms - wall);
         self.entries.insert(
             id.to_string(),
             Arc::new(Entry {
                 ns_version,
                 generation: ticket.global,
                 value,
-                fresh_until_ms,
+                fresh_until,
             }),
         );
         // An invalidation bumps before it removes: if it bumped after our first check, it
@@ -315,11 +318,11 @@ mod tests {
         let ticket = l1.ticket("a").unwrap();
         l1.invalidate("a");
         assert!(!l1.fill("a", ticket, 0, Some("old".into()), later()));
-        assert_eq!(l1.get("a", 0), None);
+        assert_eq!(l1.get("a", 0, Instant::now()), None);
         // A read that began after it fills.
         let ticket = l1.ticket("a").unwrap();
         assert!(l1.fill("a", ticket, 0, Some("new".into()), later()));
-        assert_eq!(l1.get("a", 0), Some(Some("new".into())));
+        assert_eq!(l1.get("a", 0, Instant::now()), Some(Some("new".into())));
         // Another key's invalidation in another stripe does not stop a fill.
         let ticket = l1.ticket("b").unwrap();
         let other = (0..)
@@ -328,7 +331,7 @@ mod tests {
             .unwrap();
         l1.invalidate(&other);
         assert!(l1.fill("b", ticket, 0, None, later()));
-        assert_eq!(l1.get("b", 0), Some(None));
+        assert_eq!(l1.get("b", 0, Instant::now()), Some(None));
     }
 
     #[test]
@@ -339,12 +342,12 @@ mod tests {
         let before = l1.ticket("b").unwrap();
         l1.set_ready(false);
         l1.flush(FlushReason::Broken);
-        assert_eq!(l1.get("a", 0), None);
+        assert_eq!(l1.get("a", 0, Instant::now()), None);
         assert!(l1.ticket("a").is_none());
         l1.set_ready(true);
         // Read before the flush: not kept, even though the feed is back.
         assert!(!l1.fill("b", before, 0, Some("v".into()), later()));
-        assert_eq!(l1.get("a", 0), None);
+        assert_eq!(l1.get("a", 0, Instant::now()), None);
     }
 
     #[test]
@@ -352,7 +355,7 @@ mod tests {
         let l1 = l1();
         let t = l1.ticket("a").unwrap();
         assert!(l1.fill("a", t, 3, Some("v".into()), later()));
-        assert_eq!(l1.get("a", 4), None);
+        assert_eq!(l1.get("a", 4, Instant::now()), None);
         assert!(!l1.fill("a", l1.ticket("a").unwrap(), 3, Some("v".into()), now_ms()));
         l1.namespace_changed();
         assert!(l1.ticket("a").is_none());
