@@ -196,6 +196,16 @@ fn main() {
                 )
             })
         });
+        // The floor: moka's own lookup of the same kind of entry, nothing else.
+        let moka: moka::sync::Cache<String, std::sync::Arc<(u64, u64, Option<u64>)>> =
+            moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build();
+        moka.insert("42".to_string(), std::sync::Arc::new((0, 0, Some(42))));
+        group.bench_function("moka::sync::Cache::get alone (reference)", |b| {
+            b.iter(|| black_box(moka.get("42")))
+        });
         group.bench_function("get_or_load (Runtime::block_on)", |b| {
             b.iter(|| {
                 black_box(

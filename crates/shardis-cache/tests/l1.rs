@@ -1,6 +1,7 @@
 //! The coherent in-process tier (L1) against real redis-server processes, in one process with
 //! two clients: values served without Redis, dropped when the other client writes (cluster and
-//! ring mode), by the backplane, by `invalidate_all` elsewhere and by `FLUSHALL`. The
+//! ring mode), by the backplane, by `invalidate_all` elsewhere and by `FLUSHALL`; a frozen node
+//! (SIGSTOP) turns L1 off through the heartbeat. The
 //! two-process measurements, the killed tracking connections, the failover and the reshard
 //! are in `l1_fleet.rs`.
 
@@ -172,4 +173,24 @@ async fn l1_in_ring_mode_follows_writes_and_a_flushall_empties_it() {
     until("the flush", async || reader.stats().l1_flushes > flushes).await;
     // Whatever node held "a", L1 was emptied: the next read goes to Redis.
     assert_ne!(read(&reader, "a").await.1, Source::Local);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_turns_l1_off_until_it_answers_again() {
+    let cluster = cluster(0).await;
+    let reader = cache(client(&cluster).await, true);
+    let writer = cache(client(&cluster).await, false);
+    until("the feed", async || reader.l1_active()).await;
+    write(&writer, "k", 1).await;
+    until_local(&reader, "k", 1).await;
+    let flushes = reader.stats().l1_flushes;
+    // Frozen (SIGSTOP), not closed: only the heartbeat can tell its invalidations stopped.
+    let node = cluster.primaries().await.expect("primaries").remove(0);
+    cluster.pause(&node).expect("pause");
+    until("L1 off", async || !reader.l1_active()).await;
+    assert!(reader.stats().l1_flushes > flushes);
+    cluster.resume(&node).expect("resume");
+    until("the feed back", async || reader.l1_active()).await;
+    write(&writer, "k", 2).await;
+    until_local(&reader, "k", 2).await;
 }
