@@ -622,7 +622,8 @@ impl Client {
     }
 
     /// A stream of the invalidations of every key starting with one of `prefixes`, from
-    /// every node that can serve a read (cluster: primaries and replicas; ring: live members),
+    /// every node that can serve a read (cluster: primaries and replicas; primary+replicas and
+    /// Sentinel: the primary and its replicas; ring: live members),
     /// through Redis server-assisted client-side caching in broadcast mode (`CLIENT TRACKING
     /// on REDIRECT <own id> BCAST PREFIX ...`, one RESP2 connection per node, named
     /// [`TRACKING_CLIENT_NAME`](crate::TRACKING_CLIENT_NAME)). It follows the topology and

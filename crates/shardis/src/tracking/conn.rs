@@ -101,7 +101,12 @@ impl TrackConn {
         let credentials = crate::credentials::for_connection(settings, &label).await?;
         let stream = crate::net::open_transport(node, settings).await?;
         let (mut reader, mut writer) = stream.into_split();
-        let mut hello = crate::net::handshake(settings, credentials.as_ref(), TRACKING_CLIENT_NAME);
+        // No READONLY: this connection reads nothing (and standalone replicas refuse it).
+        let plain = Settings {
+            read_from: crate::ReadFrom::Primary,
+            ..settings.clone()
+        };
+        let mut hello = crate::net::handshake(&plain, credentials.as_ref(), TRACKING_CLIENT_NAME);
         let handshake_len = hello.len();
         hello.cmd("CLIENT").arg("ID");
         let mut buf = Vec::with_capacity(READ_CHUNK);

@@ -37,7 +37,8 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 const FIRST_RETRY: Duration = Duration::from_millis(20);
 
 /// Every node a read may be served by: cluster primaries and usable replicas (failed or
-/// loading replicas serve nothing); ring: the live members.
+/// loading replicas serve nothing); primary+replicas (and Sentinel): the primary and its
+/// replicas; ring: the live members.
 pub(crate) fn wanted_nodes(routes: &Routes) -> BTreeSet<Endpoint> {
     match routes {
         Routes::Cluster(routes) => routes
@@ -54,6 +55,10 @@ pub(crate) fn wanted_nodes(routes: &Routes) -> BTreeSet<Endpoint> {
                     .filter_map(|r| r.endpoint.as_ref());
                 primary.chain(replicas).cloned().collect::<Vec<_>>()
             })
+            .collect(),
+        Routes::Replicated(routes) => std::iter::once(&routes.primary)
+            .chain(routes.replicas.iter())
+            .map(|n| n.endpoint.clone())
             .collect(),
         Routes::Ring(snap) => snap
             .live
