@@ -855,28 +855,22 @@ where
 
     /// The L1 value of `id`, counted, if L1 may serve it.
     pub(crate) fn l1_get(&self, id: &str, ns_version: u64) -> Option<Option<V>> {
-        let value = self.l1.as_ref()?.get(id, ns_version, Instant::now())?;
+        let value = self.l1.as_ref()?.get(id, ns_version)?;
         self.m.l1_hits.inc();
         Some(value)
     }
 
-    /// The L1 hit path without the lookup machinery (no span, no loader box, no future): the
-    /// value of `id` if L1 serves it and the namespace version needs no refresh now (one clock
-    /// read for both). `None` sends the caller down the full path.
+    /// The L1 hit path without the lookup machinery (no span, no loader box, no future, no
+    /// clock read): the value of `id` if L1 serves it. The namespace version needs no periodic
+    /// re-read while L1 is usable: its key is tracked, and a change of it makes L1 unusable
+    /// until the version was read again (`ns_version`). `None` sends the caller down the full
+    /// path.
     pub(crate) fn l1_fast(&self, id: &str) -> Option<Option<V>> {
         let l1 = self.l1.as_ref()?;
-        let ns = &self.ns;
-        if !ns.loaded.load(Ordering::Acquire) {
+        if !self.ns.loaded.load(Ordering::Acquire) {
             return None;
         }
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(ns.base).as_millis() as u64;
-        if elapsed.saturating_sub(ns.checked_ms.load(Ordering::Relaxed))
-            >= self.cfg.namespace_refresh.as_millis() as u64
-        {
-            return None;
-        }
-        let value = l1.get(id, ns.version.load(Ordering::Acquire), now)?;
+        let value = l1.get(id, self.ns.version.load(Ordering::Acquire))?;
         self.m.l1_hits.inc();
         Some(value)
     }

@@ -91,8 +91,9 @@ struct Entry<V> {
     /// The global generation it was filled at: a flush makes every older entry invisible.
     generation: u64,
     value: Option<V>,
-    /// The Redis envelope's soft expiry, on the monotonic clock (one clock read per hit).
-    fresh_until: Instant,
+    /// How long it stays fresh (the Redis envelope's soft expiry): moka expires it then, or
+    /// at the L1 TTL if sooner, so a hit reads no clock of ours.
+    fresh_for: Duration,
 }
 
 /// Taken before a read of Redis; a fill is kept only if neither generation moved since.
@@ -104,6 +105,32 @@ pub(crate) struct Ticket {
 }
 
 const STRIPES: usize = 4096;
+
+/// Each entry lives until its soft expiry or the L1 TTL, whichever is first.
+struct Lifetime {
+    ttl: Duration,
+}
+
+impl<V> moka::Expiry<String, Arc<Entry<V>>> for Lifetime {
+    fn expire_after_create(
+        &self,
+        _id: &String,
+        entry: &Arc<Entry<V>>,
+        _at: Instant,
+    ) -> Option<Duration> {
+        Some(entry.fresh_for.min(self.ttl))
+    }
+
+    fn expire_after_update(
+        &self,
+        _id: &String,
+        entry: &Arc<Entry<V>>,
+        _at: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.fresh_for.min(self.ttl))
+    }
+}
 
 /// The tier itself: entries, generations, and whether the feed is complete.
 pub(crate) struct L1<V> {
@@ -135,7 +162,7 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
         L1 {
             entries: moka::sync::Cache::builder()
                 .max_capacity(options.max_entries)
-                .time_to_live(options.ttl)
+                .expire_after(Lifetime { ttl: options.ttl })
                 .build(),
             global: AtomicU64::new(0),
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
@@ -159,16 +186,13 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
             && self.ns_clean.load(Ordering::SeqCst) == self.ns_changes.load(Ordering::SeqCst)
     }
 
-    /// The cached value of `id` under namespace version `ns_version`, if L1 may serve it at
-    /// `now`.
-    pub(crate) fn get(&self, id: &str, ns_version: u64, now: Instant) -> Option<Option<V>> {
+    /// The cached value of `id` under namespace version `ns_version`, if L1 may serve it.
+    pub(crate) fn get(&self, id: &str, ns_version: u64) -> Option<Option<V>> {
         if !self.usable() {
             return None;
         }
         let entry = self.entries.get(id)?;
-        if entry.ns_version != ns_version
-            || entry.generation != self.global.load(Ordering::SeqCst)
-            || now >= entry.fresh_until
+        if entry.ns_version != ns_version || entry.generation != self.global.load(Ordering::SeqCst)
         {
             return None;
         }
@@ -209,14 +233,14 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
         if !self.ticket_holds(&ticket) || wall >= fresh_until_ms {
             return false;
         }
-        let fresh_until = Instant::now() + Duration::from_millis(fresh_until_ms - wall);
+        let fresh_for = Duration::from_millis(fresh_until_ms - wall);
         self.entries.insert(
             id.to_string(),
             Arc::new(Entry {
                 ns_version,
                 generation: ticket.global,
                 value,
-                fresh_until,
+                fresh_for,
             }),
         );
         // An invalidation bumps before it removes: if it bumped after our first check, it
@@ -318,11 +342,11 @@ mod tests {
         let ticket = l1.ticket("a").unwrap();
         l1.invalidate("a");
         assert!(!l1.fill("a", ticket, 0, Some("old".into()), later()));
-        assert_eq!(l1.get("a", 0, Instant::now()), None);
+        assert_eq!(l1.get("a", 0), None);
         // A read that began after it fills.
         let ticket = l1.ticket("a").unwrap();
         assert!(l1.fill("a", ticket, 0, Some("new".into()), later()));
-        assert_eq!(l1.get("a", 0, Instant::now()), Some(Some("new".into())));
+        assert_eq!(l1.get("a", 0), Some(Some("new".into())));
         // Another key's invalidation in another stripe does not stop a fill.
         let ticket = l1.ticket("b").unwrap();
         let other = (0..)
@@ -331,7 +355,7 @@ mod tests {
             .unwrap();
         l1.invalidate(&other);
         assert!(l1.fill("b", ticket, 0, None, later()));
-        assert_eq!(l1.get("b", 0, Instant::now()), Some(None));
+        assert_eq!(l1.get("b", 0), Some(None));
     }
 
     #[test]
@@ -342,12 +366,12 @@ mod tests {
         let before = l1.ticket("b").unwrap();
         l1.set_ready(false);
         l1.flush(FlushReason::Broken);
-        assert_eq!(l1.get("a", 0, Instant::now()), None);
+        assert_eq!(l1.get("a", 0), None);
         assert!(l1.ticket("a").is_none());
         l1.set_ready(true);
         // Read before the flush: not kept, even though the feed is back.
         assert!(!l1.fill("b", before, 0, Some("v".into()), later()));
-        assert_eq!(l1.get("a", 0, Instant::now()), None);
+        assert_eq!(l1.get("a", 0), None);
     }
 
     #[test]
@@ -355,7 +379,7 @@ mod tests {
         let l1 = l1();
         let t = l1.ticket("a").unwrap();
         assert!(l1.fill("a", t, 3, Some("v".into()), later()));
-        assert_eq!(l1.get("a", 4, Instant::now()), None);
+        assert_eq!(l1.get("a", 4), None);
         assert!(!l1.fill("a", l1.ticket("a").unwrap(), 3, Some("v".into()), now_ms()));
         l1.namespace_changed();
         assert!(l1.ticket("a").is_none());

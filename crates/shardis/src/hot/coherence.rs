@@ -100,7 +100,20 @@ enum Drop {
 /// Applies `stream` to the near cache of `hot` until either is gone.
 pub(crate) fn spawn(hot: Weak<Hot>, mut stream: InvalidationStream) {
     tokio::spawn(async move {
-        while let Some(event) = stream.next().await {
+        // The stream holds the router and its connections: look now and then whether the
+        // client is gone, even when no event comes.
+        let mut alive = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            let event = tokio::select! {
+                event = stream.next() => event,
+                _ = alive.tick() => {
+                    if hot.strong_count() == 0 {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(event) = event else { break };
             let Some(hot) = hot.upgrade() else { return };
             let (Some(coherence), Some(near)) = (&hot.coherence, &hot.near) else {
                 return;
