@@ -194,3 +194,29 @@ async fn a_silent_node_turns_l1_off_until_it_answers_again() {
     write(&writer, "k", 2).await;
     until_local(&reader, "k", 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_process_warms_its_l1_with_the_fleets_hot_ids() {
+    let cluster = cluster(0).await;
+    let fleet = cache(client(&cluster).await, false);
+    for (i, id) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        write(&fleet, id, i as u64 + 1).await;
+    }
+    assert_eq!(
+        fleet
+            .publish_hot([("a", 100.0), ("b", 50.0), ("c", 10.0), ("d", 1.0)])
+            .await
+            .expect("publish"),
+        4
+    );
+    // Another detector adds to the same set: "d" overtakes "b".
+    fleet.publish_hot([("d", 60.0)]).await.expect("publish");
+
+    let starting = cache(client(&cluster).await, true);
+    until("the feed", async || starting.l1_active()).await;
+    assert_eq!(starting.warm_l1(2).await.expect("warm"), 2);
+    // The first reads of the top 2 are local; the others go to Redis.
+    assert_eq!(read(&starting, "a").await, (1, Source::Local));
+    assert_eq!(read(&starting, "d").await, (4, Source::Local));
+    assert_eq!(read(&starting, "b").await, (2, Source::Hit));
+}

@@ -23,6 +23,7 @@
 //! - Every entry also dies at its L1 TTL and at its Redis soft expiry, whichever is first.
 
 mod feed;
+mod warm;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
