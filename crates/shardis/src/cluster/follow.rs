@@ -120,7 +120,13 @@ async fn follow(
 
         // An open breaker refuses at once; one caller probes when it is due. A ramping one
         // admits its fraction.
-        match tokio::time::timeout_at(deadline, node.admit()).await {
+        // A closed, quiet breaker (the common case) is one atomic load: no future, no timer.
+        let admitted = if node.breaker_shut() {
+            tokio::time::timeout_at(deadline, node.admit()).await
+        } else {
+            Ok(Ok(()))
+        };
+        match admitted {
             Ok(Ok(())) => {}
             Ok(Err(refused)) if fail_fast => {
                 // Its slots may have a new owner by now: look (coalesced, rate-limited).
@@ -207,10 +213,9 @@ async fn follow(
                 let Some(conn) = conn.get() else {
                     return Err(Error::connection(node.label(), "no connection"));
                 };
-                let limit = settings.read_bypass_after;
                 let sending = async {
                     if read {
-                        send_read(&node, conn, request, asking, limit).await
+                        send_read(&node, conn, request, asking).await
                     } else {
                         request::send(conn, request, asking).await
                     }
@@ -382,43 +387,35 @@ fn fail(
     }
 }
 
-/// Sends a read over `conn`. When it queues behind replies the node owes and those stay held
-/// up past `limit` (writes held by `CLIENT PAUSE WRITE`, a slow script), the read is sent again
-/// over the node's spare connection, which carries reads only ([`Node::spare_connection`]), and
-/// the first reply wins;
-/// the other is discarded by its connection's reader. A read has no effect, so running it twice
-/// is harmless, and the caller's own earlier commands were all answered before it was issued.
+/// Sends a read. If the node holds the connection's replies while the read waits (writes
+/// under `CLIENT PAUSE WRITE`, a slow script), the connection's watchdog releases it and it
+/// goes over the node's spare connection, which carries no writes. A caller's read after its
+/// own write returned cannot overtake that write: the write was answered first.
 async fn send_read(
     node: &Node,
     conn: &Connection,
     request: Request<'_>,
     asking: bool,
-    limit: std::time::Duration,
 ) -> redis::RedisResult<Value> {
-    // Owes replies: the read queues behind them.
-    let behind = conn.stalled_for(std::time::Duration::ZERO);
-    let first = request::send(conn, request, asking);
-    if !behind {
-        return first.await;
+    let Request::Cmd(cmd) = request else {
+        return request::send(conn, request, asking).await;
+    };
+    if asking {
+        return request::send(conn, request, asking).await;
     }
-    tokio::pin!(first);
-    if let Ok(reply) = tokio::time::timeout(limit, &mut first).await {
+    if let Some(reply) = conn.send_read(cmd).await {
         return reply;
     }
-    if !conn.stalled_for(limit) {
-        // Busy, not held up: replies are flowing.
-        return first.await;
-    }
-    let other = match node.spare_connection().await {
-        Ok(other) if !std::ptr::eq(&*other, conn) => other,
-        _ => return first.await,
-    };
-    tokio::select! {
-        reply = &mut first => reply,
-        reply = request::send(&other, request, asking) => match reply {
-            Ok(value) => Ok(value),
-            Err(_) => first.await,
-        },
+    match node.spare_connection().await {
+        Ok(spare) if !std::ptr::eq(&*spare, conn) => spare.send(cmd).await,
+        // No other connection: like a lost reply, which a read may retry.
+        _ => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "{} holds this connection's replies and no spare connection could be opened",
+                node.label()
+            ),
+        ))),
     }
 }
 

@@ -57,6 +57,10 @@ struct Shared {
     /// Set by the first caller that reports this connection failed, so a stall that fails
     /// every waiter counts as one failure of the node.
     failure_claimed: std::sync::atomic::AtomicBool,
+    /// The node owes replies and sent none for the read-bypass limit (its writes held, e.g.
+    /// `CLIENT PAUSE WRITE`): the reads waiting were released, new ones go elsewhere. Set by
+    /// the reader's watchdog, cleared by the next reply.
+    held: std::sync::atomic::AtomicBool,
 }
 
 /// An open connection; the reader task stops when this is dropped.
@@ -83,7 +87,13 @@ impl Connection {
         let fail = |message: String| Error::connection(&label, message);
         let credentials = crate::credentials::for_connection(settings, &label).await?;
         let stream = transport::open(endpoint, settings).await?;
-        let conn = Connection::start(stream, label.as_str().into(), stall_after, latency);
+        let conn = Connection::start(
+            stream,
+            label.as_str().into(),
+            stall_after,
+            settings.read_bypass_after,
+            latency,
+        );
 
         let hello = handshake(settings, credentials.as_ref(), "shardis");
         let replies = tokio::time::timeout(
@@ -103,6 +113,7 @@ impl Connection {
         stream: Transport,
         label: Arc<str>,
         stall_after: Duration,
+        bypass_after: Duration,
         latency: metrics::Histogram,
     ) -> Self {
         let (reader, writer) = stream.into_split();
@@ -115,9 +126,14 @@ impl Connection {
             label,
             latency,
             failure_claimed: std::sync::atomic::AtomicBool::new(false),
+            held: std::sync::atomic::AtomicBool::new(false),
         });
         let (stop, stopped) = oneshot::channel();
-        tokio::spawn(read_replies(shared.clone(), reader, stopped, stall_after));
+        let limits = Limits {
+            stall_after,
+            bypass_after,
+        };
+        tokio::spawn(read_replies(shared.clone(), reader, stopped, limits));
         Connection {
             shared,
             _stop: stop,
@@ -133,10 +149,29 @@ impl Connection {
             .swap(true, std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Whether the node owes this connection replies and sent none for `limit` (e.g. a write
-    /// held by `CLIENT PAUSE WRITE`): a read is better sent over another connection.
-    pub fn stalled_for(&self, limit: Duration) -> bool {
-        self.shared.state.lock().stalled(Instant::now(), limit)
+    /// Whether the node holds this connection's replies (it owes some and sent none for the
+    /// read-bypass limit, e.g. writes under `CLIENT PAUSE WRITE`): a read is better sent over
+    /// another connection. One atomic load: the reader's watchdog decides it.
+    pub fn is_held(&self) -> bool {
+        self.shared.held.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sends a read; `None` means the node held this connection's replies while the read
+    /// waited (see [`Connection::is_held`]), so its caller should ask another connection (the
+    /// read may still run here; its reply is then dropped).
+    pub async fn send_read(&self, cmd: &Cmd) -> Option<RedisResult<Value>> {
+        let (reply, answer) = oneshot::channel();
+        if let Err(e) = self.enqueue(
+            |out| cmd.write_packed_command(out),
+            1,
+            Some(Waiter::Read(Some(reply))),
+        ) {
+            return Some(Err(e));
+        }
+        match answer.await {
+            Ok(reply) => reply,
+            Err(_) => Some(Err(self.shared.closed_error())),
+        }
     }
 
     /// Whether the connection closed (the server closed it, it broke, or it stalled): a closed
@@ -431,16 +466,40 @@ async fn finish_write(shared: Arc<Shared>, mut batch: Vec<u8>, mut at: usize) {
 
 /// The reader: parses replies, answers waiters in order, writes what queued up once the node
 /// owes nothing, and watches for a node that stopped answering.
+/// What the reader's watchdog enforces.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// Owed replies and none for this long: the connection is closed (the response timeout).
+    stall_after: Duration,
+    /// Owed replies and none for this long: waiting reads are released (zero: never).
+    bypass_after: Duration,
+}
+
+impl Limits {
+    /// How often the watchdog looks: often enough for both limits.
+    fn tick(&self) -> Duration {
+        let stall = self.stall_after / 4;
+        let tick = if self.bypass_after.is_zero() {
+            stall
+        } else {
+            stall.min(self.bypass_after / 2)
+        };
+        tick.max(Duration::from_millis(1))
+    }
+}
+
 async fn read_replies(
     shared: Arc<Shared>,
     mut reader: ReadHalf,
     mut stop: oneshot::Receiver<()>,
-    response_timeout: Duration,
+    limits: Limits,
 ) {
+    let response_timeout = limits.stall_after;
     let mut reader_state = ReplyReader::new(READ_CHUNK);
     let mut values: Vec<Value> = Vec::new();
     let mut done: Vec<(Waiter, Option<Value>)> = Vec::new();
-    let mut watchdog = tokio::time::interval(response_timeout / 4);
+    // One timer per connection decides both the stall and the held reads: no timer per read.
+    let mut watchdog = tokio::time::interval(limits.tick());
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let buf = reader_state.buffer(READ_CHUNK);
@@ -452,13 +511,26 @@ async fn read_replies(
             }
             read = reader.read_buf(buf) => read,
             _ = watchdog.tick() => {
-                let stalled = shared.state.lock().stalled(Instant::now(), response_timeout);
-                if stalled {
+                let now = Instant::now();
+                let mut state = shared.state.lock();
+                if state.stalled(now, response_timeout) {
+                    drop(state);
                     shared.close(
                         io::ErrorKind::TimedOut,
                         format!("{} sent no reply for {response_timeout:?}", shared.label),
                     );
                     return;
+                }
+                if !limits.bypass_after.is_zero() && state.stalled(now, limits.bypass_after) {
+                    shared.held.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let released = state.release_reads();
+                    drop(state);
+                    if !released.is_empty() {
+                        tracing::debug!(node = %shared.label, reads = released.len(), "replies held up; waiting reads released to another connection");
+                    }
+                    for reply in released {
+                        let _ = reply.send(None);
+                    }
                 }
                 continue;
             }
@@ -478,6 +550,12 @@ async fn read_replies(
             }
         }
 
+        if shared.held.load(std::sync::atomic::Ordering::Relaxed) {
+            // Replies flow again.
+            shared
+                .held
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         // The decoder keeps the parts of a reply already received, so a large reply arriving
         // in many reads is parsed once.
         let pushes = reader_state.pushes;

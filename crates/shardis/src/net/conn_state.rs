@@ -19,6 +19,10 @@ use tokio::time::Instant;
 /// A caller waiting for its reply (or, for a pipeline, its replies).
 pub(crate) enum Waiter {
     One(oneshot::Sender<RedisResult<Value>>),
+    /// A read that may be answered elsewhere: released (sent `None`) when the node holds this
+    /// connection's replies, e.g. its writes under `CLIENT PAUSE WRITE` (see
+    /// [`ConnState::release_reads`]); its reply, when it comes, is then dropped here.
+    Read(Option<oneshot::Sender<Option<RedisResult<Value>>>>),
     Many {
         reply: oneshot::Sender<RedisResult<Vec<Value>>>,
         /// Leading replies to drop (`MULTI`, `QUEUED`, …).
@@ -36,7 +40,7 @@ impl Waiter {
     /// Takes one reply of a pipeline; true when the waiter has all it waits for.
     fn feed(&mut self, value: Value) -> bool {
         match self {
-            Waiter::One(_) => true,
+            Waiter::One(_) | Waiter::Read(_) => true,
             Waiter::Many {
                 skip,
                 keep,
@@ -61,6 +65,10 @@ impl Waiter {
             Waiter::One(reply) => {
                 let _ = reply.send(Ok(value.unwrap_or(Value::Nil)));
             }
+            Waiter::Read(Some(reply)) => {
+                let _ = reply.send(Some(Ok(value.unwrap_or(Value::Nil))));
+            }
+            Waiter::Read(None) => {}
             Waiter::Many { reply, got, .. } => {
                 let _ = reply.send(Ok(got));
             }
@@ -72,6 +80,10 @@ impl Waiter {
             Waiter::One(reply) => {
                 let _ = reply.send(Err(error));
             }
+            Waiter::Read(Some(reply)) => {
+                let _ = reply.send(Some(Err(error)));
+            }
+            Waiter::Read(None) => {}
             Waiter::Many { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
@@ -203,7 +215,7 @@ impl ConnState {
             // Every owed reply has a waiter in front of the queue: waiters are queued with
             // their command, and only written commands are owed.
             let complete = match self.waiters.front_mut() {
-                Some(Waiter::One(_)) => Some(Some(value)),
+                Some(Waiter::One(_) | Waiter::Read(_)) => Some(Some(value)),
                 Some(waiter) => waiter.feed(value).then_some(None),
                 None => None,
             };
@@ -216,6 +228,19 @@ impl ConnState {
         let next = (self.owed == 0 && !self.writing && !self.queued.is_empty())
             .then(|| self.take_batch(now));
         Ok((took, next))
+    }
+
+    /// Takes the callers of every read still waiting, to be told to go elsewhere; their
+    /// places stay in the queue (each still consumes its reply, which is dropped), so later
+    /// replies keep reaching their own callers.
+    pub fn release_reads(&mut self) -> Vec<oneshot::Sender<Option<RedisResult<Value>>>> {
+        self.waiters
+            .iter_mut()
+            .filter_map(|w| match w {
+                Waiter::Read(reply) => reply.take(),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether the node owes replies and sent none for `limit`.
@@ -316,6 +341,51 @@ mod tests {
         for (waiter, value) in done.drain(..) {
             waiter.answer(value);
         }
+    }
+
+    #[test]
+    fn released_reads_go_elsewhere_and_later_replies_still_reach_their_callers() {
+        let t0 = Instant::now();
+        let mut state = ConnState::new(t0);
+        // A write the node holds, then a read and another write queued behind it.
+        let (w, mut rw) = one();
+        let batch = state.enqueue(|b| b.extend_from_slice(b"W"), 1, Some(w), || t0);
+        assert!(matches!(batch, Ok(Some(_))));
+        let (tx, mut rr) = oneshot::channel();
+        let read = Waiter::Read(Some(tx));
+        assert_eq!(
+            state.enqueue(|b| b.push(b'R'), 1, Some(read), || t0),
+            Ok(None)
+        );
+        let (w2, mut rw2) = one();
+        assert_eq!(
+            state.enqueue(|b| b.push(b'X'), 1, Some(w2), || t0),
+            Ok(None)
+        );
+        assert!(state.stalled(t0 + Duration::from_millis(60), Duration::from_millis(50)));
+
+        // Released: the read's caller is told at once; the writes keep waiting.
+        for reply in state.release_reads() {
+            let _ = reply.send(None);
+        }
+        assert_eq!(rr.try_recv(), Ok(None));
+        assert!(rw.try_recv().is_err());
+        assert!(state.release_reads().is_empty(), "released once");
+
+        // The node resumes: each reply still reaches its own caller, the read's is dropped.
+        let _ = state.after_write(b"W".to_vec(), || t0);
+        let mut done = Vec::new();
+        let (_, next) = state
+            .on_replies(&mut vec![Value::Okay], &mut done, t0)
+            .expect("owed");
+        answer_all(&mut done);
+        assert_eq!(rw.try_recv(), Ok(Ok(Value::Okay)));
+        let _ = state.after_write(next.expect("R and X go out"), || t0);
+        state
+            .on_replies(&mut vec![bulk("old"), Value::Int(7)], &mut done, t0)
+            .expect("owed");
+        answer_all(&mut done);
+        assert_eq!(rw2.try_recv(), Ok(Ok(Value::Int(7))));
     }
 
     #[test]

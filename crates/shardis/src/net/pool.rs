@@ -412,15 +412,14 @@ impl Node {
     /// that could be held next. `None` when there is none: [`Node::read_connection`] then
     /// opens the spare.
     pub fn ready_read_connection(&self) -> Option<Arc<Connection>> {
-        let limit = self.settings.read_bypass_after;
         let first = self.ready_connection()?;
-        if !first.stalled_for(limit) {
+        if !first.is_held() {
             return Some(first);
         }
         std::iter::once(&self.spare)
             .chain(self.connections.iter())
             .filter_map(ArcSwapOption::load_full)
-            .find(|c| !c.is_closed() && !c.stalled_for(limit))
+            .find(|c| !c.is_closed() && !c.is_held())
     }
 
     /// For a read, opening what is needed: a connection that is not held up, or the spare
@@ -430,7 +429,7 @@ impl Node {
             return Ok(conn);
         }
         let conn = self.connection().await?;
-        if !conn.stalled_for(self.settings.read_bypass_after) {
+        if !conn.is_held() {
             return Ok(conn);
         }
         Ok(self.spare_connection().await.unwrap_or(conn))
