@@ -4,6 +4,7 @@
 mod breaker;
 mod conn;
 mod conn_state;
+pub(crate) mod frames;
 mod pool;
 mod transport;
 

@@ -12,21 +12,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis::Value;
-use shardis_resp::{Decoder, Frame as RespFrame, RespError};
+use shardis_resp::Decoder;
 use shardis_slots::Endpoint;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Kind;
 use super::message::{Frame, Message, classify};
 use crate::error::Error;
+use crate::net::frames::{self, Ended, READ_CHUNK, parse_one};
 use crate::net::{ReadHalf, WriteHalf};
 use crate::settings::Settings;
 
 /// The name subscribed connections give themselves (`CLIENT LIST`, `CLIENT KILL`).
 pub(crate) const CLIENT_NAME: &str = "shardis-pubsub";
-
-const READ_CHUNK: usize = 16 * 1024;
 
 /// What a connection tells its supervisor.
 #[derive(Debug)]
@@ -236,16 +234,6 @@ impl PubSubConn {
     }
 }
 
-/// Decodes one frame off the front of `buf` (a push or a reply: on a subscribed connection
-/// both are frames of the subscription).
-fn parse_one(decoder: &mut Decoder, buf: &mut Vec<u8>) -> Result<Option<Value>, RespError> {
-    let (frame, consumed) = decoder.decode_frame(buf)?;
-    buf.drain(..consumed);
-    Ok(frame.map(|frame| match frame {
-        RespFrame::Reply(value) | RespFrame::Push(value) => value,
-    }))
-}
-
 /// The reader: every frame of the connection, until it ends or is dropped.
 async fn read_frames(
     shared: Arc<Shared>,
@@ -256,38 +244,22 @@ async fn read_frames(
     deliver: mpsc::UnboundedSender<Message>,
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let why = loop {
-        // Frames already read (some may have come with the handshake's replies) first.
-        let step = loop {
-            match parse_one(&mut decoder, &mut buf) {
-                Ok(Some(value)) => {
-                    if let Err(why) = on_frame(&shared, classify(value), &deliver, &events) {
-                        break Some(why);
-                    }
-                }
-                Ok(None) => break None,
-                Err(e) => break Some(format!("{} sent a malformed frame: {e}", shared.label)),
-            }
-        };
-        if let Some(why) = step {
-            break why;
+    let ended = frames::read_frames(
+        &mut reader,
+        &mut buf,
+        &mut decoder,
+        &mut stop,
+        &shared.label,
+        "closed the connection",
+        |value| on_frame(&shared, classify(value), &deliver, &events),
+    );
+    let why = match ended.await {
+        // Dropped by its owner: nobody is left to tell.
+        Ended::Stopped => {
+            shared.closed.store(true, Ordering::Release);
+            return;
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        tokio::select! {
-            biased;
-            // Dropped by its owner: nobody is left to tell.
-            _ = &mut stop => {
-                shared.closed.store(true, Ordering::Release);
-                return;
-            }
-            read = reader.read_buf(&mut buf) => match read {
-                Ok(0) => break format!("{} closed the connection", shared.label),
-                Ok(_) => {}
-                Err(e) => break format!("read from {} failed: {e}", shared.label),
-            },
-        }
+        Ended::Lost(why) => why,
     };
     shared.closed.store(true, Ordering::Release);
     // Waiting commands see their reply sender dropped: "the connection closed".

@@ -10,17 +10,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use redis::Value;
-use shardis_resp::{Decoder, Frame as RespFrame, RespError};
+use shardis_resp::Decoder;
 use shardis_slots::Endpoint;
 use tokio::sync::{mpsc, oneshot};
 
 use super::frame::{CHANNEL, Frame, classify};
 use super::{Invalidation, TRACKING_CLIENT_NAME};
 use crate::error::Error;
+use crate::net::frames::{self, Ended, READ_CHUNK, parse_one};
 use crate::net::{ReadHalf, WriteHalf};
 use crate::settings::Settings;
-
-const READ_CHUNK: usize = 16 * 1024;
 
 /// What the connection and its supervisor share.
 pub(crate) struct Shared {
@@ -61,14 +60,6 @@ async fn replies(
         }
     }
     Ok(out)
-}
-
-fn parse_one(decoder: &mut Decoder, buf: &mut Vec<u8>) -> Result<Option<Value>, RespError> {
-    let (frame, consumed) = decoder.decode_frame(buf)?;
-    buf.drain(..consumed);
-    Ok(frame.map(|frame| match frame {
-        RespFrame::Reply(value) | RespFrame::Push(value) => value,
-    }))
 }
 
 /// The `CLIENT TRACKING` command for `prefixes`, redirected to the connection `id`.
@@ -200,49 +191,43 @@ async fn read_frames(
     out: mpsc::UnboundedSender<Invalidation>,
     ended: mpsc::UnboundedSender<u64>,
 ) {
-    let why = loop {
-        let step = loop {
-            match parse_one(&mut decoder, &mut buf) {
-                Ok(Some(value)) => match classify(value) {
-                    Frame::Keys(keys) => {
-                        let _ = out.send(Invalidation::Keys(keys));
-                    }
-                    Frame::Flush => {
-                        let _ = out.send(Invalidation::Flush {
-                            node: shared.node.to_string(),
-                        });
-                    }
-                    Frame::Pong => {
-                        shared.pongs.fetch_add(1, Ordering::AcqRel);
-                    }
-                    Frame::Subscribed => {}
-                    Frame::Unexpected(what) => {
-                        break Some(format!("{} sent an unexpected frame: {what}", shared.node));
-                    }
-                },
-                Ok(None) => break None,
-                Err(e) => break Some(format!("{} sent a malformed frame: {e}", shared.node)),
+    let label = shared.node.to_string();
+    let on_frame = |value| {
+        match classify(value) {
+            Frame::Keys(keys) => {
+                let _ = out.send(Invalidation::Keys(keys));
             }
-        };
-        if let Some(why) = step {
-            break why;
-        }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        tokio::select! {
-            biased;
-            // Dropped by the supervisor, which reports the loss itself.
-            _ = &mut stop => {
-                shared.closed.store(true, Ordering::Release);
-                return;
+            Frame::Flush => {
+                let _ = out.send(Invalidation::Flush {
+                    node: label.clone(),
+                });
             }
-            read = reader.read_buf(&mut buf) => match read {
-                Ok(0) => break format!("{} closed the tracking connection", shared.node),
-                Ok(_) => {}
-                Err(e) => break format!("read from {} failed: {e}", shared.node),
-            },
+            Frame::Pong => {
+                shared.pongs.fetch_add(1, Ordering::AcqRel);
+            }
+            Frame::Subscribed => {}
+            Frame::Unexpected(what) => {
+                return Err(format!("{label} sent an unexpected frame: {what}"));
+            }
         }
+        Ok(())
+    };
+    let reading = frames::read_frames(
+        &mut reader,
+        &mut buf,
+        &mut decoder,
+        &mut stop,
+        &label,
+        "closed the tracking connection",
+        on_frame,
+    );
+    let why = match reading.await {
+        // Dropped by the supervisor, which reports the loss itself.
+        Ended::Stopped => {
+            shared.closed.store(true, Ordering::Release);
+            return;
+        }
+        Ended::Lost(why) => why,
     };
     shared.closed.store(true, Ordering::Release);
     tracing::info!(node = %shared.node, %why, "tracking connection lost");
