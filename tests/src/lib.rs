@@ -149,6 +149,16 @@ pub async fn client_pause(node: &shardis_testkit::Node, millis: u64, writes_only
     let () = pause.query_async(&mut direct).await.expect("CLIENT PAUSE");
 }
 
+/// One ring node per node of `fleet`, named `n0`, `n1`, … (weight 1).
+pub fn ring_nodes(fleet: &shardis_testkit::Standalone) -> Vec<shardis::RingNode> {
+    fleet
+        .nodes()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| shardis::RingNode::new(format!("n{i}"), n.addr(), 1))
+        .collect()
+}
+
 /// A builder for a ring over `fleet`'s first nodes, named `names` (weight 1), with a 100 ms
 /// heartbeat and a 500 ms connect timeout; the caller adds its health settings.
 pub fn ring_builder(fleet: &shardis_testkit::Standalone, names: &[&str]) -> shardis::Builder {

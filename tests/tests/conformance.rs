@@ -30,7 +30,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis::Value;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use shardis::{Client, Error, ReadFrom, RingNode};
+use shardis::{Client, Error, ReadFrom};
 use shardis_testkit::{Cluster, Replication, Standalone};
 
 // ---------------------------------------------------------------------------------------------
@@ -1040,13 +1040,7 @@ async fn targets() -> Targets {
         .expect("cluster client");
     let fleet = Standalone::start(3).await.expect("ring nodes");
     let ring_client = Client::builder()
-        .ring(
-            fleet
-                .nodes()
-                .iter()
-                .enumerate()
-                .map(|(i, n)| RingNode::new(format!("n{i}"), n.addr(), 1)),
-        )
+        .ring(shardis_tests::ring_nodes(&fleet))
         .ring_hash_tag(*b"{}")
         .build()
         .await

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use redis::{AsyncCommands, Value};
-use shardis::{Client, Error, HealthPolicy, ReadFrom, RingNode, ScanOptions};
+use shardis::{Client, Error, HealthPolicy, ReadFrom, ScanOptions};
 use shardis_testkit::{Cluster, Replication, Standalone};
 
 const KEYS: usize = 300;
@@ -44,13 +44,7 @@ async fn deployments() -> Vec<(&'static str, Deployment, Client)> {
         .expect("cluster client");
     let fleet = Standalone::start(3).await.expect("fleet");
     let ring_client = Client::builder()
-        .ring(
-            fleet
-                .nodes()
-                .iter()
-                .enumerate()
-                .map(|(i, n)| RingNode::new(format!("n{i}"), n.addr(), 1)),
-        )
+        .ring(shardis_tests::ring_nodes(&fleet))
         .ring_health(HealthPolicy::FailFast)
         .build()
         .await
@@ -255,13 +249,7 @@ async fn pipelines_keep_the_order_of_commands_on_a_common_key() {
 async fn a_partial_failure_names_the_nodes_that_failed_and_succeeded() {
     let fleet = Standalone::start(3).await.expect("fleet");
     let client = Client::builder()
-        .ring(
-            fleet
-                .nodes()
-                .iter()
-                .enumerate()
-                .map(|(i, n)| RingNode::new(format!("n{i}"), n.addr(), 1)),
-        )
+        .ring(shardis_tests::ring_nodes(&fleet))
         .ring_health(HealthPolicy::FailFast)
         .connect_timeout(Duration::from_millis(300))
         .response_timeout(Duration::from_millis(500))
