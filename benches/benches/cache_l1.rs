@@ -206,6 +206,18 @@ fn main() {
         group.bench_function("moka::sync::Cache::get alone (reference)", |b| {
             b.iter(|| black_box(moka.get("42")))
         });
+        let moka_fold: moka::sync::Cache<
+            String,
+            std::sync::Arc<(u64, u64, Option<u64>)>,
+            foldhash::fast::RandomState,
+        > = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(Duration::from_secs(60))
+            .build_with_hasher(foldhash::fast::RandomState::default());
+        moka_fold.insert("42".to_string(), std::sync::Arc::new((0, 0, Some(42))));
+        group.bench_function("moka::sync::Cache::get alone, foldhash (reference)", |b| {
+            b.iter(|| black_box(moka_fold.get("42")))
+        });
         group.bench_function("get_or_load (Runtime::block_on)", |b| {
             b.iter(|| {
                 black_box(

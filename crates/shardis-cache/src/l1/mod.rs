@@ -135,7 +135,9 @@ impl<V> moka::Expiry<String, Arc<Entry<V>>> for Lifetime {
 
 /// The tier itself: entries, generations, and whether the feed is complete.
 pub(crate) struct L1<V> {
-    entries: moka::sync::Cache<String, Arc<Entry<V>>>,
+    /// Keyed by id, hashed with foldhash (seeded per process; cheaper than SipHash
+    /// on short ids, see `benches/benches/cache_l1.rs`).
+    entries: moka::sync::Cache<String, Arc<Entry<V>>, foldhash::fast::RandomState>,
     global: AtomicU64,
     stripes: Box<[AtomicU64]>,
     ready: AtomicBool,
@@ -164,7 +166,7 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
             entries: moka::sync::Cache::builder()
                 .max_capacity(options.max_entries)
                 .expire_after(Lifetime { ttl: options.ttl })
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             global: AtomicU64::new(0),
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             ready: AtomicBool::new(false),
