@@ -25,6 +25,10 @@ use shardis_cache::{Cache, L1Options, Source};
 use tokio::runtime::Runtime;
 
 const IDS: u64 = 10_000;
+
+/// The floor with L1's hasher: moka alone, keyed like L1, hashed with foldhash.
+type FoldMoka =
+    moka::sync::Cache<String, std::sync::Arc<(u64, u64, Option<u64>)>, foldhash::fast::RandomState>;
 const OPS: usize = 200_000;
 const WRITE_SHARE: f64 = 0.01;
 
@@ -206,11 +210,7 @@ fn main() {
         group.bench_function("moka::sync::Cache::get alone (reference)", |b| {
             b.iter(|| black_box(moka.get("42")))
         });
-        let moka_fold: moka::sync::Cache<
-            String,
-            std::sync::Arc<(u64, u64, Option<u64>)>,
-            foldhash::fast::RandomState,
-        > = moka::sync::Cache::builder()
+        let moka_fold: FoldMoka = moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(Duration::from_secs(60))
             .build_with_hasher(foldhash::fast::RandomState::default());
