@@ -9,6 +9,10 @@
 //! - **stampede**: 1,000 concurrent get-or-loads of one cold key whose load takes 20 ms;
 //!   loader calls and time until every caller has its value.
 //!
+//! Each hit-heavy cell also reports the CPU spent per operation by this process (the cache and
+//! its client, plus the load loop every system shares) and by redis-server (its own `INFO cpu`),
+//! so a cell bound by the one server shows as such.
+//!
 //! Run: `cargo run --release --manifest-path benches/cache-peers/Cargo.toml -- --duration 3s`
 
 use std::sync::Arc;
@@ -39,6 +43,50 @@ struct Args {
     /// Rounds (cells interleaved; the median is reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Run only the system of this name (as in the table, e.g. `"shardis-cache L1 on"`);
+    /// repeatable.
+    #[arg(long)]
+    only: Vec<String>,
+}
+
+/// CPU time (user + system) of this process so far, from `/proc/self/stat` (clock ticks,
+/// usually 10 ms: fine over seconds-long cells).
+fn own_cpu() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name's closing parenthesis; utime and stime are 14 and 15.
+            let mut f = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+            Some(f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?)
+        });
+    // The kernel's USER_HZ, 100 on every Linux this runs on.
+    Duration::from_millis(ticks.unwrap_or(0) * 10)
+}
+
+/// CPU time redis-server says it has used (`INFO cpu`: used_cpu_user + used_cpu_sys).
+async fn server_cpu(probe: &shardis::Client) -> Result<Duration, Err> {
+    let info = match probe.send(redis::cmd("INFO").arg("cpu")).await? {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+        redis::Value::VerbatimString { text, .. } => text,
+        other => return Err(format!("INFO cpu: {other:?}").into()),
+    };
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(Duration::from_secs_f64(
+        field("used_cpu_user:") + field("used_cpu_sys:"),
+    ))
+}
+
+/// One hit-heavy cell: ops/s and the CPU µs per operation of this process and of the server.
+#[derive(Clone, Copy)]
+struct Cell {
+    ops: f64,
+    client_us: f64,
+    server_us: f64,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -185,13 +233,14 @@ const SYSTEMS: [&str; 5] = [
     "cached AsyncRedisCache",
 ];
 
-async fn hit_heavy(sys: &System, args: &Args) -> Result<f64, Err> {
+async fn hit_heavy(sys: &System, args: &Args, probe: &shardis::Client) -> Result<Cell, Err> {
     let loads = Arc::new(AtomicUsize::new(0));
     for id in 0..args.keys {
         sys.get_or_load(id, Duration::ZERO, &loads).await?;
     }
     let ops = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + args.duration;
+    let (cpu_before, server_before) = (own_cpu(), server_cpu(probe).await?);
     let tasks = (0..args.concurrency).map(|_| {
         let (sys, ops, loads, keys) = (sys.clone(), ops.clone(), loads.clone(), args.keys);
         tokio::spawn(async move {
@@ -206,7 +255,17 @@ async fn hit_heavy(sys: &System, args: &Args) -> Result<f64, Err> {
     });
     let started = Instant::now();
     futures::future::join_all(tasks).await;
-    Ok(ops.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+    let elapsed = started.elapsed().as_secs_f64();
+    let (cpu, server) = (
+        own_cpu().saturating_sub(cpu_before),
+        server_cpu(probe).await?.saturating_sub(server_before),
+    );
+    let done = ops.load(Ordering::Relaxed).max(1) as f64;
+    Ok(Cell {
+        ops: done / elapsed,
+        client_us: cpu.as_secs_f64() * 1e6 / done,
+        server_us: server.as_secs_f64() * 1e6 / done,
+    })
 }
 
 async fn stampede(sys: &System, id: u64) -> (usize, Duration, usize) {
@@ -228,8 +287,9 @@ async fn stampede(sys: &System, id: u64) -> (usize, Duration, usize) {
     (loads.load(Ordering::Relaxed), started.elapsed(), ok)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
+/// The cell of median ops/s.
+fn median(mut v: Vec<Cell>) -> Cell {
+    v.sort_by(|a, b| a.ops.total_cmp(&b.ops));
     v[v.len() / 2]
 }
 
@@ -238,30 +298,51 @@ async fn main() -> Result<(), Err> {
     let args = Args::parse();
     let node = shardis_testkit::Standalone::start(1).await?;
     let addr = node.nodes()[0].addr();
+    let probe = shardis::Client::builder()
+        .ring([RingNode::new("a", &addr, 1)])
+        .build()
+        .await?;
     let mut systems = Vec::new();
     for (i, name) in SYSTEMS.iter().enumerate() {
-        systems.push((*name, build(name, &addr, &format!("peers{i}")).await?));
+        if args.only.is_empty() || args.only.iter().any(|o| o == name) {
+            systems.push((*name, build(name, &addr, &format!("peers{i}")).await?));
+        }
     }
-    let mut ops: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
+    let mut cells: Vec<Vec<Cell>> = vec![Vec::new(); systems.len()];
     for round in 0..args.rounds.max(1) {
         for k in 0..systems.len() {
             let k = (k + round) % systems.len();
-            let r = hit_heavy(&systems[k].1, &args).await?;
-            eprintln!("round {round}: {} {r:.0} ops/s", systems[k].0);
-            ops[k].push(r);
+            let r = hit_heavy(&systems[k].1, &args, &probe).await?;
+            eprintln!("round {round}: {} {:.0} ops/s", systems[k].0, r.ops);
+            cells[k].push(r);
         }
     }
-    let base = median(ops[0].clone());
-    let base_l1 = median(ops[1].clone());
+    let of = |name: &str| {
+        systems
+            .iter()
+            .position(|(n, _)| *n == name)
+            .map(|k| median(cells[k].clone()).ops)
+    };
+    let (base, base_l1) = (of("shardis-cache"), of("shardis-cache L1 on"));
+    let ratio = |b: Option<f64>, m: f64| b.map_or("-".to_string(), |b| format!("{:.2}x", b / m));
     println!(
         "\nhit-heavy: {} tasks, {} keys, {:?} per cell, median of {} rounds\n",
         args.concurrency, args.keys, args.duration, args.rounds
     );
-    println!("| cache | ops/s | shardis-cache vs it | shardis-cache L1 on vs it |");
-    println!("|---|---|---|---|");
+    println!(
+        "| cache | ops/s | CPU µs/op, this process | CPU µs/op, redis-server | shardis-cache vs it | shardis-cache L1 on vs it |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (k, (name, _)) in systems.iter().enumerate() {
-        let m = median(ops[k].clone());
-        println!("| {name} | {m:.0} | {:.2}x | {:.2}x |", base / m, base_l1 / m);
+        let m = median(cells[k].clone());
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            m.ops,
+            m.client_us,
+            m.server_us,
+            ratio(base, m.ops),
+            ratio(base_l1, m.ops)
+        );
     }
     println!("\nstampede: 1,000 concurrent get-or-loads of a cold key, 20 ms load, one process\n");
     println!("| cache | loader calls | time to serve all | callers served |");

@@ -112,7 +112,7 @@ async fn follow(
                             None => timeout(attempts, &trail),
                         });
                     }
-                    router.refresher.request_and_wait(deadline).await;
+                    Box::pin(router.refresher.request_and_wait(deadline)).await;
                     continue;
                 }
             },
@@ -122,7 +122,7 @@ async fn follow(
         // admits its fraction.
         // A closed, quiet breaker (the common case) is one atomic load: no future, no timer.
         let admitted = if node.breaker_shut() {
-            tokio::time::timeout_at(deadline, node.admit()).await
+            Box::pin(tokio::time::timeout_at(deadline, node.admit())).await
         } else {
             Ok(Ok(()))
         };
@@ -148,7 +148,7 @@ async fn follow(
                         waiting = Some(node.try_wait()?);
                     }
                     trail.last = refused.to_string();
-                    tokio::time::sleep_until(wake).await;
+                    Box::pin(tokio::time::sleep_until(wake)).await;
                     continue;
                 }
             }
@@ -176,16 +176,16 @@ async fn follow(
         let opened = match ready {
             Some(conn) => Ok(Ok(Conn::Shared(conn))),
             None if request.is_blocking() => {
-                match tokio::time::timeout_at(deadline, node.dedicated()).await {
+                match Box::pin(tokio::time::timeout_at(deadline, node.dedicated())).await {
                     Ok(Ok(conn)) => Ok(Ok(Conn::Dedicated(dedicated.insert(conn)))),
                     Ok(Err(e)) => Ok(Err(e)),
                     Err(elapsed) => Err(elapsed),
                 }
             }
-            None if read => tokio::time::timeout_at(deadline, node.read_connection())
+            None if read => Box::pin(tokio::time::timeout_at(deadline, node.read_connection()))
                 .await
                 .map(|r| r.map(Conn::Shared)),
-            None => tokio::time::timeout_at(deadline, node.connection())
+            None => Box::pin(tokio::time::timeout_at(deadline, node.connection()))
                 .await
                 .map(|r| r.map(Conn::Shared)),
         };
@@ -226,7 +226,7 @@ async fn follow(
                 {
                     Ok(sending.await)
                 } else {
-                    tokio::time::timeout_at(deadline, sending).await
+                    Box::pin(tokio::time::timeout_at(deadline, sending)).await
                 };
                 match sent {
                     Err(_) => {
@@ -317,7 +317,7 @@ async fn follow(
                 }
                 // Under fail-fast, the breaker opening ends the wait: the next attempt is
                 // refused at once instead of after the backoff.
-                {
+                Box::pin(async {
                     let opened = node.breaker_opened();
                     let wait = async {
                         match wait {
@@ -334,7 +334,8 @@ async fn follow(
                     } else {
                         wait.await;
                     }
-                }
+                })
+                .await;
                 trail.node = Some(node);
             }
         }
@@ -406,7 +407,7 @@ async fn send_read(
     if let Some(reply) = conn.send_read(cmd).await {
         return reply;
     }
-    match node.spare_connection().await {
+    match Box::pin(node.spare_connection()).await {
         Ok(spare) if !std::ptr::eq(&*spare, conn) => spare.send(cmd).await,
         // No other connection: like a lost reply, which a read may retry.
         _ => Err(redis::RedisError::from(std::io::Error::new(

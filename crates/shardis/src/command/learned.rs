@@ -78,7 +78,9 @@ impl Learned {
         if let Some(spec) = self.get(name) {
             return Some(SpecRef::Learned(spec));
         }
-        let reply = ask(Self::question(name)).await?;
+        // Boxed: asking a server is rare, and its state would otherwise sit inside every
+        // command's future (see `engine` on future sizes).
+        let reply = Box::pin(ask(Self::question(name))).await?;
         self.learn(name, &reply).map(SpecRef::Learned)
     }
 }

@@ -13,6 +13,14 @@
 //! | [`ring_router::RingRouter`](crate::ring_router::RingRouter) | a ring member | the hash ring, with health accounting and the rebalance hooks |
 //!
 //! The engine never talks to a socket itself: routers do, through [`crate::net`].
+//!
+//! **Future sizes.** An `async fn`'s future holds the state of every `.await` in it (the
+//! largest at once), and a future of several kilobytes is copied and initialised on every
+//! command. So the common path of one command (plan, route, send on an open connection, a
+//! final reply) awaits only small futures, and every rare path (a blocking command, a split,
+//! a fan-out, asking a server about an unknown command, opening a connection, a breaker
+//! probe, a redirect's wait, keys moving in a ring) is awaited through `Box::pin`: an
+//! allocation on that path only.
 
 pub(crate) mod fanout;
 pub(crate) mod pipeline;
@@ -196,20 +204,24 @@ impl<R: Router> Engine<R> {
         let shards = self.router.shards();
         let args = crate::command::args_of(cmd);
         let name = crate::command::name_of(&args);
-        match class::class_of(&name, &args) {
+        // Checked as UTF-8 once (each `Deref` of a `CommandName` checks again).
+        let name: &str = &name;
+        match class::class_of(name, &args) {
             Class::Shared => {
-                let plan = plan::plan_named(self, &shards, &args, &name).await?;
+                let plan = plan::plan_named(self, &shards, &args, name).await?;
                 self.run_planned(&shards, cmd, &args, plan, primary_reads)
                     .await
             }
-            Class::Blocking { wait } => self.run_blocking(&shards, cmd, &args, wait).await,
+            Class::Blocking { wait } => {
+                Box::pin(self.run_blocking(&shards, cmd, &args, wait)).await
+            }
             Class::Refused { alternative } => Err(refusal(&args, alternative)),
         }
     }
 
     /// A blocking command: on a dedicated connection to its keys' node, never retried once
     /// sent, bounded by its own timeout.
-    async fn run_blocking(
+    pub(crate) async fn run_blocking(
         &self,
         view: &R::Shards,
         cmd: &Cmd,
@@ -256,7 +268,7 @@ impl<R: Router> Engine<R> {
             }
             Plan::Fanout(policy) => {
                 let name = crate::command::name_of(args);
-                fanout::run_policy(&self.router, cmd, &name, policy).await
+                Box::pin(fanout::run_policy(&self.router, cmd, &name, policy)).await
             }
             Plan::Keyed { shard, read, keys } => {
                 let keys: crate::command::ArgList<'_> = keys.iter().map(|&i| args[i]).collect();
@@ -268,7 +280,9 @@ impl<R: Router> Engine<R> {
                 };
                 self.router.execute(view, Request::Cmd(cmd), target).await
             }
-            Plan::Split(how) => split::run(&self.router, view, args, how, primary_reads).await,
+            Plan::Split(how) => {
+                Box::pin(split::run(&self.router, view, args, how, primary_reads)).await
+            }
         }
     }
 

@@ -465,7 +465,8 @@ impl Hot {
             if !self.detector.is_hot(hash, key) {
                 return None;
             }
-            return Some(self.read(client, key).await);
+            // Boxed, as every path most commands do not take (see `engine` on future sizes).
+            return Some(Box::pin(self.read(client, key)).await);
         }
         if matches!(role, Role::Other) {
             return None;
@@ -478,7 +479,12 @@ impl Hot {
         }
         drop(cool);
         let guard = self.hot_writes(client, states);
-        Some(Self::write(guard, |client| async move { client.send_routed(cmd).await }).await)
+        Some(
+            Box::pin(Self::write(guard, |client| async move {
+                client.send_routed(cmd).await
+            }))
+            .await,
+        )
     }
 
     /// Runs a pipeline (atomic or not) through the client: the hot keys its commands write

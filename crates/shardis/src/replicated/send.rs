@@ -57,8 +57,10 @@ pub(super) async fn execute(
         {
             waiting = None;
         }
-        if fail_fast {
-            match tokio::time::timeout_at(deadline, node.admit()).await {
+        // A closed, quiet breaker is one atomic load; anything else is rare (boxed: see
+        // `engine` on future sizes).
+        if fail_fast && node.breaker_shut() {
+            match Box::pin(tokio::time::timeout_at(deadline, node.admit())).await {
                 Ok(Ok(())) => {}
                 Ok(Err(refused)) => {
                     router.rediscovery.request();
@@ -76,7 +78,7 @@ pub(super) async fn execute(
         {
             sending.await
         } else {
-            let Ok(sent) = tokio::time::timeout_at(deadline, sending).await else {
+            let Ok(sent) = Box::pin(tokio::time::timeout_at(deadline, sending)).await else {
                 return Err(timeout(attempts, &node, &last));
             };
             sent
@@ -135,10 +137,13 @@ pub(super) async fn execute(
                     // the bound, else it fails now.
                     waiting = Some(node.try_wait()?);
                 }
-                match wait {
-                    Wait::Backoff(wait) => tokio::time::sleep(wait).await,
-                    Wait::Rediscovery => router.rediscovery.request_and_wait(deadline).await,
-                }
+                Box::pin(async {
+                    match wait {
+                        Wait::Backoff(wait) => tokio::time::sleep(wait).await,
+                        Wait::Rediscovery => router.rediscovery.request_and_wait(deadline).await,
+                    }
+                })
+                .await;
             }
         }
     }
@@ -155,7 +160,7 @@ enum Sent {
 async fn attempt(node: &Arc<Node>, request: Request<'_>) -> Sent {
     let mut dedicated = None;
     let shared = if request.is_blocking() {
-        match node.dedicated().await {
+        match Box::pin(node.dedicated()).await {
             Ok(conn) => {
                 dedicated = Some(conn);
                 None
@@ -165,7 +170,7 @@ async fn attempt(node: &Arc<Node>, request: Request<'_>) -> Sent {
     } else {
         match node.ready_connection() {
             Some(conn) => Some(conn),
-            None => match node.connection().await {
+            None => match Box::pin(node.connection()).await {
                 Ok(conn) => Some(conn),
                 Err(e) => return Sent::Unsent(e.to_string()),
             },

@@ -302,13 +302,13 @@ impl Router for Arc<RingRouter> {
         }
         if request.is_blocking() {
             // Bounded by its own timeout, not the client's deadline.
-            self.move_before_touch(snap, keys).await;
+            Box::pin(self.move_before_touch(snap, keys)).await;
             return self.send_request(&owner, request).await;
         }
         // Keys are moving: every command, read or write, first moves its keys to their new
         // owner, so all commands on a key see one owner (a read fallback would need to know
         // what "absent" looks like for every command: EXISTS 0, TTL -2, TYPE none, STRLEN 0).
-        self.within_deadline(async {
+        Box::pin(self.within_deadline(async {
             let found = self.move_before_touch(snap, keys).await;
             if read && found > 0 {
                 self.counters
@@ -317,7 +317,7 @@ impl Router for Arc<RingRouter> {
                 metrics::counter!("shardis_ring_fallback_hits_total").increment(found);
             }
             self.send_request(&owner, request).await
-        })
+        }))
         .await
     }
 

@@ -34,12 +34,16 @@ impl RingRouter {
                 node: member.name().to_string(),
             });
         }
-        member.server.admit().await?;
+        // A closed, quiet breaker is one atomic load; probing one is rare (boxed, as every
+        // rare path: see `engine` on future sizes).
+        if member.server.breaker_shut() {
+            Box::pin(member.server.admit()).await?;
+        }
         // The common case, an open connection, without a future to poll.
         let ready = member.server.ready_connection();
         let opened = match ready {
             Some(conn) => Ok(conn),
-            None => member.server.connection().await,
+            None => Box::pin(member.server.connection()).await,
         };
         let conn = match opened {
             Ok(conn) => conn,
@@ -53,18 +57,21 @@ impl RingRouter {
         let mut used = conn.clone();
         let outcome = match limit {
             None => Ok(send(conn).await),
-            Some(limit) => tokio::time::timeout(limit, send(conn)).await,
+            Some(limit) => Box::pin(tokio::time::timeout(limit, send(conn))).await,
         };
         // The connection closed before the command was written (the server closed it): the
         // node may be fine; the pool opens a fresh connection, and the command goes there once.
         let outcome = match outcome {
             Ok(Err(e)) if was_not_sent(&e) => {
-                let conn = member.server.connection().await?;
+                let conn = Box::pin(member.server.connection()).await?;
                 used = conn.clone();
-                match limit {
-                    None => Ok(send(conn).await),
-                    Some(limit) => tokio::time::timeout(limit, send(conn)).await,
-                }
+                Box::pin(async {
+                    match limit {
+                        None => Ok(send(conn).await),
+                        Some(limit) => tokio::time::timeout(limit, send(conn)).await,
+                    }
+                })
+                .await
             }
             other => other,
         };
@@ -97,12 +104,14 @@ impl RingRouter {
     ) -> Result<Value> {
         match request {
             Request::Cmd(cmd) => self.send(member, cmd).await,
-            Request::Blocking { cmd, wait } => self.send_blocking(member, cmd, wait).await,
+            Request::Blocking { cmd, wait } => {
+                Box::pin(self.send_blocking(member, cmd, wait)).await
+            }
             Request::Transaction(_) => {
                 let limit = Some(self.settings.deadline);
-                self.on_member(member, limit, |conn| async move {
+                Box::pin(self.on_member(member, limit, |conn| async move {
                     request::send(&conn, request, false).await
-                })
+                }))
                 .await
             }
         }
