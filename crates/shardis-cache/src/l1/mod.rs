@@ -23,6 +23,7 @@
 //! - Every entry also dies at its L1 TTL and at its Redis soft expiry, whichever is first.
 
 mod feed;
+mod hot;
 mod warm;
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) use feed::{Feed, backplane_channel, spawn_feed};
+pub use hot::HotIds;
+pub(crate) use hot::{HotReads, spawn_hot_task};
 
 use crate::cache::now_ms;
 use crate::metrics::Metrics;
