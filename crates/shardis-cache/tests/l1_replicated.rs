@@ -1,7 +1,7 @@
 //! The coherent in-process tier (L1) over a primary with replicas (`Builder::replicated`), the
 //! reader's reads served by the replicas (`ReadFrom::Replica`), against real redis-server
 //! processes: a write through another client stops the reader's L1 from serving the old
-//! value; killing its tracking connections (`CLIENT KILL ID`) empties L1 (counted) and no
+//! value, also when the replicas lag behind the primary; killing its tracking connections (`CLIENT KILL ID`) empties L1 (counted) and no
 //! stale read follows; after a promotion L1 follows writes on the new primary.
 //!
 //! Why replica reads stay coherent: every node that can serve a read has its own tracking
@@ -88,6 +88,37 @@ async fn l1_over_replicas_follows_writes_and_a_lost_tracking_connection_empties_
         }
     }
 
+    // A lagging replica: `CLIENT PAUSE WRITE` on the replicas holds their replication stream
+    // (reads go on). After the primary acknowledged a write, the reader's reads — and so its
+    // L1 — stand for what the replicas serve, the old value; once they apply the write they
+    // report it, and L1 turns to the new value. With an L1 TTL longer than the test, only
+    // the replicas' own invalidations can do that.
+    for node in &set.nodes()[1..] {
+        let mut conn = set.connection(node).await.expect("connection");
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(10_000)
+            .arg("WRITE")
+            .query_async(&mut conn)
+            .await
+            .expect("CLIENT PAUSE");
+    }
+    write(&writer, "k", 50).await;
+    until_local(&reader, "k", 29).await;
+    for node in &set.nodes()[1..] {
+        let mut conn = set.connection(node).await.expect("connection");
+        let _: () = redis::cmd("CLIENT")
+            .arg("UNPAUSE")
+            .query_async(&mut conn)
+            .await
+            .expect("CLIENT UNPAUSE");
+    }
+    until_local(&reader, "k", 50).await;
+    set.wait_caught_up(&primary).await.expect("caught up");
+    for _ in 0..20 {
+        assert_eq!(read(&reader, "k").await.0, 50);
+    }
+
     // The reader's Redis reads were the replicas'.
     let mut replica_gets = 0;
     for node in &set.nodes()[1..] {
@@ -98,7 +129,6 @@ async fn l1_over_replicas_follows_writes_and_a_lost_tracking_connection_empties_
 
     // The tracking connections are killed: L1 is emptied at once (counted), and once the
     // flush was seen a write elsewhere is never hidden by the old value.
-    until_local(&reader, "k", 29).await;
     let flushes = reader.stats().l1_flushes;
     assert!(
         kill_tracking(&set).await >= 3,
