@@ -2,7 +2,8 @@
 //! reader's reads served by the replicas (`ReadFrom::Replica`), against real redis-server
 //! processes: a write through another client stops the reader's L1 from serving the old
 //! value, also when the replicas lag behind the primary; killing its tracking connections (`CLIENT KILL ID`) empties L1 (counted) and no
-//! stale read follows; after a promotion L1 follows writes on the new primary.
+//! stale read follows; after a promotion L1 follows writes on the new primary. The same in
+//! Sentinel mode (`Builder::sentinel`) through a failover the sentinels carry out.
 //!
 //! Why replica reads stay coherent: every node that can serve a read has its own tracking
 //! connection, and a replica reports a change when it applies it. A read from a lagging
@@ -10,11 +11,11 @@
 //! removes it when the write reaches it (or refuses the fill, if it comes first): L1 is
 //! never older than the replica reads it stands for.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shardis::ReadFrom;
 use shardis_cache::{Cache, L1Options};
-use shardis_testkit::Replication;
+use shardis_testkit::{Replication, Sentinels};
 
 mod support;
 
@@ -157,5 +158,69 @@ async fn l1_over_replicas_follows_writes_and_a_lost_tracking_connection_empties_
         })
         .await;
         until_local(&reader, "k", v).await;
+    }
+}
+
+/// A write that may meet the failover window: retried until acknowledged (60 s at most).
+async fn write_through_failover(cache: &Cache<u64>, id: &str, v: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match cache
+            .set_through(id, v, |_| async { Ok::<_, std::io::Error>(()) })
+            .await
+        {
+            Ok(()) => return,
+            Err(e) => assert!(Instant::now() < deadline, "write of {v}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_in_sentinel_mode_follows_writes_through_a_failover() {
+    let set = Replication::builder()
+        .replicas(2)
+        .timeout(Duration::from_secs(120))
+        .start()
+        .await
+        .expect("replication");
+    let sentinels = Sentinels::builder()
+        .timeout(Duration::from_secs(120))
+        .start(&set)
+        .await
+        .expect("sentinels");
+    let sentinel_client = async |read_from| {
+        shardis::Client::builder()
+            .sentinel(sentinels.master_name(), sentinels.addrs())
+            .read_from(read_from)
+            .build()
+            .await
+            .expect("client")
+    };
+    let reader = cache(sentinel_client(ReadFrom::PreferReplica).await, true);
+    let writer = cache(sentinel_client(ReadFrom::Primary).await, false);
+    until("the feed", async || reader.l1_active()).await;
+    for v in 1..5u64 {
+        write(&writer, "k", v).await;
+        until_local(&reader, "k", v).await;
+    }
+
+    let old = set.primary().await.expect("primary");
+    sentinels.failover().await.expect("failover");
+    let new = sentinels
+        .wait_for_new_primary(&set, &old)
+        .await
+        .expect("a new primary");
+    for v in 10..15u64 {
+        write_through_failover(&writer, "k", v).await;
+        until_local(&reader, "k", v).await;
+        set.wait_caught_up(&new).await.expect("caught up");
+        for _ in 0..20 {
+            assert_eq!(
+                read(&reader, "k").await.0,
+                v,
+                "an old value after the failover"
+            );
+        }
     }
 }
