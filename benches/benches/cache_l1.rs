@@ -2,7 +2,8 @@
 //! standalone node in ring mode, started by shardis-testkit):
 //!
 //! - **the L1 hit cost** (target: under 200 ns): `get_or_load` and `get` of a key L1 holds,
-//!   polled once (`now_or_never`: the cost an async caller pays, without a runtime hop), and
+//!   polled once (`now_or_never`: the cost an async caller pays, without a runtime hop), also
+//!   with hot ids on (`Builder::hot_ids`: every read passes the detector's sampler), and
 //!   through `Runtime::block_on` for comparison;
 //! - **a Zipf(1.1) read workload with 1% writes** over 10,000 ids: the same operation sequence
 //!   with L1 on and off; reads through one cache, writes (write-through) through another cache
@@ -21,7 +22,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Zipf};
 use shardis::RingNode;
-use shardis_cache::{Cache, L1Options, Source};
+use shardis_cache::{Cache, HotIds, L1Options, Source};
 use tokio::runtime::Runtime;
 
 const IDS: u64 = 10_000;
@@ -147,6 +148,26 @@ async fn zipf_run(addr: &str, namespace: &str, l1: bool, ops: &[(u64, bool)]) ->
     }
 }
 
+/// `c` once L1 is active and serves id 42.
+async fn l1_holding_42(c: Cache<u64>) -> Cache<u64> {
+    wait_active(&c).await;
+    c.get_or_load(&42u64, || async { Ok::<_, std::io::Error>(42u64) })
+        .await
+        .expect("fill");
+    // The fill may race its own store's invalidation: read until L1 serves it.
+    loop {
+        let f = c
+            .fetch(&42u64, || async { Ok::<_, std::io::Error>(Some(42u64)) })
+            .await
+            .expect("read");
+        if f.source == Source::Local {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    c
+}
+
 fn main() {
     let rt = runtime();
     let node = rt
@@ -155,24 +176,23 @@ fn main() {
     let addr = node.nodes()[0].addr();
 
     // --- The hit cost ---
-    let l1 = rt.block_on(async {
-        let c = cache(client(&addr).await, "bench-l1-hit", true);
-        wait_active(&c).await;
-        c.get_or_load(&42u64, || async { Ok::<_, std::io::Error>(42u64) })
-            .await
-            .expect("fill");
-        // The fill may race its own store's invalidation: read until L1 serves it.
-        loop {
-            let f = c
-                .fetch(&42u64, || async { Ok::<_, std::io::Error>(Some(42u64)) })
-                .await
-                .expect("read");
-            if f.source == Source::Local {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        c
+    let l1 = rt
+        .block_on(async { l1_holding_42(cache(client(&addr).await, "bench-l1-hit", true)).await });
+    // The same with hot ids on: every read also passes the detector's sampler.
+    let l1_hot = rt.block_on(async {
+        let c = Cache::<u64>::builder(client(&addr).await)
+            .namespace("bench-l1-hot")
+            .ttl(Duration::from_secs(3600))
+            .early_refresh(None)
+            .l1(L1Options {
+                max_entries: 100_000,
+                ttl: Duration::from_secs(60),
+                backplane: true,
+            })
+            .hot_ids(HotIds::default())
+            .build()
+            .expect("cache");
+        l1_holding_42(c).await
     });
     let hit = |c: &Cache<u64>| {
         c.get_or_load(&42u64, || async { Ok::<_, std::io::Error>(42u64) })
@@ -189,6 +209,9 @@ fn main() {
         let mut group = c.benchmark_group("l1 hit");
         group.bench_function("get_or_load (polled once)", |b| {
             b.iter(|| black_box(hit(&l1)))
+        });
+        group.bench_function("get_or_load, hot ids on (polled once)", |b| {
+            b.iter(|| black_box(hit(&l1_hot)))
         });
         group.bench_function("get (polled once)", |b| {
             b.iter(|| {

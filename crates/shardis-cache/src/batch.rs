@@ -118,7 +118,13 @@ where
         let keys = match inner.ns_version().await {
             Ok(v) => Some(
                 ids.iter()
-                    .map(|id| Keys::new(&inner.cfg.namespace, v, &id.to_string()))
+                    .map(|id| {
+                        let id = id.to_string();
+                        if let Some(hot) = &inner.hot {
+                            hot.read(&id);
+                        }
+                        Keys::new(&inner.cfg.namespace, v, &id)
+                    })
                     .collect::<Vec<_>>(),
             ),
             Err(e) => {

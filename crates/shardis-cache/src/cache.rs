@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::config::{Builder, Config, LockTimeout, RedisDown};
 use crate::envelope::{self, Meta};
 use crate::error::{BoxError, Error, Result};
-use crate::l1::{Feed, FlushReason, L1, Ticket, spawn_feed};
+use crate::l1::{Feed, FlushReason, HotReads, L1, Ticket, spawn_feed, spawn_hot_task};
 use crate::metrics::{CacheStats, Metrics};
 use crate::scripts;
 
@@ -150,6 +150,8 @@ pub(crate) struct Inner<V> {
     pub(crate) m: Arc<Metrics>,
     /// The in-process tier, when on.
     pub(crate) l1: Option<Arc<L1<V>>>,
+    /// Sampled reads of ids, when hot ids are on (`Builder::hot_ids`; L1 is on then).
+    pub(crate) hot: Option<HotReads>,
     /// Keeps L1 coherent; stops when the cache is dropped.
     _feed: Option<Feed>,
 }
@@ -244,19 +246,24 @@ where
             init: tokio::sync::Mutex::new(()),
             base: Instant::now(),
         };
-        Ok(Cache {
-            inner: Arc::new(Inner {
-                client,
-                cfg,
-                ns,
-                flights: Mutex::new(HashMap::new()),
-                throttled: Mutex::new(HashMap::new()),
-                next_flight: AtomicU64::new(1),
-                m,
-                l1,
-                _feed: feed,
-            }),
-        })
+        let hot_ids = cfg.hot_ids;
+        let inner = Arc::new(Inner {
+            client,
+            cfg,
+            ns,
+            flights: Mutex::new(HashMap::new()),
+            throttled: Mutex::new(HashMap::new()),
+            next_flight: AtomicU64::new(1),
+            m,
+            hot: hot_ids.map(|_| HotReads::new()),
+            l1,
+            _feed: feed,
+        });
+        if let Some(options) = hot_ids {
+            // Inside a runtime: the L1 feed (required by the builder) just started.
+            spawn_hot_task(Arc::downgrade(&inner), options);
+        }
+        Ok(Cache { inner })
     }
 
     /// The value of `id`: from Redis when it is there and fresh, else from `loader`, whose
@@ -285,14 +292,15 @@ where
         if let Some(value) = self.local(id) {
             return value.ok_or(Error::NotFound);
         }
-        let fetched = self
-            .fetch(id, move || loader().map(|r| r.map(Some)))
-            .await?;
+        // Past `local` once: a second pass would record the read twice (hot ids).
+        let loader = box_loader(move || loader().map(|r| r.map(Some)));
+        let fetched = Box::pin(self.fetch_slow(id.to_string(), loader)).await?;
         fetched.value.ok_or(Error::NotFound)
     }
 
-    /// The L1 fast path: `id` formatted into a reused buffer (no allocation), then
-    /// [`Inner::l1_fast`].
+    /// The L1 fast path: `id` formatted into a reused buffer (no allocation), the read
+    /// recorded (sampled) when hot ids are on, then [`Inner::l1_fast`]. Every read of one id
+    /// passes here once.
     fn local<K: Display + ?Sized>(&self, id: &K) -> Option<Option<V>> {
         use std::fmt::Write;
         thread_local! {
@@ -304,6 +312,9 @@ where
             let mut buf = buf.try_borrow_mut().ok()?;
             buf.clear();
             write!(buf, "{id}").ok()?;
+            if let Some(hot) = &self.inner.hot {
+                hot.read(&buf);
+            }
             self.inner.l1_fast(&buf)
         })
     }
@@ -387,8 +398,8 @@ where
         Box::pin(self.get_slow(id.to_string())).await
     }
 
-    /// [`get`](Self::get) past L1's fast path.
-    async fn get_slow(&self, id: String) -> Result<Option<V>> {
+    /// [`get`](Self::get) past L1's fast path (a read not recorded as one of hot ids).
+    pub(crate) async fn get_slow(&self, id: String) -> Result<Option<V>> {
         let inner = &self.inner;
         let nsver = inner.ns_version().await?;
         if let Some(value) = inner.l1_get(&id, nsver) {

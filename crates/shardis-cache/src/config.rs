@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::cache::Cache;
 use crate::envelope::{Codec, Compression};
 use crate::error::{Error, Result};
-use crate::l1::L1Options;
+use crate::l1::{HotIds, L1Options};
 use crate::write_behind::WriteBehindConfig;
 
 /// What a caller does when another process holds the fill lock for longer than
@@ -78,6 +78,7 @@ pub(crate) struct Config {
     pub lease_retries: u32,
     pub write_behind: WriteBehindConfig,
     pub l1: Option<L1Options>,
+    pub hot_ids: Option<HotIds>,
 }
 
 /// Builds a [`Cache`]; see [`Cache::builder`].
@@ -141,6 +142,7 @@ where
                 lease_retries: 3,
                 write_behind: WriteBehindConfig::default(),
                 l1: None,
+                hot_ids: None,
             },
             _value: PhantomData,
         }
@@ -288,6 +290,34 @@ where
         self
     }
 
+    /// Warms L1 automatically from the fleet's hot ids (default off; needs [`l1`](Self::l1),
+    /// else [`build`](Self::build) fails with [`Error::Config`]). Reads of ids are sampled
+    /// (one in 16 on average; an unsampled read costs a thread-local countdown) into a
+    /// hot-key detector; a background task publishes the ids that take at least 0.1% of this
+    /// process's reads to the namespace's hot set every
+    /// [`publish_every`](HotIds::publish_every) (as [`Cache::publish_hot`] does), and once
+    /// L1 first becomes active loads the fleet's [`warm_top`](HotIds::warm_top) hottest ids
+    /// into it (as [`Cache::warm_l1`] does; counted in `CacheStats::l1_warmed`). A failed
+    /// publication is logged and counted (`hot_publish_failures`), never an error of a call.
+    /// The task ends when the last clone of the cache is dropped.
+    ///
+    /// ```no_run
+    /// # async fn run(client: shardis::Client) -> Result<(), shardis_cache::Error> {
+    /// use std::time::Duration;
+    /// use shardis_cache::{Cache, HotIds, L1Options};
+    ///
+    /// let cache = Cache::<String>::builder(client)
+    ///     .namespace("product")
+    ///     .l1(L1Options::default())
+    ///     .hot_ids(HotIds { publish_every: Duration::from_secs(5), warm_top: 500 })
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn hot_ids(mut self, options: HotIds) -> Self {
+        self.config.hot_ids = Some(options);
+        self
+    }
+
     /// Checks the settings and builds the cache (no I/O: the namespace version is read on
     /// first use). Must be called inside a tokio runtime when L1 is on (it starts the task
     /// that keeps L1 coherent), else only when the cache is used.
@@ -330,6 +360,18 @@ where
             return Err(Error::Config(
                 "L1 needs max_entries and ttl above zero".into(),
             ));
+        }
+        if let Some(hot) = &c.hot_ids {
+            if c.l1.is_none() {
+                return Err(Error::Config(
+                    "hot_ids warms L1: turn L1 on with Builder::l1 as well".into(),
+                ));
+            }
+            if hot.publish_every.is_zero() {
+                return Err(Error::Config(
+                    "hot_ids publish_every must be positive".into(),
+                ));
+            }
         }
         Cache::from_parts(self.client, self.config)
     }

@@ -64,7 +64,7 @@ pub use cache::{Cache, Fetched, Source};
 pub use config::{Builder, FillLock, LockTimeout, RedisDown};
 pub use envelope::{Codec, Compression, DecodeError, Meta, decode, encode, meta};
 pub use error::{BoxError, Error, Result};
-pub use l1::L1Options;
+pub use l1::{HotIds, L1Options};
 pub use metrics::CacheStats;
 pub use write_behind::{
     Backpressure, Change, DeadLetter, Durability, Queued, ShutdownReport, Sink, WriteBehind,

@@ -89,5 +89,8 @@ metrics_set! {
     l1_invalidations => "shardis_cache_l1_invalidations_total": "Keys the invalidation feed or the backplane reported changed (each drops its L1 entry)",
     l1_flushes => "shardis_cache_l1_flushes_total": "Times L1 was emptied (by reason: `shardis_cache_l1_flushed_total{reason}`)",
     l1_fills_refused => "shardis_cache_l1_fills_refused_total": "Values read from Redis not put into L1 because an invalidation (or a loss of the feed) came while they were read",
+    l1_warmed => "shardis_cache_l1_warmed_total": "Values loaded into L1 from the fleet's hot ids when it first became active (`Builder::hot_ids`)",
+    hot_ids_published => "shardis_cache_hot_ids_published_total": "Hot ids this process added to the namespace's hot set (`Builder::hot_ids`)",
+    hot_publish_failures => "shardis_cache_hot_publish_failures_total": "Publications of hot ids that failed (logged; the next interval publishes again)",
     wb_not_replicated => "shardis_cache_write_behind_not_replicated_total": "Write-behind changes fewer replicas confirmed than asked",
 }

@@ -5,11 +5,15 @@
 //! two-process measurements, the killed tracking connections, the failover and the reshard
 //! are in `l1_fleet.rs`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shardis::RingNode;
 use shardis_cache::{Cache, L1Options, Source};
 use shardis_testkit::{Cluster, Standalone};
+
+mod support;
+
+use support::{read, until, until_local, write};
 
 const L1_TTL: Duration = Duration::from_secs(3);
 
@@ -45,38 +49,6 @@ fn cache(client: shardis::Client, l1: bool) -> Cache<u64> {
         builder
     };
     builder.build().expect("cache")
-}
-
-async fn until(what: &str, mut ok: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ok().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn write(cache: &Cache<u64>, id: &str, v: u64) {
-    cache
-        .set_through(id, v, |_| async { Ok::<_, std::io::Error>(()) })
-        .await
-        .expect("write");
-}
-
-async fn read(cache: &Cache<u64>, id: &str) -> (u64, Source) {
-    let f = cache
-        .fetch(id, || async { Ok::<_, std::io::Error>(Some(0u64)) })
-        .await
-        .expect("read");
-    (f.value.unwrap_or(0), f.source)
-}
-
-/// Reads until `expected` comes from L1 (after a write elsewhere, the old value may be served
-/// until its invalidation arrives: the invalidation delay).
-async fn until_local(cache: &Cache<u64>, id: &str, expected: u64) {
-    until("an L1 hit", async || {
-        read(cache, id).await == (expected, Source::Local)
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

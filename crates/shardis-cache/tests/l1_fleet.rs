@@ -34,6 +34,8 @@ const CHILD: &str = "SHARDIS_L1_WRITER";
 const KEY: &str = "the-key";
 const L1_TTL: Duration = Duration::from_secs(5);
 
+mod support;
+
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const TESTS: [&str; 3] = [
@@ -483,28 +485,7 @@ async fn kill_tracking(cluster: &Cluster) -> Res<usize> {
     let mut nodes = cluster.primaries().await?;
     nodes.extend(cluster.replicas().await?);
     for node in nodes {
-        let mut conn = cluster.connection(&node).await?;
-        let list: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query_async(&mut conn)
-            .await?;
-        for line in list.lines() {
-            let field = |name: &str| {
-                line.split(' ')
-                    .find_map(|f| f.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
-            };
-            if field("name") == Some(shardis::TRACKING_CLIENT_NAME)
-                && let Some(id) = field("id")
-            {
-                let n: i64 = redis::cmd("CLIENT")
-                    .arg("KILL")
-                    .arg("ID")
-                    .arg(id)
-                    .query_async(&mut conn)
-                    .await?;
-                killed += n as usize;
-            }
-        }
+        killed += support::kill_tracking_on(&mut cluster.connection(&node).await?).await?;
     }
     Ok(killed)
 }

@@ -5,7 +5,11 @@
 //! **The guarantee.** After a write elsewhere completes, this process stops serving the old
 //! value within the invalidation delay (the time its invalidation takes to reach this process:
 //! Redis sends it before it answers the writer), and never serves it beyond the L1 TTL,
-//! whatever fails. What makes it hold:
+//! whatever fails. With reads from replicas (`ReadFrom::Replica`/`PreferReplica`) L1 holds
+//! what the replicas serve: the bound is then the replication lag plus the invalidation
+//! delay (a read from a lagging replica may refill the old value after the primary's
+//! invalidation; that replica's own invalidation, sent when it applies the write, removes
+//! it — `tests/l1_replicated.rs`). What makes it hold:
 //!
 //! - **L1 is served only while the feed is complete** ([`Invalidation::Ready`] seen, no
 //!   [`Invalidation::Broken`] since, the backplane subscribed). A `Broken` (a lost tracking
@@ -23,6 +27,7 @@
 //! - Every entry also dies at its L1 TTL and at its Redis soft expiry, whichever is first.
 
 mod feed;
+mod hot;
 mod warm;
 
 use std::sync::Arc;
@@ -30,6 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) use feed::{Feed, backplane_channel, spawn_feed};
+pub use hot::HotIds;
+pub(crate) use hot::{HotReads, spawn_hot_task};
 
 use crate::cache::now_ms;
 use crate::metrics::Metrics;
