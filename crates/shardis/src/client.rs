@@ -347,7 +347,7 @@ impl Client {
     /// Sends one command to where its key lives, bypassing the hot-key layer.
     pub(crate) async fn send_routed(&self, cmd: &Cmd) -> Result<Value> {
         self.commands.increment(1);
-        let result = with_engine!(&*self.inner, engine => engine.run(cmd).await);
+        let result = with_engine!(&*self.inner, engine => engine.run(cmd, false).await);
         count_error(&result);
         result
     }

@@ -33,29 +33,6 @@ impl Conn<'_> {
     }
 }
 
-/// Runs `request` against the owner of `target`, following the cluster, inside a debug-level
-/// span that records the slot, the node that answered and the number of attempts.
-pub(crate) async fn execute(
-    router: &ClusterRouter,
-    request: Request<'_>,
-    target: Target<'_, u16>,
-) -> Result<Value, Error> {
-    use tracing::Instrument;
-    let span = tracing::debug_span!(
-        "shardis.command",
-        slot = target.shard(),
-        node = tracing::field::Empty,
-        attempts = tracing::field::Empty
-    );
-    if span.is_disabled() {
-        // Nobody listens: skip entering and leaving the span on every poll.
-        return follow(router, request, target, &span).await;
-    }
-    follow(router, request, target, &span)
-        .instrument(span.clone())
-        .await
-}
-
 /// What the last failed attempt said, kept for the error; nothing is allocated while all goes
 /// well.
 struct Trail {
@@ -63,7 +40,9 @@ struct Trail {
     node: Option<Arc<Node>>,
 }
 
-async fn follow(
+/// Runs `request` against the owner of `target`, following the cluster; `span` (made by the
+/// caller, `Router::execute`) records the node that answered and the number of attempts.
+pub(crate) async fn follow(
     router: &ClusterRouter,
     request: Request<'_>,
     target: Target<'_, u16>,
@@ -203,29 +182,35 @@ async fn follow(
             Ok(Ok(conn)) => {
                 // Clock reads are a visible share of a command's cost: a first attempt that
                 // found its connection open reuses the start time.
-                let sent_at = if attempts == 1 && was_open {
-                    started
+                let time_left = if attempts == 1 && was_open {
+                    // `deadline` is `started` plus the limit: no clock arithmetic needed.
+                    limit.unwrap_or(NO_STALL_WATCHDOG)
                 } else {
-                    Instant::now()
+                    deadline.saturating_duration_since(Instant::now())
                 };
                 // The connection's own stall watchdog already bounds one reply: a second timer
                 // is only needed when the deadline comes first.
                 let Some(conn) = conn.get() else {
                     return Err(Error::connection(node.label(), "no connection"));
                 };
-                let sending = async {
-                    if read {
+                // Awaited where they are made, not through a shared `async` block: one layer
+                // of future less on every command.
+                let sent = if !request.is_blocking()
+                    && time_left > stall_detected_within(settings.response_timeout)
+                {
+                    Ok(if read {
                         send_read(&node, conn, request, asking).await
                     } else {
                         request::send(conn, request, asking).await
-                    }
-                };
-                let sent = if !request.is_blocking()
-                    && deadline.saturating_duration_since(sent_at)
-                        > stall_detected_within(settings.response_timeout)
-                {
-                    Ok(sending.await)
+                    })
                 } else {
+                    let sending = async {
+                        if read {
+                            send_read(&node, conn, request, asking).await
+                        } else {
+                            request::send(conn, request, asking).await
+                        }
+                    };
                     Box::pin(tokio::time::timeout_at(deadline, sending)).await
                 };
                 match sent {
@@ -407,17 +392,21 @@ async fn send_read(
     if let Some(reply) = conn.send_read(cmd).await {
         return reply;
     }
-    match Box::pin(node.spare_connection()).await {
-        Ok(spare) if !std::ptr::eq(&*spare, conn) => spare.send(cmd).await,
-        // No other connection: like a lost reply, which a read may retry.
-        _ => Err(redis::RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!(
-                "{} holds this connection's replies and no spare connection could be opened",
-                node.label()
-            ),
-        ))),
-    }
+    // Boxed: rare (see `engine` on future sizes).
+    Box::pin(async {
+        match node.spare_connection().await {
+            Ok(spare) if !std::ptr::eq(&*spare, conn) => spare.send(cmd).await,
+            // No other connection: like a lost reply, which a read may retry.
+            _ => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "{} holds this connection's replies and no spare connection could be opened",
+                    node.label()
+                ),
+            ))),
+        }
+    })
+    .await
 }
 
 fn route(routes: &SlotRoutes, target: Target<'_, u16>) -> Option<Arc<Node>> {
@@ -475,7 +464,7 @@ mod tests {
 
         let mut get = redis::cmd("GET");
         get.arg("hello");
-        let err = execute(
+        let err = follow(
             &state,
             Request::Cmd(&get),
             Target::Keyed {
@@ -484,6 +473,7 @@ mod tests {
                 fresh: false,
                 keys: &[b"hello"],
             },
+            &tracing::Span::none(),
         )
         .await
         .expect_err("the loop must end");

@@ -182,8 +182,22 @@ impl Router for Arc<ClusterRouter> {
         target: Target<'_, u16>,
     ) -> Result<Value> {
         // Every attempt routes by the map of its time, not the caller's snapshot: a MOVED
-        // patched in by another command is used at once.
-        follow::execute(self, request, target).await
+        // patched in by another command is used at once. The span is made here rather than
+        // in a function of its own: one layer of future less on every command.
+        use tracing::Instrument;
+        let span = tracing::debug_span!(
+            "shardis.command",
+            slot = target.shard(),
+            node = tracing::field::Empty,
+            attempts = tracing::field::Empty
+        );
+        if span.is_disabled() {
+            // Nobody listens: skip entering and leaving the span on every poll.
+            return follow::follow(self, request, target, &span).await;
+        }
+        follow::follow(self, request, target, &span)
+            .instrument(span.clone())
+            .await
     }
 
     async fn execute_batch(

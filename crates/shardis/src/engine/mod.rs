@@ -193,14 +193,10 @@ impl<R: Router> Engine<R> {
     }
 
     /// Runs one command wherever it belongs; refuses, before sending anything, a command
-    /// that would leave state on a shared connection (see [`crate::command::class`]).
-    pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
-        self.run_reading(cmd, false).await
-    }
-
-    /// [`Engine::run`]; with `primary_reads`, a read goes to a primary even under a replica
+    /// that would leave state on a shared connection (see [`crate::command::class`]). With
+    /// `primary_reads`, a read goes to a primary even under a replica
     /// [`ReadFrom`](crate::ReadFrom) (a pipeline's read after its own write).
-    pub(crate) async fn run_reading(&self, cmd: &Cmd, primary_reads: bool) -> Result<Value> {
+    pub(crate) async fn run(&self, cmd: &Cmd, primary_reads: bool) -> Result<Value> {
         let shards = self.router.shards();
         let args = crate::command::args_of(cmd);
         let name = crate::command::name_of(&args);

@@ -171,11 +171,7 @@ async fn run_segment<R: Router>(
     // One at a time, in the caller's order, against a fresh view.
     reruns.sort_unstable();
     for i in reruns {
-        replies[i] = Some(
-            engine
-                .run_reading(segment.cmds[i], rerun_on_primary)
-                .await?,
-        );
+        replies[i] = Some(engine.run(segment.cmds[i], rerun_on_primary).await?);
     }
     Ok(replies
         .into_iter()

@@ -87,6 +87,18 @@ pub(crate) async fn send(
 ) -> redis::RedisResult<Value> {
     match request {
         Request::Cmd(cmd) | Request::Blocking { cmd, .. } if !asking => conn.send(cmd).await,
+        // Boxed: rarer, and larger (see `engine` on future sizes).
+        _ => Box::pin(send_framed(conn, request, asking)).await,
+    }
+}
+
+/// [`send`] of what needs more than the command itself: `ASKING` first, or a transaction.
+async fn send_framed(
+    conn: &Connection,
+    request: Request<'_>,
+    asking: bool,
+) -> redis::RedisResult<Value> {
+    match request {
         Request::Cmd(cmd) | Request::Blocking { cmd, .. } => {
             // ASKING and the command as one write: nothing from another task can slip in
             // between on this shared connection and consume the one-shot ASKING flag.
