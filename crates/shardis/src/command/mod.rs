@@ -171,6 +171,7 @@ impl KeySpec {
 
 /// The arguments of a command as byte slices (cursor arguments render as nothing useful for
 /// routing and are skipped as keys).
+#[inline]
 pub(crate) fn args_of(cmd: &Cmd) -> ArgList<'_> {
     cmd.args_iter()
         .map(|a| match a {
@@ -182,6 +183,7 @@ pub(crate) fn args_of(cmd: &Cmd) -> ArgList<'_> {
 
 /// The upper-case command name (container commands such as `OBJECT` are listed in the table
 /// by their first word; their key position accounts for the subcommand).
+#[inline]
 pub(crate) fn name_of(args: &[&[u8]]) -> CommandName {
     let first = args.first().copied().unwrap_or_default();
     // The common case, an ASCII name, is one copy and an in-place upper-casing (a byte-wise

@@ -57,15 +57,20 @@ fn streams() -> KeySpec {
     }
 }
 
-static TABLE: LazyLock<HashMap<&'static str, CommandSpec>> = LazyLock::new(build);
+/// Looked up once per command: hashed with foldhash, not SipHash (measured with callgrind: the
+/// SipHash of the name was ~3% of a cluster `GET`'s instructions). The keys are the table's own
+/// names, so flooding it is not a concern.
+type Table = HashMap<&'static str, CommandSpec, foldhash::fast::RandomState>;
+
+static TABLE: LazyLock<Table> = LazyLock::new(build);
 
 /// The built-in spec of an upper-case command name.
 pub(crate) fn lookup(name: &str) -> Option<&'static CommandSpec> {
     TABLE.get(name)
 }
 
-fn build() -> HashMap<&'static str, CommandSpec> {
-    let mut t = HashMap::new();
+fn build() -> Table {
+    let mut t = Table::default();
     let mut add =
         |names: &[&'static str], keys: Vec<KeySpec>, readonly: bool, split: Option<Split>| {
             for name in names {
