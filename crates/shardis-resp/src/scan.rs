@@ -54,6 +54,27 @@ pub(crate) fn line(buf: &[u8], from: usize, searched: usize) -> Line<'_> {
 /// An integer line at `from` and the offset past it. Only the first
 /// `MAX_INT_LINE + 2` bytes are searched, so a garbage header fails at once.
 pub(crate) fn int_line(buf: &[u8], from: usize) -> Step<(i64, usize)> {
+    // The common case in one pass: `-?[0-9]{1,18}\r\n`, all there (18 digits cannot
+    // overflow). Anything else — incomplete, longer, spaces — takes the general path below.
+    let rest = buf.get(from..).unwrap_or_default();
+    let negative = rest.first() == Some(&b'-');
+    let start = usize::from(negative);
+    let mut n: i64 = 0;
+    let mut i = start;
+    while i - start < 18 {
+        let Some(d) = rest
+            .get(i)
+            .map(|b| b.wrapping_sub(b'0'))
+            .filter(|d| *d <= 9)
+        else {
+            break;
+        };
+        n = n * 10 + i64::from(d);
+        i += 1;
+    }
+    if i > start && rest.get(i) == Some(&b'\r') && rest.get(i + 1) == Some(&b'\n') {
+        return Ok(Some((if negative { -n } else { n }, from + i + 2)));
+    }
     let window_end = buf.len().min(from.saturating_add(MAX_INT_LINE + 2));
     let window = buf.get(..window_end).unwrap_or(buf);
     match line(window, from, 0) {

@@ -471,7 +471,7 @@ mod tests {
                 shard: 866,
                 read: true,
                 fresh: false,
-                keys: &[b"hello"],
+                keys: crate::engine::Keys::List(&[b"hello"]),
             },
             &tracing::Span::none(),
         )

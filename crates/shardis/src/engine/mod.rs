@@ -40,7 +40,7 @@ use crate::command::class::{self, Class};
 use crate::command::learned::Learned;
 use crate::error::Result;
 pub(crate) use plan::Plan;
-pub(crate) use request::{Request, Target};
+pub(crate) use request::{Keys, Request, Target};
 
 /// Why a per-node batch failed, and whether any of it may have been written.
 #[derive(Debug)]
@@ -227,12 +227,14 @@ impl<R: Router> Engine<R> {
         let request = Request::Blocking { cmd, wait };
         match plan::plan(self, view, args).await? {
             Plan::Keyed { shard, keys, .. } => {
-                let keys: crate::command::ArgList<'_> = keys.iter().map(|&i| args[i]).collect();
                 let target = Target::Keyed {
                     shard,
                     read: false,
                     fresh: true,
-                    keys: &keys,
+                    keys: Keys::At {
+                        args,
+                        indices: &keys,
+                    },
                 };
                 self.router.execute(view, request, target).await
             }
@@ -267,12 +269,14 @@ impl<R: Router> Engine<R> {
                 Box::pin(fanout::run_policy(&self.router, cmd, &name, policy)).await
             }
             Plan::Keyed { shard, read, keys } => {
-                let keys: crate::command::ArgList<'_> = keys.iter().map(|&i| args[i]).collect();
                 let target = Target::Keyed {
                     shard,
                     read,
                     fresh: primary_reads,
-                    keys: &keys,
+                    keys: Keys::At {
+                        args,
+                        indices: &keys,
+                    },
                 };
                 self.router.execute(view, Request::Cmd(cmd), target).await
             }

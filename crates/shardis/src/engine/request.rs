@@ -37,6 +37,32 @@ impl Request<'_> {
     }
 }
 
+/// A request's keys, for a ring's rebalance hooks: the list itself, or where they are among the
+/// command's arguments. Built as a list only when a ring needs them (keys moving), not for
+/// every command.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Keys<'a> {
+    List(&'a [&'a [u8]]),
+    At {
+        args: &'a [&'a [u8]],
+        indices: &'a [usize],
+    },
+}
+
+impl<'a> Keys<'a> {
+    /// The keys, in order.
+    pub fn iter(self) -> impl Iterator<Item = &'a [u8]> + Send + 'a {
+        let (list, at): (&'a [&'a [u8]], _) = match self {
+            Keys::List(list) => (list, None),
+            Keys::At { args, indices } => (&[], Some((args, indices))),
+        };
+        list.iter().copied().chain(
+            at.into_iter()
+                .flat_map(|(args, indices)| indices.iter().filter_map(|&i| args.get(i).copied())),
+        )
+    }
+}
+
 /// Where a request goes before any redirect.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Target<'a, S> {
@@ -48,7 +74,7 @@ pub(crate) enum Target<'a, S> {
         shard: S,
         read: bool,
         fresh: bool,
-        keys: &'a [&'a [u8]],
+        keys: Keys<'a>,
     },
     /// Any primary / live node (keyless commands). Never retried once sent.
     Any,

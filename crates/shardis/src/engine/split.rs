@@ -12,7 +12,7 @@ use redis::{Cmd, Value};
 use crate::command::{self, ArgList, Split};
 use crate::error::{Error, Result};
 
-use super::{Request, Router, Shards, Target};
+use super::{Keys, Request, Router, Shards, Target};
 
 /// One shard's part of a split command.
 #[derive(Debug, PartialEq)]
@@ -78,7 +78,7 @@ pub(crate) async fn run<R: Router>(
             shard: shards.shard_of(args[1]),
             read: false,
             fresh: true,
-            keys: &keys,
+            keys: Keys::List(&keys),
         };
         return router.execute(shards, Request::Cmd(&cmd), target).await;
     }
@@ -99,7 +99,7 @@ pub(crate) async fn run<R: Router>(
             shard: part.shard,
             read,
             fresh: primary_reads,
-            keys: &part.keys,
+            keys: Keys::List(&part.keys),
         };
         router.execute(shards, Request::Cmd(sub), target)
     }))

@@ -7,7 +7,7 @@ use crate::command::{self, ArgList};
 use crate::error::Result;
 
 use super::plan::{self, Plan};
-use super::{Engine, Request, Router, Shards, Target};
+use super::{Engine, Keys, Request, Router, Shards, Target};
 
 /// Runs `pipeline` as one transaction; returns the `EXEC` reply.
 pub(crate) async fn run<R: Router>(engine: &Engine<R>, pipeline: &Pipeline) -> Result<Value> {
@@ -58,7 +58,7 @@ pub(crate) async fn run<R: Router>(engine: &Engine<R>, pipeline: &Pipeline) -> R
             fresh: true,
             shard,
             read: false,
-            keys: &keys,
+            keys: Keys::List(&keys),
         },
         None => Target::Any,
     };

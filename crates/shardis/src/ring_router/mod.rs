@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use arc_swap::ArcSwap;
 use redis::{Cmd, Pipeline, Value};
 
-use crate::engine::{BatchFailed, Request, Router, Shards, Target, View};
+use crate::engine::{BatchFailed, Keys, Request, Router, Shards, Target, View};
 use crate::error::{Error, Result};
 use crate::net::Pool;
 use crate::settings::Settings;
@@ -347,7 +347,7 @@ impl Router for Arc<RingRouter> {
         if !snap.previous.is_empty() {
             // Bring this batch's moving keys over first: the batch then runs unchanged, in
             // order, on the new owner.
-            self.move_before_touch(snap, keys).await;
+            self.move_before_touch(snap, Keys::List(keys)).await;
         }
         Ok(self
             .send_pipeline(&member, pipeline, 0, pipeline.len())

@@ -8,7 +8,7 @@ use redis::{Cmd, Pipeline, RedisResult, Value};
 
 use super::placement::Member;
 use super::{RingRouter, Snapshot, rebalance};
-use crate::engine::{Request, request};
+use crate::engine::{Keys, Request, request};
 use crate::error::{Error, Result};
 use crate::net::{Connection, was_not_sent};
 
@@ -192,9 +192,9 @@ impl RingRouter {
     /// new owner will, an `INCR` is not lost, a `DEL` is not undone by a later move. Returns
     /// how many keys were found on an old owner. Failures are logged, never returned: the
     /// command itself decides the caller's reply.
-    pub(crate) async fn move_before_touch(&self, snap: &Snapshot, keys: &[&[u8]]) -> u64 {
+    pub(crate) async fn move_before_touch(&self, snap: &Snapshot, keys: Keys<'_>) -> u64 {
         let mut found = 0;
-        for key in keys {
+        for key in keys.iter() {
             let owner = snap.live.owner(key);
             for old in snap.previous_owners(key, owner) {
                 match rebalance::move_key(self, key, &old, owner).await {
