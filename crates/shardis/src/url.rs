@@ -46,7 +46,10 @@ pub struct ConnectionUrl {
 }
 
 impl ConnectionUrl {
-    /// Parses `url`; see the [module documentation](self) for the forms accepted.
+    /// Parses `url`: `redis://[[user][:password]@]host[:port][/db][?option=value&...]`, or
+    /// `rediss://...` for TLS (also spelled `valkey://`, `valkeys://`). User and password are
+    /// percent-decoded; a password may hold `@`, `#`, `/` or `?` unencoded. Anything else is an
+    /// [`Error::Config`] that says what was wrong, never showing the password.
     ///
     /// ```
     /// use shardis::ConnectionUrl;
