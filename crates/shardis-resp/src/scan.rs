@@ -54,26 +54,13 @@ pub(crate) fn line(buf: &[u8], from: usize, searched: usize) -> Line<'_> {
 /// An integer line at `from` and the offset past it. Only the first
 /// `MAX_INT_LINE + 2` bytes are searched, so a garbage header fails at once.
 pub(crate) fn int_line(buf: &[u8], from: usize) -> Step<(i64, usize)> {
-    // The common case in one pass: `-?[0-9]{1,18}\r\n`, all there (18 digits cannot
-    // overflow). Anything else — incomplete, longer, spaces — takes the general path below.
+    // The common case in one pass: a plain integer followed by CRLF, all there. Anything
+    // else — incomplete, longer, spaces — takes the general path below.
     let rest = buf.get(from..).unwrap_or_default();
-    let negative = rest.first() == Some(&b'-');
-    let start = usize::from(negative);
-    let mut n: i64 = 0;
-    let mut i = start;
-    while i - start < 18 {
-        let Some(d) = rest
-            .get(i)
-            .map(|b| b.wrapping_sub(b'0'))
-            .filter(|d| *d <= 9)
-        else {
-            break;
-        };
-        n = n * 10 + i64::from(d);
-        i += 1;
-    }
-    if i > start && rest.get(i) == Some(&b'\r') && rest.get(i + 1) == Some(&b'\n') {
-        return Ok(Some((if negative { -n } else { n }, from + i + 2)));
+    if let Some((n, len)) = plain_int(rest)
+        && rest.get(len..len + 2) == Some(b"\r\n".as_slice())
+    {
+        return Ok(Some((n, from + len + 2)));
     }
     let window_end = buf.len().min(from.saturating_add(MAX_INT_LINE + 2));
     let window = buf.get(..window_end).unwrap_or(buf);
@@ -86,27 +73,29 @@ pub(crate) fn int_line(buf: &[u8], from: usize) -> Step<(i64, usize)> {
     }
 }
 
-/// Plain `-?[0-9]{1,18}` fast (18 digits cannot overflow); anything else as
-/// redis-rs does (`str::trim` then `i64::from_str`), so both accept the same.
+/// The plain integer `-?[0-9]{1,18}` at the start of `bytes` (18 digits cannot overflow) and
+/// how many bytes it took; `None` when `bytes` does not start with one.
+fn plain_int(bytes: &[u8]) -> Option<(i64, usize)> {
+    let negative = bytes.first() == Some(&b'-');
+    let start = usize::from(negative);
+    let (n, len) = bytes
+        .iter()
+        .skip(start)
+        .take(18)
+        .take_while(|b| b.is_ascii_digit())
+        .fold((0i64, 0usize), |(n, len), b| {
+            (n * 10 + i64::from(b - b'0'), len + 1)
+        });
+    (len > 0).then_some((if negative { -n } else { n }, start + len))
+}
+
+/// Plain `-?[0-9]{1,18}` fast ([`plain_int`]); anything else as redis-rs does (`str::trim`
+/// then `i64::from_str`), so both accept the same.
 pub(crate) fn parse_int(text: &[u8]) -> Result<i64, RespError> {
-    let (negative, digits) = match text {
-        [b'-', rest @ ..] => (true, rest),
-        _ => (false, text),
-    };
-    if !digits.is_empty() && digits.len() <= 18 {
-        let mut n: i64 = 0;
-        let mut plain = true;
-        for &b in digits {
-            let d = b.wrapping_sub(b'0');
-            if d > 9 {
-                plain = false;
-                break;
-            }
-            n = n * 10 + i64::from(d);
-        }
-        if plain {
-            return Ok(if negative { -n } else { n });
-        }
+    if let Some((n, len)) = plain_int(text)
+        && len == text.len()
+    {
+        return Ok(n);
     }
     std::str::from_utf8(text)
         .ok()
