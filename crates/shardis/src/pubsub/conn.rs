@@ -253,15 +253,12 @@ async fn read_frames(
         "closed the connection",
         |value| on_frame(&shared, classify(value), &deliver, &events),
     );
-    let why = match ended.await {
-        // Dropped by its owner: nobody is left to tell.
-        Ended::Stopped => {
-            shared.closed.store(true, Ordering::Release);
-            return;
-        }
-        Ended::Lost(why) => why,
-    };
+    let ended = ended.await;
     shared.closed.store(true, Ordering::Release);
+    // Stopped: dropped by its owner, nobody is left to tell.
+    let Ended::Lost(why) = ended else {
+        return;
+    };
     // Waiting commands see their reply sender dropped: "the connection closed".
     shared.pending.lock().clear();
     tracing::debug!(node = %shared.label, %why, "subscribed connection ended");

@@ -221,15 +221,12 @@ async fn read_frames(
         "closed the tracking connection",
         on_frame,
     );
-    let why = match reading.await {
-        // Dropped by the supervisor, which reports the loss itself.
-        Ended::Stopped => {
-            shared.closed.store(true, Ordering::Release);
-            return;
-        }
-        Ended::Lost(why) => why,
-    };
+    let outcome = reading.await;
     shared.closed.store(true, Ordering::Release);
+    // Stopped: dropped by the supervisor, which reports the loss itself.
+    let Ended::Lost(why) = outcome else {
+        return;
+    };
     tracing::info!(node = %shared.node, %why, "tracking connection lost");
     // The loss first: whatever the consumer does next, it knows invalidations may be missing.
     let _ = out.send(Invalidation::Broken {
