@@ -15,17 +15,11 @@ const CHILD: &str = "SHARDIS_CACHE_FLEET_CHILD";
 const PROCESSES: usize = 4;
 const CALLERS: usize = 250;
 
+mod support;
+
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = support::runtime() else {
+        return ExitCode::FAILURE;
     };
     let result = match std::env::var(CHILD) {
         Ok(spec) => runtime.block_on(child(&spec)),

@@ -45,16 +45,8 @@ const TESTS: [&str; 3] = [
 ];
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = support::runtime() else {
+        return ExitCode::FAILURE;
     };
     if let Ok(seeds) = std::env::var(CHILD) {
         return match runtime.block_on(writer(&seeds)) {

@@ -29,17 +29,11 @@ const TASKS: u64 = 32;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+mod support;
+
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = support::runtime() else {
+        return ExitCode::FAILURE;
     };
     let result = match std::env::var(CHILD) {
         Ok(spec) => runtime.block_on(child(&spec)),

@@ -1,11 +1,23 @@
-//! Helpers shared by the L1 tests (`mod support;` in each): polling with a generous deadline,
-//! reads and writes of a `Cache<u64>`, and killing tracking connections.
+//! Helpers shared by the cache's integration tests (`mod support;` in each): polling with a
+//! generous deadline, reads and writes of a `Cache<u64>`, killing tracking connections, and the
+//! runtime of the multi-process (`harness = false`) tests.
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
 use shardis_cache::{Cache, Source};
+
+/// The two-worker runtime a multi-process test's `main` runs on (parent and children alike);
+/// `None` (said on stderr) when it cannot be built.
+pub fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .inspect_err(|e| eprintln!("runtime: {e}"))
+        .ok()
+}
 
 /// Polls `ok` until it holds; fails the test after 60 s.
 pub async fn until(what: &str, mut ok: impl AsyncFnMut() -> bool) {
