@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use redis::{Cmd, Value};
 
 use super::info::parse_command_info;
-use super::{CommandSpec, table};
+use super::{CommandName, CommandSpec};
 
 /// What the servers told us about commands, by upper-case name.
 #[derive(Default)]
@@ -68,13 +68,18 @@ impl Deref for SpecRef {
 impl Learned {
     /// The spec of `name`: the built-in table, what was learned before, or what a server says
     /// now (`ask` sends [`Learned::question`] to some node). `None` when nobody knows it.
-    pub async fn resolve<Fut>(&self, name: &str, ask: impl FnOnce(Cmd) -> Fut) -> Option<SpecRef>
+    pub async fn resolve<Fut>(
+        &self,
+        name: &CommandName,
+        ask: impl FnOnce(Cmd) -> Fut,
+    ) -> Option<SpecRef>
     where
         Fut: Future<Output = Option<Value>>,
     {
-        if let Some(spec) = table::lookup(name) {
+        if let Some(spec) = name.builtin() {
             return Some(SpecRef::Builtin(spec));
         }
+        let name: &str = name;
         if let Some(spec) = self.get(name) {
             return Some(SpecRef::Learned(spec));
         }

@@ -186,27 +186,54 @@ pub(crate) fn args_of(cmd: &Cmd) -> ArgList<'_> {
 #[inline]
 pub(crate) fn name_of(args: &[&[u8]]) -> CommandName {
     let first = args.first().copied().unwrap_or_default();
-    // The common case, an ASCII name, is one copy and an in-place upper-casing (a byte-wise
-    // `extend` was a visible share of a command's cost).
+    // The common case, a built-in command: upper-cased on the stack and looked up by its
+    // bytes, so it is never checked as UTF-8 nor copied again (both were a visible share of a
+    // command's cost).
+    let mut upper = [0u8; table::LONGEST_NAME];
+    if let Some(upper) = upper.get_mut(..first.len()) {
+        for (u, b) in upper.iter_mut().zip(first) {
+            *u = b.to_ascii_uppercase();
+        }
+        if let Some(builtin) = table::builtin(upper) {
+            return CommandName::Builtin(builtin);
+        }
+    }
     let mut name: SmallVec<[u8; 24]> = if first.is_ascii() {
         SmallVec::from_slice(first)
     } else {
         SmallVec::from_slice(String::from_utf8_lossy(first).as_bytes())
     };
     name.make_ascii_uppercase();
-    CommandName(name)
+    CommandName::Other(name)
 }
 
-/// An upper-case command name, inline up to 24 bytes: named once per command, so it must
-/// not allocate.
-pub(crate) struct CommandName(SmallVec<[u8; 24]>);
+/// An upper-case command name, named once per command: it must not allocate.
+pub(crate) enum CommandName {
+    /// In the built-in table (found while naming it).
+    Builtin(&'static table::Builtin),
+    /// Any other name, valid UTF-8 (lossily, if it was not), inline up to 24 bytes.
+    Other(SmallVec<[u8; 24]>),
+}
+
+impl CommandName {
+    /// Its built-in spec, if it is a built-in command.
+    pub(crate) fn builtin(&self) -> Option<&'static CommandSpec> {
+        match self {
+            CommandName::Builtin(builtin) => Some(&builtin.spec),
+            CommandName::Other(_) => None,
+        }
+    }
+}
 
 impl std::ops::Deref for CommandName {
     type Target = str;
 
     fn deref(&self) -> &str {
-        // Built from valid UTF-8 with ASCII bytes upper-cased, which keeps it valid.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        match self {
+            CommandName::Builtin(builtin) => builtin.name,
+            // Built from valid UTF-8 with ASCII bytes upper-cased, which keeps it valid.
+            CommandName::Other(name) => std::str::from_utf8(name).unwrap_or_default(),
+        }
     }
 }
 
@@ -352,5 +379,23 @@ mod tests {
         assert_eq!(table::lookup("MSET").unwrap().split, Some(Split::PairsToOk));
         assert_eq!(table::lookup("SUNION").unwrap().split, None);
         assert!(table::lookup("NOSUCHCOMMAND").is_none());
+    }
+
+    #[test]
+    fn names_are_found_whatever_their_case_and_others_kept_upper_cased() {
+        let name = |raw: &[u8]| name_of(&[raw]);
+        for raw in [&b"get"[..], b"GET", b"gEt"] {
+            let n = name(raw);
+            assert_eq!(&*n, "GET");
+            assert!(n.builtin().is_some_and(|spec| spec.readonly));
+        }
+        // Unknown ones keep their (upper-cased) name and have no built-in spec.
+        let n = name(b"json.get");
+        assert_eq!((&*n, n.builtin().is_none()), ("JSON.GET", true));
+        // Longer than any built-in name, and not valid UTF-8: lossy, never a panic.
+        let long = b"x".repeat(table::LONGEST_NAME + 1);
+        assert_eq!(&*name(&long), "X".repeat(table::LONGEST_NAME + 1));
+        assert_eq!(&*name(b"g\xffet"), "G\u{fffd}ET");
+        assert_eq!(&*name(b""), "");
     }
 }

@@ -200,11 +200,9 @@ impl<R: Router> Engine<R> {
         let shards = self.router.shards();
         let args = crate::command::args_of(cmd);
         let name = crate::command::name_of(&args);
-        // Checked as UTF-8 once (each `Deref` of a `CommandName` checks again).
-        let name: &str = &name;
-        match class::class_of(name, &args) {
+        match class::class_of(&name, &args) {
             Class::Shared => {
-                let plan = plan::plan_named(self, &shards, &args, name).await?;
+                let plan = plan::plan_named(self, &shards, &args, &name).await?;
                 self.run_planned(&shards, cmd, &args, plan, primary_reads)
                     .await
             }

@@ -1,7 +1,7 @@
 //! Planning a command, once: where are its keys, does it only read, and does it fit one shard.
 
 use crate::command::policy::{self, Fanout};
-use crate::command::{self, KeyIndices, Split};
+use crate::command::{self, CommandName, KeyIndices, Split};
 use crate::error::Result;
 
 use super::{Engine, Router, ShardOf, Shards};
@@ -39,7 +39,7 @@ pub(crate) async fn plan_named<R: Router>(
     engine: &Engine<R>,
     shards: &impl Shards<Shard = ShardOf<R>>,
     args: &[&[u8]],
-    name: &str,
+    name: &CommandName,
 ) -> Result<Plan<ShardOf<R>>> {
     // Unknown to the built-in table and to the server's COMMAND INFO: send it anywhere; in a
     // cluster a keyed command is then redirected to its owner.
