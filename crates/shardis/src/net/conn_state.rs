@@ -295,6 +295,11 @@ impl ReplyReader {
         let mut consumed = 0;
         loop {
             let rest = self.buf.get(consumed..).unwrap_or_default();
+            if rest.is_empty() {
+                // The common end (a read ends at a reply's end): no call to learn there is
+                // nothing more.
+                break;
+            }
             let (frame, n) = self.decoder.decode_frame(rest)?;
             consumed += n;
             match frame {

@@ -10,9 +10,11 @@
 //! the task that holds its writer role (one at a time, see `conn_state.rs`), and a subscribed
 //! connection writes from one task.
 
+use std::future::Future;
 use std::io::{self, BufRead, Write};
 use std::sync::Arc;
 
+use futures::future::Either;
 use rustls::ClientConnection;
 use shardis_slots::Endpoint;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -131,7 +133,19 @@ pub(crate) struct ReadHalf {
 impl ReadHalf {
     /// Reads plaintext into `buf`'s spare room (appending); `Ok(0)` is the end of the stream.
     /// Cancel-safe: the only await is the socket read, and what was read is kept.
-    pub async fn read_buf(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+    pub fn read_buf<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        // Over plain TCP the socket's own read, not wrapped in a future of ours: it is made
+        // and polled on every read of every connection.
+        match self.tls {
+            None => Either::Left(self.tcp.read_buf(buf)),
+            Some(_) => Either::Right(self.read_tls(buf)),
+        }
+    }
+
+    async fn read_tls(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
         let Some((tls, cipher)) = &mut self.tls else {
             return self.tcp.read_buf(buf).await;
         };
