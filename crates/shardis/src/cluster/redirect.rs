@@ -110,7 +110,6 @@ pub(crate) fn backoff(number: u32) -> Duration {
     Duration::from_millis(5u64 << number.min(6)).min(Duration::from_millis(200))
 }
 
-/// Decides what follows `outcome` of `attempt`, sent to `from`.
 /// Whether `outcome` is the caller's answer whatever the attempt: a reply that is not an error.
 /// [`decide`] answers [`Step::Reply`] with no side effect for every such outcome; asking this
 /// first lets the shell skip building an [`Attempt`] (a clock read) on the common path.
@@ -118,6 +117,7 @@ pub(crate) fn is_final(outcome: &Outcome<'_>) -> bool {
     matches!(outcome, Outcome::Reply(reply) if !matches!(reply, Value::ServerError(_)))
 }
 
+/// Decides what follows `outcome` of `attempt`, sent to `from`.
 pub(crate) fn decide(outcome: Outcome<'_>, attempt: Attempt, from: &Endpoint) -> Decision {
     let after_backoff = |refresh: bool, reason: Option<&'static str>| {
         let wait = backoff(attempt.number);
