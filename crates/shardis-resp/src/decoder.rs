@@ -226,6 +226,23 @@ impl Decoder {
     /// assert_eq!((frame.unwrap().into_value(), n), (redis::Value::Int(1), 4));
     /// ```
     pub fn decode_frame(&mut self, buf: &[u8]) -> Result<(Option<Frame>, usize), RespError> {
+        // Most replies are one complete bulk string, integer or `+OK`: decoded here in a few
+        // instructions of code. Every command's reply passes through this, and the general
+        // path's code is large enough to crowd the callers' out of the instruction cache.
+        if self.stack.is_empty()
+            && self.searched == 0
+            && self.failed.is_none()
+            && let Some((value, end)) = simple(buf)
+        {
+            return Ok((Some(Frame::Reply(value)), end));
+        }
+        self.decode_general(buf)
+    }
+
+    /// [`Decoder::decode_frame`] of anything: aggregates, partial frames, every RESP3 type, and
+    /// errors (which leave the decoder failed).
+    #[inline(never)]
+    fn decode_general(&mut self, buf: &[u8]) -> Result<(Option<Frame>, usize), RespError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -360,6 +377,29 @@ impl Decoder {
             }
             other => Err(RespError::UnknownType(other)),
         }
+    }
+}
+
+/// A complete, well-formed top-level bulk string (`$n`, `$-1`), integer or `+OK` at the start
+/// of `buf`, and the offset past it; `None` for anything else, left to the general path (which
+/// decides it the same way, and words any error).
+#[inline]
+fn simple(buf: &[u8]) -> Option<(Value, usize)> {
+    match buf.first()? {
+        b'$' => {
+            let (n, start) = scan::int_line(buf, 1).ok()??;
+            if n == -1 {
+                return Some((Value::Nil, start));
+            }
+            let (body, end) = scan::payload(buf, start, n).ok()??;
+            Some((Value::BulkString(body.to_vec()), end))
+        }
+        b':' => {
+            let (n, end) = scan::int_line(buf, 1).ok()??;
+            Some((Value::Int(n), end))
+        }
+        b'+' if buf.starts_with(b"+OK\r\n") => Some((Value::Okay, 5)),
+        _ => None,
     }
 }
 
