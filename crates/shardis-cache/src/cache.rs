@@ -434,7 +434,11 @@ where
         let keys = Keys::new(&inner.cfg.namespace, nsver, id);
         // Taken before the read: what it finds goes to L1 only if nothing changed since.
         let ticket = inner.l1.as_ref().and_then(|l1| l1.ticket(keys.id()));
-        let read = inner.read(&keys).await;
+        // `Inner::read`, written out: one async layer less on every lookup.
+        let read = match inner.client.send(redis::cmd("GET").arg(&keys.value)).await {
+            Ok(reply) => Ok(inner.decode_reply(&keys, reply)),
+            Err(e) => Err(Error::from(e)),
+        };
         let now = now_ms();
         inner.refresh_ns_if_due(now);
         let found = match read {
@@ -1334,8 +1338,8 @@ mod future_size {
     use super::*;
 
     /// How much a lookup's future may hold beyond the client command it awaits. Measured
-    /// 360 bytes in a debug build (2,104 for the lookup, 1,744 for `Client::send`); before the
-    /// rare paths were boxed out of it, 656 (2,400).
+    /// 376 bytes in a debug build (1,784 for the lookup, 1,408 for `Client::send`); before the
+    /// rare paths were boxed out of it, 656 (2,400 against 1,744).
     const OVER_SEND: usize = 512;
     /// `get_or_load`'s own future: an L1 hit builds and moves only this.
     const GET_OR_LOAD: usize = 128;
