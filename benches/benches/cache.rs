@@ -143,6 +143,29 @@ async fn stampede_cache(caches: &[Cache<Product>], id: u64, loads: &Arc<AtomicUs
     futures::future::join_all(calls).await;
 }
 
+/// `CACHE_BENCH_PROFILE=raw|cache` (and `CACHE_BENCH_N`, default 20,000): run only that hit
+/// loop and exit, for a profiler (`perf record`, `valgrind --tool=callgrind`: instructions per
+/// call are the difference of two runs of different N over the difference of N).
+fn profile_only(env: &Env, cache: &Cache<Product>, key: &str) -> bool {
+    let Ok(mode) = std::env::var("CACHE_BENCH_PROFILE") else {
+        return false;
+    };
+    let n: usize = std::env::var("CACHE_BENCH_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let took = match mode.as_str() {
+        "raw" => time_loop(n, || {
+            black_box(env.rt.block_on(raw_hit(&env.client, key)));
+        }),
+        _ => time_loop(n, || {
+            black_box(env.rt.block_on(cache_hit(cache)));
+        }),
+    };
+    println!("{mode}: {n} calls, {took:.2} µs per call");
+    true
+}
+
 fn main() {
     let env = env();
     let client = env.client.clone();
@@ -154,6 +177,9 @@ fn main() {
     env.rt.block_on(cache_hit(&cache));
     let key = "{bench:0:42}:v";
     assert!(env.rt.block_on(raw_hit(&client, key)).is_some());
+    if profile_only(&env, &cache, key) {
+        return;
+    }
 
     let mut c = Criterion::default().configure_from_args();
     {

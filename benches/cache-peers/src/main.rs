@@ -5,7 +5,11 @@
 //!
 //! Workloads:
 //! - **hit-heavy**: `c` tasks, each calling get-or-load in a loop on keys drawn uniformly from
-//!   `--keys` pre-filled keys (so ~100% hits); ops/s over `--duration`.
+//!   `--keys` pre-filled keys (so ~100% hits); ops/s over `--duration`. Every call hands the
+//!   caller its own `Product`. Each task counts its own operations and reads the clock every
+//!   64 of them (a shared counter or a clock read per operation would cap the in-memory cells
+//!   for every system alike). A last row, no cache at all (a clone out of a `HashMap`), is
+//!   the floor of the workload: no in-process tier can go below it.
 //! - **stampede**: 1,000 concurrent get-or-loads of one cold key whose load takes 20 ms;
 //!   loader calls and time until every caller has its value.
 //!
@@ -16,7 +20,7 @@
 //! Run: `cargo run --release --manifest-path benches/cache-peers/Cargo.toml -- --duration 3s`
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use amalgam::provider::{
@@ -122,18 +126,30 @@ enum System {
     Shardis(shardis_cache::Cache<Product>),
     Amalgam(amalgam::Cache<Product>),
     Cached(cached::AsyncRedisCache<u64, Product>),
+    /// No cache: a clone out of a read-only map filled beforehand. What the workload itself
+    /// costs (the harness's loop and handing each caller its own `Product`), the floor under
+    /// any in-process tier.
+    Floor(Arc<std::collections::HashMap<u64, Product>>),
 }
 
 impl System {
-    /// Get-or-load of `id` whose load takes `load` and bumps `loads`.
+    /// Get-or-load of `id` whose load takes `load` and bumps `loads`. `key` is the caller's
+    /// buffer for a system whose keys are strings (amalgam): formatted without allocating.
     async fn get_or_load(
         &self,
         id: u64,
         load: Duration,
-        loads: &Arc<AtomicUsize>,
+        loads: &'static AtomicUsize,
+        key: &mut String,
     ) -> Result<Product, Err> {
-        let loads = loads.clone();
         match self {
+            System::Floor(map) => match map.get(&id) {
+                Some(v) => Ok(v.clone()),
+                None => {
+                    loads.fetch_add(1, Ordering::Relaxed);
+                    Err(format!("no product {id} in the floor's map").into())
+                }
+            },
             System::Shardis(c) => Ok(c
                 .get_or_load(&id, move || async move {
                     loads.fetch_add(1, Ordering::Relaxed);
@@ -145,7 +161,12 @@ impl System {
                 .await?),
             System::Amalgam(c) => Ok(c
                 .get_or_set(
-                    id.to_string(),
+                    {
+                        use std::fmt::Write;
+                        key.clear();
+                        write!(key, "{id}")?;
+                        key.as_str()
+                    },
                     amalgam::source::factory(move |ctx| async move {
                         loads.fetch_add(1, Ordering::Relaxed);
                         if !load.is_zero() {
@@ -171,9 +192,10 @@ impl System {
     }
 }
 
-async fn build(name: &str, addr: &str, namespace: &str) -> Result<System, Err> {
+async fn build(name: &str, addr: &str, namespace: &str, keys: u64) -> Result<System, Err> {
     let url = format!("redis://{addr}/");
     Ok(match name {
+        FLOOR => System::Floor(Arc::new((0..keys).map(|id| (id, product(id))).collect())),
         "shardis-cache" | "shardis-cache L1 on" => {
             let client = shardis::Client::builder()
                 .ring([RingNode::new("a", addr, 1)])
@@ -225,42 +247,72 @@ async fn build(name: &str, addr: &str, namespace: &str) -> Result<System, Err> {
     })
 }
 
-const SYSTEMS: [&str; 5] = [
+const FLOOR: &str = "no cache: a clone from a HashMap (floor)";
+
+const SYSTEMS: [&str; 6] = [
     "shardis-cache",
     "shardis-cache L1 on",
     "amalgam L1 off",
     "amalgam L1 on",
     "cached AsyncRedisCache",
+    FLOOR,
 ];
 
+/// A loader-call counter that every loader closure can hold without reference counting (one
+/// shared `Arc` cloned per call would be a contended atomic in every system's hit path).
+fn counter() -> &'static AtomicUsize {
+    Box::leak(Box::new(AtomicUsize::new(0)))
+}
+
+/// Operations between two looks at the clock in a hit-heavy task.
+const CLOCK_EVERY: u64 = 64;
+
 async fn hit_heavy(sys: &System, args: &Args, probe: &shardis::Client) -> Result<Cell, Err> {
-    let loads = Arc::new(AtomicUsize::new(0));
+    let loads = counter();
+    let mut key = String::new();
     for id in 0..args.keys {
-        sys.get_or_load(id, Duration::ZERO, &loads).await?;
+        sys.get_or_load(id, Duration::ZERO, loads, &mut key).await?;
     }
-    let ops = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + args.duration;
     let (cpu_before, server_before) = (own_cpu(), server_cpu(probe).await?);
+    // Each task counts its own operations (summed at the end) and reads the clock every
+    // CLOCK_EVERY of them: a shared counter and a clock read per operation are costs of the
+    // harness, the same for every system, that would cap the in-memory cells.
     let tasks = (0..args.concurrency).map(|_| {
-        let (sys, ops, loads, keys) = (sys.clone(), ops.clone(), loads.clone(), args.keys);
+        let (sys, keys) = (sys.clone(), args.keys);
         tokio::spawn(async move {
             let mut rng = StdRng::from_rng(&mut rand::rng());
-            while Instant::now() < end {
+            let mut key = String::new();
+            let mut ops = 0u64;
+            let mut n = 0u64;
+            loop {
+                if n.is_multiple_of(CLOCK_EVERY) && Instant::now() >= end {
+                    break ops;
+                }
+                n += 1;
                 let id = rng.random_range(0..keys);
-                if sys.get_or_load(id, Duration::ZERO, &loads).await.is_ok() {
-                    ops.fetch_add(1, Ordering::Relaxed);
+                if sys
+                    .get_or_load(id, Duration::ZERO, loads, &mut key)
+                    .await
+                    .is_ok()
+                {
+                    ops += 1;
                 }
             }
         })
     });
     let started = Instant::now();
-    futures::future::join_all(tasks).await;
+    let done: u64 = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or(0))
+        .sum();
     let elapsed = started.elapsed().as_secs_f64();
     let (cpu, server) = (
         own_cpu().saturating_sub(cpu_before),
         server_cpu(probe).await?.saturating_sub(server_before),
     );
-    let done = ops.load(Ordering::Relaxed).max(1) as f64;
+    let done = done.max(1) as f64;
     Ok(Cell {
         ops: done / elapsed,
         client_us: cpu.as_secs_f64() * 1e6 / done,
@@ -269,12 +321,12 @@ async fn hit_heavy(sys: &System, args: &Args, probe: &shardis::Client) -> Result
 }
 
 async fn stampede(sys: &System, id: u64) -> (usize, Duration, usize) {
-    let loads = Arc::new(AtomicUsize::new(0));
+    let loads = counter();
     let started = Instant::now();
     let calls = (0..1000).map(|_| {
-        let (sys, loads) = (sys.clone(), loads.clone());
+        let sys = sys.clone();
         tokio::spawn(async move {
-            sys.get_or_load(id, Duration::from_millis(20), &loads)
+            sys.get_or_load(id, Duration::from_millis(20), loads, &mut String::new())
                 .await
                 .is_ok()
         })
@@ -305,7 +357,10 @@ async fn main() -> Result<(), Err> {
     let mut systems = Vec::new();
     for (i, name) in SYSTEMS.iter().enumerate() {
         if args.only.is_empty() || args.only.iter().any(|o| o == name) {
-            systems.push((*name, build(name, &addr, &format!("peers{i}")).await?));
+            systems.push((
+                *name,
+                build(name, &addr, &format!("peers{i}"), args.keys).await?,
+            ));
         }
     }
     let mut cells: Vec<Vec<Cell>> = vec![Vec::new(); systems.len()];
@@ -348,6 +403,9 @@ async fn main() -> Result<(), Err> {
     println!("| cache | loader calls | time to serve all | callers served |");
     println!("|---|---|---|---|");
     for (k, (name, sys)) in systems.iter().enumerate() {
+        if matches!(sys, System::Floor(_)) {
+            continue;
+        }
         let (loads, took, ok) = stampede(sys, 1_000_000 + k as u64).await;
         println!(
             "| {name} | {loads} | {:.1} ms | {ok} |",

@@ -260,7 +260,7 @@ where
             for _ in 0..3 {
                 match inner.ns_version().await {
                     Ok(v) => {
-                        let k = Keys::new(&inner.cfg.namespace, v, &id.to_string());
+                        let k = Keys::new(&inner.cfg.namespace, v, id);
                         inner.forget_flight(&k);
                         match inner
                             .eval(&scripts::write(&k, &bytes, hard, inner.cfg.lease_ttl))
@@ -295,7 +295,7 @@ where
                 if keys.is_none()
                     && let Ok(v) = inner.ns_version().await
                 {
-                    keys = Some(Keys::new(&inner.cfg.namespace, v, &id.to_string()));
+                    keys = Some(Keys::new(&inner.cfg.namespace, v, id));
                     continue;
                 }
                 if Instant::now() + pause >= deadline {
@@ -370,7 +370,7 @@ where
             };
             let keys: Vec<Keys> = batch
                 .iter()
-                .map(|id| Keys::new(&inner.cfg.namespace, nsver, &id.to_string()))
+                .map(|id| Keys::new(&inner.cfg.namespace, nsver, id))
                 .collect();
             let all: Vec<usize> = (0..batch.len()).collect();
             let versions = match inner.versions(&keys, &all).await {

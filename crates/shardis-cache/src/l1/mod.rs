@@ -99,9 +99,10 @@ struct Entry<V> {
     /// The global generation it was filled at: a flush makes every older entry invisible.
     generation: u64,
     value: Option<V>,
-    /// How long it stays fresh (the Redis envelope's soft expiry): moka expires it then, or
-    /// at the L1 TTL if sooner, so a hit reads no clock of ours.
-    fresh_for: Duration,
+    /// The Redis envelope's soft expiry on this process's monotonic clock, when it comes
+    /// before the L1 TTL (moka expires every entry at the L1 TTL; an entry fresh for longer
+    /// needs no check of its own).
+    fresh_until: Option<Instant>,
 }
 
 /// Taken before a read of Redis; a fill is kept only if neither generation moved since.
@@ -114,37 +115,14 @@ pub(crate) struct Ticket {
 
 const STRIPES: usize = 4096;
 
-/// Each entry lives until its soft expiry or the L1 TTL, whichever is first.
-struct Lifetime {
-    ttl: Duration,
-}
-
-impl<V> moka::Expiry<String, Arc<Entry<V>>> for Lifetime {
-    fn expire_after_create(
-        &self,
-        _id: &String,
-        entry: &Arc<Entry<V>>,
-        _at: Instant,
-    ) -> Option<Duration> {
-        Some(entry.fresh_for.min(self.ttl))
-    }
-
-    fn expire_after_update(
-        &self,
-        _id: &String,
-        entry: &Arc<Entry<V>>,
-        _at: Instant,
-        _left: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(entry.fresh_for.min(self.ttl))
-    }
-}
-
 /// The tier itself: entries, generations, and whether the feed is complete.
 pub(crate) struct L1<V> {
     /// Keyed by id, hashed with foldhash (seeded per process; cheaper than SipHash
-    /// on short ids, see `benches/benches/cache_l1.rs`).
+    /// on short ids, see `benches/benches/cache_l1.rs`). Every entry expires at the L1 TTL
+    /// (moka's `time_to_live`, not a per-entry `Expiry`: moka clones that policy's `Arc` on
+    /// every read, a contended atomic when several threads hit L1).
     entries: moka::sync::Cache<String, Arc<Entry<V>>, foldhash::fast::RandomState>,
+    ttl: Duration,
     global: AtomicU64,
     stripes: Box<[AtomicU64]>,
     ready: AtomicBool,
@@ -172,8 +150,9 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
         L1 {
             entries: moka::sync::Cache::builder()
                 .max_capacity(options.max_entries)
-                .expire_after(Lifetime { ttl: options.ttl })
+                .time_to_live(options.ttl)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
+            ttl: options.ttl,
             global: AtomicU64::new(0),
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             ready: AtomicBool::new(false),
@@ -202,7 +181,9 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
             return None;
         }
         let entry = self.entries.get(id)?;
-        if entry.ns_version != ns_version || entry.generation != self.global.load(Ordering::SeqCst)
+        if entry.ns_version != ns_version
+            || entry.generation != self.global.load(Ordering::SeqCst)
+            || entry.fresh_until.is_some_and(|t| Instant::now() >= t)
         {
             return None;
         }
@@ -250,7 +231,7 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
                 ns_version,
                 generation: ticket.global,
                 value,
-                fresh_for,
+                fresh_until: (fresh_for < self.ttl).then(|| Instant::now() + fresh_for),
             }),
         );
         // An invalidation bumps before it removes: if it bumped after our first check, it
@@ -382,6 +363,20 @@ mod tests {
         // Read before the flush: not kept, even though the feed is back.
         assert!(!l1.fill("b", before, 0, Some("v".into()), later()));
         assert_eq!(l1.get("a", 0), None);
+    }
+
+    #[test]
+    fn an_entry_is_not_served_past_its_soft_expiry() {
+        let l1 = l1();
+        let t = l1.ticket("a").unwrap();
+        // Fresh for 20 ms in Redis, well within the L1 TTL (30 s).
+        assert!(l1.fill("a", t, 0, Some("v".into()), now_ms() + 20));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(l1.get("a", 0), None);
+        // Fresh for longer than the L1 TTL: moka's TTL bounds it; served meanwhile.
+        let t = l1.ticket("b").unwrap();
+        assert!(l1.fill("b", t, 0, Some("v".into()), later()));
+        assert_eq!(l1.get("b", 0), Some(Some("v".into())));
     }
 
     #[test]

@@ -118,7 +118,7 @@ where
         let mut found = 0;
         for id in ids {
             // Past the recording of reads: warming is not this process's traffic.
-            if Box::pin(self.get_slow(id)).await?.is_some() {
+            if Box::pin(self.get_slow(&id)).await?.is_some() {
                 found += 1;
             }
         }
