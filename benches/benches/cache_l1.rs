@@ -241,6 +241,14 @@ fn main() {
         group.bench_function("moka::sync::Cache::get alone, foldhash (reference)", |b| {
             b.iter(|| black_box(moka_fold.get("42")))
         });
+        // A store that keeps no per-read order or log (CLOCK-like eviction), for comparison:
+        // what an L1 hit could cost on it (it has no TTL of its own; L1 would check one).
+        let quick: quick_cache::sync::Cache<String, std::sync::Arc<(u64, u64, Option<u64>)>> =
+            quick_cache::sync::Cache::new(100_000);
+        quick.insert("42".to_string(), std::sync::Arc::new((0, 0, Some(42))));
+        group.bench_function("quick_cache::sync::Cache::get alone (reference)", |b| {
+            b.iter(|| black_box(quick.get("42")))
+        });
         group.bench_function("get_or_load (Runtime::block_on)", |b| {
             b.iter(|| {
                 black_box(
