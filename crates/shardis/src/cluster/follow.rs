@@ -255,7 +255,6 @@ async fn follow_on(
             } else {
                 node.ready_connection()
             };
-            let was_open = ready.is_some();
             let opened = match ready {
                 Some(conn) => Ok(Ok(Conn::Shared(conn))),
                 None if request.is_blocking() => {
@@ -282,37 +281,24 @@ async fn follow_on(
                     Outcome::NotSent
                 }
                 Ok(Ok(conn)) => {
-                    // Clock reads are a visible share of a command's cost: a first attempt that
-                    // found its connection open reuses the start time.
-                    let time_left = if attempts == 1 && was_open {
-                        // `deadline` is `started` plus the limit: no clock arithmetic needed.
-                        limit.unwrap_or(NO_STALL_WATCHDOG)
-                    } else {
-                        deadline.saturating_duration_since(Instant::now())
-                    };
-                    // The connection's own stall watchdog already bounds one reply: a second timer
-                    // is only needed when the deadline comes first.
                     let Some(conn) = conn.get() else {
                         return Err(Error::connection(node.label(), "no connection"));
                     };
-                    // Awaited where they are made, not through a shared `async` block: one layer
-                    // of future less on every command.
-                    let sent = if !request.is_blocking()
-                        && time_left > stall_detected_within(settings.response_timeout)
-                    {
-                        Ok(if read {
+                    let sending = async {
+                        if read {
                             send_read(&node, conn, request, asking).await
                         } else {
                             request::send(conn, request, asking).await
-                        })
+                        }
+                    };
+                    // The connection's own stall watchdog already bounds one reply: a second
+                    // timer is only needed when the deadline comes first.
+                    let time_left = deadline.saturating_duration_since(Instant::now());
+                    let sent = if !request.is_blocking()
+                        && time_left > stall_detected_within(settings.response_timeout)
+                    {
+                        Ok(sending.await)
                     } else {
-                        let sending = async {
-                            if read {
-                                send_read(&node, conn, request, asking).await
-                            } else {
-                                request::send(conn, request, asking).await
-                            }
-                        };
                         Box::pin(tokio::time::timeout_at(deadline, sending)).await
                     };
                     match sent {
