@@ -21,7 +21,11 @@
 //!   [`Ticket`] — the global generation and its key's stripe generation — *before* it reads
 //!   Redis; an invalidation bumps the generation *before* it removes the entry; a fill inserts,
 //!   then checks the ticket again and removes what it inserted if either moved. So either the
-//!   fill sees the bump, or the removal comes after the insert.
+//!   fill sees the bump, or the removal comes after the insert. Until the fill has checked
+//!   again, its entry is served only while its stripe generation is still its ticket's: a reader
+//!   that comes between the insert and the removal gets nothing from it.
+//! - **Each thread reads through its own window** onto the entries (`window.rs`), validated by
+//!   the same stripe generations, so a hit writes no memory another core uses.
 //! - **Own writes** (`set_through`, `invalidate`, write-behind, `invalidate_all`) drop the local
 //!   entry before and after they reach Redis.
 //! - Every entry also dies at its L1 TTL and at its Redis soft expiry, whichever is first
@@ -109,6 +113,12 @@ struct Entry<V> {
     ns_version: u64,
     /// The global generation it was filled at: a flush makes every older entry invisible.
     generation: u64,
+    /// Its fill's ticket's stripe generation: until the fill has confirmed that no
+    /// invalidation came since its read began (`confirmed`), the entry is served only while
+    /// the stripe is still there — an invalidation that came first must not be undone by a
+    /// reader that finds the entry between its insertion and its withdrawal.
+    stripe_gen: u64,
+    confirmed: AtomicBool,
     value: Option<V>,
     /// When it stops being served: its Redis soft expiry or the L1 TTL, whichever is first.
     until: coarsetime::Instant,
@@ -252,20 +262,20 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
         else {
             // Re-entered from a value's `Clone` on this thread: the store alone.
             let entry = self.entries.get(id)?;
-            return self.serve(&entry, ns_version);
+            return self.serve(&entry, ns_version, stripe_gen);
         };
         let slot = window.slot(hash);
         if let Some(seen) = slot
             && seen.stripe_gen == stripe_gen
             && *seen.entry.id == *id
-            && let Some(value) = self.serve(&seen.entry, ns_version)
+            && let Some(value) = self.serve(&seen.entry, ns_version, stripe_gen)
         {
             return Some(value);
         }
         let found = self
             .entries
             .get(id)
-            .and_then(|entry| Some((self.serve(&entry, ns_version)?, entry)));
+            .and_then(|entry| Some((self.serve(&entry, ns_version, stripe_gen)?, entry)));
         match found {
             Some((value, entry)) => {
                 *slot = Some(Seen { stripe_gen, entry });
@@ -281,10 +291,12 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
         }
     }
 
-    /// The value of `entry` if it may be served under namespace version `ns_version` now.
-    fn serve(&self, entry: &Entry<V>, ns_version: u64) -> Option<Option<V>> {
+    /// The value of `entry` if it may be served under namespace version `ns_version` now, its
+    /// stripe's generation read before the entry was (`stripe_gen`).
+    fn serve(&self, entry: &Entry<V>, ns_version: u64, stripe_gen: u64) -> Option<Option<V>> {
         let servable = entry.ns_version == ns_version
             && entry.generation == self.global.load(Ordering::SeqCst)
+            && (entry.stripe_gen == stripe_gen || entry.confirmed.load(Ordering::SeqCst))
             && coarse_now() < entry.until;
         servable.then(|| entry.value.clone())
     }
@@ -324,10 +336,12 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
             return false;
         }
         let fresh_for = Duration::from_millis(fresh_until_ms - wall);
-        self.insert(id, ticket.global, ns_version, value, fresh_for);
+        let entry = self.insert(id, &ticket, ns_version, value, fresh_for);
         // An invalidation bumps before it removes: if it bumped after our first check, it
-        // either removes what we inserted or we see its bump here.
+        // either removes what we inserted or we see its bump here. Until then the entry is
+        // served only while its stripe has not moved (`Entry::stripe_gen`).
         if self.ticket_holds(&ticket) {
+            entry.confirmed.store(true, Ordering::SeqCst);
             true
         } else {
             self.withdraw(id);
@@ -335,24 +349,26 @@ impl<V: Clone + Send + Sync + 'static> L1<V> {
         }
     }
 
+    /// Puts an unconfirmed entry for what a read that took `ticket` found.
     fn insert(
         &self,
         id: &str,
-        generation: u64,
+        ticket: &Ticket,
         ns_version: u64,
         value: Option<V>,
         fresh_for: Duration,
-    ) {
-        self.entries.insert(
-            id.to_string(),
-            Arc::new(Entry {
-                id: id.into(),
-                ns_version,
-                generation,
-                value,
-                until: coarse_now() + coarsetime::Duration::from(fresh_for.min(self.ttl)),
-            }),
-        );
+    ) -> Arc<Entry<V>> {
+        let entry = Arc::new(Entry {
+            id: id.into(),
+            ns_version,
+            generation: ticket.global,
+            stripe_gen: ticket.stripe_gen,
+            confirmed: AtomicBool::new(false),
+            value,
+            until: coarse_now() + coarsetime::Duration::from(fresh_for.min(self.ttl)),
+        });
+        self.entries.insert(id.to_string(), entry.clone());
+        entry
     }
 
     /// Removes `id`'s entry, then bumps its stripe: a thread's window that copied the entry
@@ -504,23 +520,35 @@ mod tests {
     }
 
     #[test]
-    fn a_fill_undone_after_a_reader_copied_it_is_not_served() {
-        // The fill's race, step by step: its read began before an invalidation, it inserts,
-        // a reader copies the entry into its window, then the fill sees the moved ticket and
-        // withdraws. The withdrawal must reach the reader's copy.
+    fn a_fill_that_an_invalidation_overtook_is_never_served() {
+        // The fill's race, step by step: its read began before an invalidation, then it
+        // inserts; until it sees the moved ticket and withdraws, a reader finds the entry.
         let l1 = l1();
         let ticket = l1.ticket("a").unwrap();
         l1.invalidate("a");
-        l1.insert(
-            "a",
-            ticket.global,
-            0,
-            Some("old".into()),
-            Duration::from_secs(60),
-        );
+        let sixty = Duration::from_secs(60);
+        l1.insert("a", &ticket, 0, Some("old".into()), sixty);
         assert!(!l1.ticket_holds(&ticket));
-        assert_eq!(l1.get("a", 0), Some(Some("old".into())));
+        assert_eq!(l1.get("a", 0), None);
         l1.withdraw("a");
+        assert_eq!(l1.get("a", 0), None);
+        // A fill no invalidation overtook is served before it confirms, and after.
+        let ticket = l1.ticket("a").unwrap();
+        let entry = l1.insert("a", &ticket, 0, Some("new".into()), sixty);
+        assert_eq!(l1.get("a", 0), Some(Some("new".into())));
+        entry.confirmed.store(true, Ordering::SeqCst);
+        assert_eq!(l1.get("a", 0), Some(Some("new".into())));
+    }
+
+    #[test]
+    fn a_confirmed_entry_a_reader_copied_is_not_served_after_its_invalidation() {
+        // A reader that read the stripe between an invalidation's first bump and its removal
+        // still finds the entry and copies it; the bump after the removal must reach the copy.
+        let l1 = l1();
+        assert!(l1.fill("a", l1.ticket("a").unwrap(), 0, Some("v".into()), later()));
+        l1.stripes[stripe_of("a")].fetch_add(1, Ordering::SeqCst); // invalidate: first bump
+        assert_eq!(l1.get("a", 0), Some(Some("v".into()))); // the reader copies
+        l1.withdraw("a"); // invalidate: removal, second bump
         assert_eq!(l1.get("a", 0), None);
     }
 
