@@ -115,8 +115,8 @@ struct Entry<V> {
     generation: u64,
     /// Its fill's ticket's stripe generation: until the fill has confirmed that no
     /// invalidation came since its read began (`confirmed`), the entry is served only while
-    /// the stripe is still there — an invalidation that came first must not be undone by a
-    /// reader that finds the entry between its insertion and its withdrawal.
+    /// its stripe's generation is still this one — an invalidation that came first must not
+    /// be undone by a reader that finds the entry between its insertion and its withdrawal.
     stripe_gen: u64,
     confirmed: AtomicBool,
     value: Option<V>,
