@@ -1,44 +1,24 @@
 //! The thin I/O shell around [`super::redirect::decide`]: route one request, send it, ask the
 //! policy what the outcome means, and carry the decision out (patch the map, refresh, back
-//! off, count), all within the redirect budget and the command's deadline.
+//! off, count), all within the redirect budget and the command's deadline. [`follow`] makes
+//! the first attempt when it is the common case; `follow_on` loops over the rest, one
+//! attempt ([`super::attempt`]) and one decision at a time.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use redis::Value;
 use tokio::time::Instant;
 
 use super::ClusterRouter;
+use super::attempt::{Trail, Tried, outcome_of};
 use super::redirect::{self, Attempt, Decision, Failure, Next, Outcome, Step, Wait};
 use super::slots::SlotRoutes;
 use crate::engine::{Request, Target, request};
 use crate::error::Error;
-use crate::net::{
-    Connection, Dedicated, NO_STALL_WATCHDOG, Node, WaitGuard, stall_detected_within, was_not_sent,
-};
+use crate::net::{Connection, NO_STALL_WATCHDOG, Node, WaitGuard, stall_detected_within};
 use crate::settings::DownPolicy;
-
-/// The connection one attempt uses: the node's shared one, or a dedicated one.
-enum Conn<'d> {
-    Shared(Arc<Connection>),
-    Dedicated(&'d mut Dedicated),
-}
-
-impl Conn<'_> {
-    fn get(&self) -> Option<&Connection> {
-        match self {
-            Conn::Shared(conn) => Some(conn),
-            Conn::Dedicated(dedicated) => dedicated.connection(),
-        }
-    }
-}
-
-/// What the last failed attempt said, kept for the error; nothing is allocated while all goes
-/// well.
-struct Trail {
-    last: String,
-    node: Option<Arc<Node>>,
-}
 
 /// Runs `request` against the owner of `target`, following the cluster; `span` (made by the
 /// caller, `Router::execute`) records the node that answered and the number of attempts.
@@ -101,7 +81,7 @@ struct First {
 
 /// Whether `request` is a plain read: it passes over a connection held up by replies the node
 /// owes (writes held by `CLIENT PAUSE WRITE`), never waiting behind other callers' writes.
-fn plain_read(request: Request<'_>, target: Target<'_, u16>) -> bool {
+pub(super) fn plain_read(request: Request<'_>, target: Target<'_, u16>) -> bool {
     matches!(target, Target::Keyed { read: true, .. }) && matches!(request, Request::Cmd(_))
 }
 
@@ -113,36 +93,35 @@ fn answered(span: &tracing::Span, node: &Node, attempts: u32) {
     }
 }
 
-/// What a send's result means for the policy; the reply is kept in `reply` (moved to the
-/// caller, not cloned, when it is the answer).
-fn outcome_of<'r>(
-    sent: redis::RedisResult<Value>,
-    node: &Node,
-    conn: &Connection,
-    trail: &mut Trail,
-    reply: &'r mut Option<Value>,
-) -> Outcome<'r> {
-    match sent {
-        Err(e) if was_not_sent(&e) => {
-            trail.last = e.to_string();
-            Outcome::NotSent
-        }
-        Err(e) => {
-            trail.last = e.to_string();
-            node.connection_failed(conn);
-            Outcome::Lost {
-                broken: e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error(),
-            }
-        }
-        Ok(value) => {
-            node.record_success();
-            Outcome::Reply(&*reply.insert(value))
-        }
-    }
+/// One command's course through the cluster in [`follow_on`]: what it is, until when it may
+/// run, and what its attempts so far left behind.
+pub(super) struct Course<'a> {
+    pub(super) router: &'a ClusterRouter,
+    pub(super) request: Request<'a>,
+    pub(super) target: Target<'a, u16>,
+    pub(super) slot: Option<u16>,
+    /// The command's own time limit (`None`: a blocking command that may wait forever).
+    limit: Option<Duration>,
+    pub(super) deadline: Instant,
+    pub(super) fail_fast: bool,
+    /// Attempts begun, the one under way included.
+    pub(super) attempts: u32,
+    /// Redirects followed.
+    redirects: u32,
+    /// Where a redirect sends the next attempt, and whether `ASKING` goes first.
+    pub(super) next: Option<(Arc<Node>, bool)>,
+    pub(super) trail: Trail,
+    /// This command's place among those waiting for a node, taken at its first wait (a node
+    /// that failed it, or a ramp that had no room for it) and kept until it ends: a command
+    /// that waited for a dead primary and then waits for its successor's ramp holds one place,
+    /// so a backlog never counts twice and the bound holds across the failover.
+    pub(super) waiting: Option<WaitGuard>,
 }
 
 /// The rest of [`follow`]: every attempt after `first` (or from the first, when `first` is
-/// `None`), within the redirect budget and the deadline counted from `started`.
+/// `None`), within the redirect budget and the deadline counted from `started`. Each turn is
+/// one attempt ([`Course::attempt`]), the policy's decision on what it came to
+/// ([`Course::decide`]), and that decision carried out.
 async fn follow_on(
     router: &ClusterRouter,
     request: Request<'_>,
@@ -151,250 +130,184 @@ async fn follow_on(
     started: Instant,
     mut first: Option<First>,
 ) -> Result<Value, Error> {
-    let settings = &router.settings;
-    let limit = request.deadline(settings.deadline);
-    let deadline = started + limit.unwrap_or(NO_STALL_WATCHDOG);
-    let slot = target.shard();
-    let mut attempts = 0u32;
-    let mut redirects = 0u32;
-    let mut next: Option<(Arc<Node>, bool)> = None;
-    let mut trail = Trail {
-        last: String::new(),
-        node: None,
-    };
-    // This command's place among those waiting for a node, taken at its first wait (a node
-    // that failed it, or a ramp that had no room for it) and kept until it ends: a command
-    // that waited for a dead primary and then waits for its successor's ramp holds one place,
-    // so a backlog never counts twice and the bound holds across the failover.
-    let mut waiting: Option<WaitGuard> = None;
-    let fail_fast = settings.down_policy == DownPolicy::FailFast;
-    let timeout = |attempts, trail: &Trail| {
-        Error::timeout(
-            limit.unwrap_or(NO_STALL_WATCHDOG),
-            attempts,
-            slot,
-            trail.node.as_ref().map(|n| n.label()),
-            &trail.last,
-        )
-    };
+    let mut course = Course::new(router, request, target, started);
     loop {
-        attempts += 1;
+        course.attempts += 1;
         // The reply, moved to the caller (not cloned) when it is the answer.
         let mut reply: Option<Value> = None;
-        let (node, outcome) = if let Some(First { node, conn, sent }) = first.take() {
-            let outcome = outcome_of(sent, &node, &conn, &mut trail, &mut reply);
-            (node, outcome)
-        } else {
-            let (node, asking) = match next.take() {
-                Some(redirect) => redirect,
-                None => match route(&router.routes.load(), target) {
-                    Some(node) => (node, false),
-                    None => {
-                        // No known owner: ask for a fresh map once, then give up with a clear error.
-                        trail.last = format!("no owner for slot {slot:?}");
-                        if attempts > 2 || Instant::now() >= deadline {
-                            return Err(match slot {
-                                Some(slot) => Error::SlotUnassigned { slot },
-                                None => timeout(attempts, &trail),
-                            });
-                        }
-                        Box::pin(router.refresher.request_and_wait(deadline)).await;
-                        continue;
-                    }
-                },
-            };
-
-            // An open breaker refuses at once; one caller probes when it is due. A ramping one
-            // admits its fraction.
-            // A closed, quiet breaker (the common case) is one atomic load: no future, no timer.
-            let admitted = if node.breaker_shut() {
-                Box::pin(tokio::time::timeout_at(deadline, node.admit())).await
-            } else {
-                Ok(Ok(()))
-            };
-            match admitted {
-                Ok(Ok(())) => {}
-                Ok(Err(refused)) if fail_fast => {
-                    // Its slots may have a new owner by now: look (coalesced, rate-limited).
-                    router.refresher.request();
-                    return Err(refused);
-                }
-                Ok(Err(refused)) => {
-                    // Wait policy, node ramping: wait for the next step among the node's waiting
-                    // commands (bounded), then route again. The ramp never fails a command that
-                    // may wait: one whose turn would leave it less than a response timeout before
-                    // its deadline is sent now.
-                    let retry_in = match &refused {
-                        Error::CircuitOpen { retry_in, .. } => *retry_in,
-                        _ => return Err(refused),
-                    };
-                    let wake = Instant::now() + retry_in;
-                    if wake + settings.response_timeout < deadline {
-                        if waiting.is_none() {
-                            waiting = Some(node.try_wait()?);
-                        }
-                        trail.last = refused.to_string();
-                        Box::pin(tokio::time::sleep_until(wake)).await;
-                        continue;
-                    }
-                }
-                Err(_) => {
-                    trail.node = Some(node);
-                    return Err(timeout(attempts, &trail));
-                }
+        let (node, outcome) = match first.take() {
+            Some(First { node, conn, sent }) => {
+                let outcome = outcome_of(sent, &node, &conn, &mut course.trail, &mut reply);
+                (node, outcome)
             }
-
-            // A blocking command gets a connection of its own (no stall watchdog: the deadline
-            // below bounds it), returned clean only once it got its reply.
-            let mut dedicated = None;
-            let read = plain_read(request, target);
-            let ready = if request.is_blocking() {
-                None
-            } else if read {
-                node.ready_read_connection()
-            } else {
-                node.ready_connection()
-            };
-            let opened = match ready {
-                Some(conn) => Ok(Ok(Conn::Shared(conn))),
-                None if request.is_blocking() => {
-                    match Box::pin(tokio::time::timeout_at(deadline, node.dedicated())).await {
-                        Ok(Ok(conn)) => Ok(Ok(Conn::Dedicated(dedicated.insert(conn)))),
-                        Ok(Err(e)) => Ok(Err(e)),
-                        Err(elapsed) => Err(elapsed),
-                    }
-                }
-                None if read => Box::pin(tokio::time::timeout_at(deadline, node.read_connection()))
-                    .await
-                    .map(|r| r.map(Conn::Shared)),
-                None => Box::pin(tokio::time::timeout_at(deadline, node.connection()))
-                    .await
-                    .map(|r| r.map(Conn::Shared)),
-            };
-            let outcome = match opened {
-                Err(_) => {
-                    trail.node = Some(node);
-                    return Err(timeout(attempts, &trail));
-                }
-                Ok(Err(e)) => {
-                    trail.last = e.to_string();
-                    Outcome::NotSent
-                }
-                Ok(Ok(conn)) => {
-                    let Some(conn) = conn.get() else {
-                        return Err(Error::connection(node.label(), "no connection"));
-                    };
-                    let sending = async {
-                        if read {
-                            send_read(&node, conn, request, asking).await
-                        } else {
-                            request::send(conn, request, asking).await
-                        }
-                    };
-                    // The connection's own stall watchdog already bounds one reply: a second
-                    // timer is only needed when the deadline comes first.
-                    let time_left = deadline.saturating_duration_since(Instant::now());
-                    let sent = if !request.is_blocking()
-                        && time_left > stall_detected_within(settings.response_timeout)
-                    {
-                        Ok(sending.await)
-                    } else {
-                        Box::pin(tokio::time::timeout_at(deadline, sending)).await
-                    };
-                    match sent {
-                        Err(_) => {
-                            trail.node = Some(node);
-                            return Err(timeout(attempts, &trail));
-                        }
-                        Ok(sent) => {
-                            let clean = sent.is_ok();
-                            let outcome = outcome_of(sent, &node, conn, &mut trail, &mut reply);
-                            if clean && let Some(dedicated) = dedicated.as_mut() {
-                                dedicated.mark_clean();
-                            }
-                            outcome
-                        }
-                    }
-                }
-            };
-            (node, outcome)
+            None => match course.attempt(&mut reply).await? {
+                Tried::Sent { node, outcome } => (node, outcome),
+                Tried::Again => continue,
+            },
         };
-
         if redirect::is_final(&outcome) {
-            answered(span, &node, attempts);
+            answered(span, &node, course.attempts);
             return Ok(reply.take().unwrap_or(Value::Nil));
         }
+        let unanswered = matches!(outcome, Outcome::NotSent | Outcome::Lost { .. });
+        match course.decide(&node, outcome).step {
+            Step::Reply => {
+                answered(span, &node, course.attempts);
+                return Ok(reply.take().unwrap_or(Value::Nil));
+            }
+            Step::Fail(failure) => return Err(course.fail(failure, &node)),
+            Step::Retry { next, wait } => course.retry(node, unanswered, next, wait).await?,
+        }
+    }
+}
+
+impl<'a> Course<'a> {
+    fn new(
+        router: &'a ClusterRouter,
+        request: Request<'a>,
+        target: Target<'a, u16>,
+        started: Instant,
+    ) -> Self {
+        let settings = &router.settings;
+        let limit = request.deadline(settings.deadline);
+        Course {
+            router,
+            request,
+            target,
+            slot: target.shard(),
+            limit,
+            deadline: started + limit.unwrap_or(NO_STALL_WATCHDOG),
+            fail_fast: settings.down_policy == DownPolicy::FailFast,
+            attempts: 0,
+            redirects: 0,
+            next: None,
+            trail: Trail {
+                last: String::new(),
+                node: None,
+            },
+            waiting: None,
+        }
+    }
+
+    /// The command ran out of time; the trail says what it saw last.
+    pub(super) fn timeout(&self) -> Error {
+        Error::timeout(
+            self.limit.unwrap_or(NO_STALL_WATCHDOG),
+            self.attempts,
+            self.slot,
+            self.trail.node.as_ref().map(|n| n.label()),
+            &self.trail.last,
+        )
+    }
+
+    /// The command ran out of time waiting on `node`.
+    pub(super) fn timed_out_on(&mut self, node: Arc<Node>) -> Error {
+        self.trail.node = Some(node);
+        self.timeout()
+    }
+
+    /// What the policy says `outcome`, from `node`, means, with the side effects every decision
+    /// may ask for carried out.
+    fn decide(&mut self, node: &Node, outcome: Outcome<'_>) -> Decision {
         let attempt = Attempt {
-            number: attempts,
-            redirects,
-            budget: settings.redirect_budget,
-            retry_safe: target.retry_safe(),
-            time_left: deadline.saturating_duration_since(Instant::now()),
+            number: self.attempts,
+            redirects: self.redirects,
+            budget: self.router.settings.redirect_budget,
+            retry_safe: self.target.retry_safe(),
+            time_left: self.deadline.saturating_duration_since(Instant::now()),
         };
         let decision = redirect::decide(outcome, attempt, &node.endpoint);
         if let Outcome::Reply(Value::ServerError(e)) = outcome
             && decision.step != Step::Reply
         {
-            trail.last = format!("{} {}", e.code(), e.details().unwrap_or(""));
+            self.trail.last = format!("{} {}", e.code(), e.details().unwrap_or(""));
         }
-        side_effects(router, &node, &decision);
-        match decision.step {
-            Step::Reply => {
-                answered(span, &node, attempts);
-                return Ok(reply.take().unwrap_or(Value::Nil));
+        side_effects(self.router, node, &decision);
+        decision
+    }
+
+    /// Carries out a retry after an attempt on `node` (`unanswered`: it got no reply): counts
+    /// and follows a redirect, takes the command's place among those waiting for a node that
+    /// failed it, and waits as the policy says.
+    async fn retry(
+        &mut self,
+        node: Arc<Node>,
+        unanswered: bool,
+        to: Next,
+        wait: Wait,
+    ) -> Result<(), Error> {
+        let router = self.router;
+        let same_route = matches!(to, Next::Route);
+        match to {
+            Next::Route => {}
+            Next::Moved { slot, to } => {
+                self.redirects += 1;
+                router.stats.moved.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("shardis_redirects_total", "kind" => "moved").increment(1);
+                patch_moved(router, slot, &to);
+                self.next = Some((router.pool.node(&to), false));
             }
-            Step::Fail(failure) => return Err(fail(router, failure, slot, &node, attempts, trail)),
-            Step::Retry { next: to, wait } => {
-                let wait_kind = wait;
-                let same_route = matches!(to, Next::Route);
-                match to {
-                    Next::Route => {}
-                    Next::Moved { slot, to } => {
-                        redirects += 1;
-                        router.stats.moved.fetch_add(1, Ordering::Relaxed);
-                        metrics::counter!("shardis_redirects_total", "kind" => "moved")
-                            .increment(1);
-                        patch_moved(router, slot, &to);
-                        next = Some((router.pool.node(&to), false));
-                    }
-                    Next::Ask { to } => {
-                        redirects += 1;
-                        router.stats.ask.fetch_add(1, Ordering::Relaxed);
-                        metrics::counter!("shardis_redirects_total", "kind" => "ask").increment(1);
-                        next = Some((router.pool.node(&to), true));
-                    }
-                }
-                if matches!(outcome, Outcome::NotSent | Outcome::Lost { .. })
-                    && same_route
-                    && waiting.is_none()
-                {
-                    // It waits for this node to come back (or for its replacement): within
-                    // the bound, else it fails now.
-                    waiting = Some(node.try_wait()?);
-                }
-                // Under fail-fast, the breaker opening ends the wait: the next attempt is
-                // refused at once instead of after the backoff.
-                Box::pin(async {
-                    let opened = node.breaker_opened();
-                    let wait = async {
-                        match wait {
-                            Wait::None => {}
-                            Wait::Backoff(wait) => tokio::time::sleep(wait).await,
-                            Wait::Refresh => router.refresher.request_and_wait(deadline).await,
-                        }
-                    };
-                    if fail_fast && !matches!(wait_kind, Wait::None) {
-                        tokio::select! {
-                            () = wait => {}
-                            () = opened => {}
-                        }
-                    } else {
-                        wait.await;
-                    }
-                })
-                .await;
-                trail.node = Some(node);
+            Next::Ask { to } => {
+                self.redirects += 1;
+                router.stats.ask.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("shardis_redirects_total", "kind" => "ask").increment(1);
+                self.next = Some((router.pool.node(&to), true));
             }
+        }
+        if unanswered && same_route && self.waiting.is_none() {
+            // It waits for this node to come back (or for its replacement): within the bound,
+            // else it fails now.
+            self.waiting = Some(node.try_wait()?);
+        }
+        // Under fail-fast, the breaker opening ends the wait: the next attempt is refused at
+        // once instead of after the backoff.
+        let (fail_fast, deadline) = (self.fail_fast, self.deadline);
+        Box::pin(async {
+            let opened = node.breaker_opened();
+            let waited = async {
+                match wait {
+                    Wait::None => {}
+                    Wait::Backoff(wait) => tokio::time::sleep(wait).await,
+                    Wait::Refresh => router.refresher.request_and_wait(deadline).await,
+                }
+            };
+            if fail_fast && !matches!(wait, Wait::None) {
+                tokio::select! {
+                    () = waited => {}
+                    () = opened => {}
+                }
+            } else {
+                waited.await;
+            }
+        })
+        .await;
+        self.trail.node = Some(node);
+        Ok(())
+    }
+
+    /// The error the command ends with, on `node`.
+    fn fail(self, failure: Failure, node: &Node) -> Error {
+        let settings = &self.router.settings;
+        match failure {
+            Failure::TooManyRedirects => Error::TooManyRedirects {
+                budget: settings.redirect_budget,
+                slot: self.slot.unwrap_or_default(),
+                node: node.label().to_string(),
+                last_reply: self.trail.last,
+            },
+            Failure::Malformed(message) => Error::protocol(node.label(), message),
+            Failure::Lost => Error::Connection {
+                node: node.label().to_string(),
+                slot: self.slot,
+                message: self.trail.last,
+            },
+            Failure::Deadline => Error::timeout(
+                settings.deadline,
+                self.attempts,
+                self.slot,
+                Some(node.label()),
+                &self.trail.last,
+            ),
         }
     }
 }
@@ -413,43 +326,11 @@ fn side_effects(router: &ClusterRouter, node: &Node, decision: &Decision) {
     }
 }
 
-fn fail(
-    router: &ClusterRouter,
-    failure: Failure,
-    slot: Option<u16>,
-    node: &Node,
-    attempts: u32,
-    trail: Trail,
-) -> Error {
-    let settings = &router.settings;
-    match failure {
-        Failure::TooManyRedirects => Error::TooManyRedirects {
-            budget: settings.redirect_budget,
-            slot: slot.unwrap_or_default(),
-            node: node.label().to_string(),
-            last_reply: trail.last,
-        },
-        Failure::Malformed(message) => Error::protocol(node.label(), message),
-        Failure::Lost => Error::Connection {
-            node: node.label().to_string(),
-            slot,
-            message: trail.last,
-        },
-        Failure::Deadline => Error::timeout(
-            settings.deadline,
-            attempts,
-            slot,
-            Some(node.label()),
-            &trail.last,
-        ),
-    }
-}
-
 /// Sends a read. If the node holds the connection's replies while the read waits (writes
 /// under `CLIENT PAUSE WRITE`, a slow script), the connection's watchdog releases it and it
 /// goes over the node's spare connection, which carries no writes. A caller's read after its
 /// own write returned cannot overtake that write: the write was answered first.
-async fn send_read(
+pub(super) async fn send_read(
     node: &Node,
     conn: &Connection,
     request: Request<'_>,
@@ -481,7 +362,7 @@ async fn send_read(
     .await
 }
 
-fn route(routes: &SlotRoutes, target: Target<'_, u16>) -> Option<Arc<Node>> {
+pub(super) fn route(routes: &SlotRoutes, target: Target<'_, u16>) -> Option<Arc<Node>> {
     match target {
         Target::Keyed {
             shard, read, fresh, ..

@@ -2,9 +2,11 @@
 //!
 //! - [`slots`]: the routing snapshot (slot map + node handles), swapped atomically;
 //! - [`redirect`]: the pure retry policy (what a reply or an I/O outcome means);
-//! - [`follow`]: the I/O shell that sends a request and carries the policy out;
+//! - [`follow`]: the I/O shell that sends a request and carries the policy out, one
+//!   [`attempt`] after another;
 //! - [`refresh`]: loading the topology from several nodes, in the background.
 
+pub(crate) mod attempt;
 pub(crate) mod follow;
 pub(crate) mod redirect;
 pub(crate) mod refresh;
