@@ -301,8 +301,10 @@ impl<'a> Course<'a> {
                 slot: self.slot,
                 message: self.trail.last,
             },
+            // The command's own limit (a blocking command's wait), as every other timeout
+            // of this loop names it.
             Failure::Deadline => Error::timeout(
-                settings.deadline,
+                self.limit.unwrap_or(NO_STALL_WATCHDOG),
                 self.attempts,
                 self.slot,
                 Some(node.label()),
@@ -446,5 +448,54 @@ mod tests {
             other => panic!("expected TooManyRedirects, got {other}"),
         }
         assert_eq!(state.stats.snapshot().moved, 5);
+    }
+
+    /// A blocking command bounded by its own wait (300 ms), answered `TRYAGAIN` until its
+    /// next backoff no longer fits: the timeout it fails with names its own limit, as the
+    /// other timeout paths of the same loop (and the primary+replicas router) do.
+    #[tokio::test]
+    async fn a_blocking_command_out_of_time_names_its_own_limit() {
+        let (node, _fake) = fake_node(|command, _| {
+            if command.contains("BLPOP") {
+                "-TRYAGAIN Multiple keys request during rehashing of slot\r\n".to_string()
+            } else {
+                "+OK\r\n".to_string()
+            }
+        })
+        .await;
+        let topology = Topology::new(vec![Shard {
+            primary: shardis_slots::Node::primary(node.clone()),
+            replicas: vec![],
+            slots: vec![SlotRange::new(0, 16383).unwrap()],
+        }])
+        .unwrap();
+        let state = ClusterRouter::new(Arc::new(Settings::default()), vec![node]);
+        state.install(SlotMap::new(topology));
+        let mut blpop = redis::cmd("BLPOP");
+        blpop.arg("hello").arg(0.1);
+        let wait = std::time::Duration::from_millis(300);
+        let err = follow(
+            &state,
+            Request::Blocking {
+                cmd: &blpop,
+                wait: Some(wait),
+            },
+            Target::Keyed {
+                shard: 866,
+                read: false,
+                fresh: false,
+                keys: crate::engine::Keys::List(&[b"hello"]),
+            },
+            &tracing::Span::none(),
+        )
+        .await
+        .expect_err("TRYAGAIN until the deadline");
+        match err {
+            Error::Timeout { deadline, last, .. } => {
+                assert!(last.starts_with("TRYAGAIN"), "{last}");
+                assert_eq!(deadline, wait, "the command's own limit");
+            }
+            other => panic!("expected Timeout, got {other}"),
+        }
     }
 }
