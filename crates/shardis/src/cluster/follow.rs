@@ -397,6 +397,19 @@ mod tests {
     use crate::settings::Settings;
     use shardis_slots::{Shard, SlotMap, SlotRange, Topology};
 
+    /// A router whose map gives every slot to `node`.
+    fn router_owning_every_slot(node: shardis_slots::Endpoint) -> ClusterRouter {
+        let topology = Topology::new(vec![Shard {
+            primary: shardis_slots::Node::primary(node.clone()),
+            replicas: vec![],
+            slots: vec![SlotRange::new(0, 16383).unwrap()],
+        }])
+        .unwrap();
+        let state = ClusterRouter::new(Arc::new(Settings::default()), vec![node]);
+        state.install(SlotMap::new(topology));
+        state
+    }
+
     #[tokio::test]
     async fn a_redirect_loop_ends_at_the_budget_with_the_last_reply() {
         // A node that owns every slot but answers every GET with MOVED to itself.
@@ -408,14 +421,7 @@ mod tests {
             }
         })
         .await;
-        let topology = Topology::new(vec![Shard {
-            primary: shardis_slots::Node::primary(node.clone()),
-            replicas: vec![],
-            slots: vec![SlotRange::new(0, 16383).unwrap()],
-        }])
-        .unwrap();
-        let state = ClusterRouter::new(Arc::new(Settings::default()), vec![node]);
-        state.install(SlotMap::new(topology));
+        let state = router_owning_every_slot(node);
 
         let mut get = redis::cmd("GET");
         get.arg("hello");
@@ -463,14 +469,7 @@ mod tests {
             }
         })
         .await;
-        let topology = Topology::new(vec![Shard {
-            primary: shardis_slots::Node::primary(node.clone()),
-            replicas: vec![],
-            slots: vec![SlotRange::new(0, 16383).unwrap()],
-        }])
-        .unwrap();
-        let state = ClusterRouter::new(Arc::new(Settings::default()), vec![node]);
-        state.install(SlotMap::new(topology));
+        let state = router_owning_every_slot(node);
         let mut blpop = redis::cmd("BLPOP");
         blpop.arg("hello").arg(0.1);
         let wait = std::time::Duration::from_millis(300);
