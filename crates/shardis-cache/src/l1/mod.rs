@@ -60,7 +60,8 @@ pub struct L1Options {
     /// evicted entry in memory until its slot is reused.
     pub max_entries: u64,
     /// The longest an entry is served (default 30 s): the bound on staleness when every
-    /// invalidation path fails silently.
+    /// invalidation path fails silently. Checked on the coarse monotonic clock, so an entry
+    /// may outlive it by one kernel tick (1–4 ms on Linux).
     pub ttl: Duration,
     /// Subscribe to the namespace's backplane channel (default `true`), for
     /// [`Cache::publish_invalidation`](crate::Cache::publish_invalidation).
