@@ -40,8 +40,12 @@ pub(crate) async fn follow(
     // The connection's own stall watchdog bounds the reply within the deadline: no timer.
     let untimed = !request.is_blocking()
         && settings.deadline > stall_detected_within(settings.response_timeout);
-    if untimed
-        && let Some(node) = route(&router.routes.load(), target)
+    // The map's guard is dropped here, not held across the send: a guard kept by every
+    // command in flight would use up arc-swap's per-thread slots and weigh on this future.
+    let node = untimed
+        .then(|| route(&router.routes.load(), target))
+        .flatten();
+    if let Some(node) = node
         && !node.breaker_shut()
     {
         let read = plain_read(request, target);

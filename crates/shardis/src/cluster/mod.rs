@@ -177,15 +177,17 @@ impl Router for Arc<ClusterRouter> {
         reply.await.ok()?.ok()
     }
 
-    async fn execute(
+    fn execute(
         &self,
         _: &Slots,
         request: Request<'_>,
         target: Target<'_, u16>,
-    ) -> Result<Value> {
+    ) -> impl Future<Output = Result<Value>> + Send {
         // Every attempt routes by the map of its time, not the caller's snapshot: a MOVED
-        // patched in by another command is used at once. The span is made here rather than
-        // in a function of its own: one layer of future less on every command.
+        // patched in by another command is used at once. Not an `async fn`: the span is made
+        // before the command's future, which is `follow`'s own when nobody listens (no layer
+        // of state around it on every command).
+        use futures::future::Either;
         use tracing::Instrument;
         let span = tracing::debug_span!(
             "shardis.command",
@@ -194,12 +196,17 @@ impl Router for Arc<ClusterRouter> {
             attempts = tracing::field::Empty
         );
         if span.is_disabled() {
-            // Nobody listens: skip entering and leaving the span on every poll.
-            return follow::follow(self, request, target, &span).await;
+            // Nobody listens: skip entering and leaving the span on every poll. Recording on
+            // a disabled span does nothing, so the shared empty one stands in for it.
+            static NONE: tracing::Span = tracing::Span::none();
+            return Either::Left(follow::follow(self, request, target, &NONE));
         }
-        follow::follow(self, request, target, &span)
-            .instrument(span.clone())
-            .await
+        // Boxed: only while a subscriber listens at debug level.
+        Either::Right(Box::pin(async move {
+            follow::follow(self, request, target, &span)
+                .instrument(span.clone())
+                .await
+        }))
     }
 
     async fn execute_batch(
