@@ -184,29 +184,9 @@ impl Router for Arc<ClusterRouter> {
         target: Target<'_, u16>,
     ) -> impl Future<Output = Result<Value>> + Send {
         // Every attempt routes by the map of its time, not the caller's snapshot: a MOVED
-        // patched in by another command is used at once. Not an `async fn`: the span is made
-        // before the command's future, which is `follow`'s own when nobody listens (no layer
-        // of state around it on every command).
-        use futures::future::Either;
-        use tracing::Instrument;
-        let span = tracing::debug_span!(
-            "shardis.command",
-            slot = target.shard(),
-            node = tracing::field::Empty,
-            attempts = tracing::field::Empty
-        );
-        if span.is_disabled() {
-            // Nobody listens: skip entering and leaving the span on every poll. Recording on
-            // a disabled span does nothing, so the shared empty one stands in for it.
-            static NONE: tracing::Span = tracing::Span::none();
-            return Either::Left(follow::follow(self, request, target, &NONE));
-        }
-        // Boxed: only while a subscriber listens at debug level.
-        Either::Right(Box::pin(async move {
-            follow::follow(self, request, target, &span)
-                .instrument(span.clone())
-                .await
-        }))
+        // patched in by another command is used at once. Not an `async fn`: the command's
+        // future is `follow`'s own, with no layer of state around it.
+        follow::follow(self, request, target)
     }
 
     async fn execute_batch(

@@ -230,6 +230,7 @@ impl<R: Router> Engine<R> {
 
     /// The plan of a shared command whose spec is known, or its refusal; `None` for the
     /// rest ([`Engine::run_rest`]: a blocking command, a command to ask a server about).
+    #[inline]
     fn plan_now(&self, shards: &R::Shards, cmd: &Cmd) -> Option<Result<Plan<ShardOf<R>>>> {
         let args = crate::command::args_of(cmd);
         let name = crate::command::name_of(&args);

@@ -56,6 +56,7 @@ pub(crate) async fn plan_named<R: Router>(
 
 /// [`plan_named`] without awaiting: `None` when the command's spec is not known yet (it takes
 /// asking a server).
+#[inline]
 pub(crate) fn plan_known<R: Router>(
     engine: &Engine<R>,
     shards: &impl Shards<Shard = ShardOf<R>>,
@@ -67,6 +68,7 @@ pub(crate) fn plan_known<R: Router>(
 }
 
 /// The plan of a command whose spec is known.
+#[inline]
 fn plan_spec<V: Shards>(
     shards: &V,
     args: &[&[u8]],
