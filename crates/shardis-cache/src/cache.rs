@@ -392,25 +392,39 @@ where
         Box::pin(self.fetch_slow(id, loader)).await
     }
 
-    /// [`fetch`](Self::fetch) past L1: a span around the lookup.
-    async fn fetch_slow<K, F, Fut, E>(&self, id: &K, loader: F) -> Result<Fetched<V>>
+    /// [`fetch`](Self::fetch) past L1: a span around the lookup. Not an `async fn`: when
+    /// nobody listens this is the lookup's future itself, with no layer of state around it
+    /// (it is what `fetch` boxes, and a box of at most 1,032 bytes stays in glibc's
+    /// per-thread cache).
+    fn fetch_slow<K, F, Fut, E>(
+        &self,
+        id: &K,
+        loader: F,
+    ) -> impl Future<Output = Result<Fetched<V>>>
     where
         K: Display + ?Sized,
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = std::result::Result<Option<V>, E>> + Send + 'static,
         E: Into<BoxError>,
     {
+        use futures::future::Either;
         let span = tracing::debug_span!(
             "shardis_cache.fetch",
             namespace = %self.inner.cfg.namespace,
             id = %id,
             source = tracing::field::Empty,
         );
-        let result = self.lookup(id, loader).instrument(span.clone()).await;
-        if let Ok(f) = &result {
-            span.record("source", tracing::field::debug(f.source));
+        if span.is_disabled() {
+            return Either::Left(self.lookup(id, loader));
         }
-        result
+        // Boxed: only while a subscriber listens at debug level.
+        Either::Right(Box::pin(async move {
+            let result = self.lookup(id, loader).instrument(span.clone()).await;
+            if let Ok(f) = &result {
+                span.record("source", tracing::field::debug(f.source));
+            }
+            result
+        }))
     }
 
     /// The common path inline — the namespace version known, one `GET`, a fresh value —
@@ -1338,9 +1352,14 @@ mod future_size {
     use super::*;
 
     /// How much a lookup's future may hold beyond the client command it awaits. Measured
-    /// 376 bytes in a debug build (1,784 for the lookup, 1,408 for `Client::send`); before the
-    /// rare paths were boxed out of it, 656 (2,400 against 1,744).
-    const OVER_SEND: usize = 512;
+    /// 256 bytes (960 for the lookup, 704 for `Client::send`; the same in debug and release
+    /// builds); 376 before `fetch_slow` stopped wrapping the lookup (1,784 against 1,408), and
+    /// 656 before the rare paths were boxed out of it (2,400 against 1,744).
+    const OVER_SEND: usize = 320;
+    /// What a boxed lookup may weigh: glibc serves allocations of up to 1,032 usable bytes
+    /// from its per-thread cache, larger ones through its slower general path, on every
+    /// lookup past L1.
+    const BOXED: usize = 1_032;
     /// `get_or_load`'s own future: an L1 hit builds and moves only this.
     const GET_OR_LOAD: usize = 128;
 
@@ -1373,6 +1392,12 @@ mod future_size {
             get_slow <= send + OVER_SEND,
             "get's future is {get_slow} bytes, Client::send's {send}"
         );
+        for (what, size) in [("the lookup", lookup), ("get", get_slow)] {
+            assert!(
+                size <= BOXED,
+                "{what}'s future is {size} bytes: its box misses glibc's per-thread cache"
+            );
+        }
         let get_or_load = std::mem::size_of_val(
             &cache.get_or_load("1", || async { Ok::<_, std::io::Error>("v".to_string()) }),
         );

@@ -20,8 +20,9 @@ use crate::error::Error;
 use crate::net::{Connection, NO_STALL_WATCHDOG, Node, WaitGuard, stall_detected_within};
 use crate::settings::DownPolicy;
 
-/// Runs `request` against the owner of `target`, following the cluster; `span` (made by the
-/// caller, `Router::execute`) records the node that answered and the number of attempts.
+/// Runs `request` against the owner of `target`, following the cluster; its span (when a
+/// subscriber listens at debug level) records the node that answered and the number of
+/// attempts.
 ///
 /// The common case is here, in few lines: a first attempt on an open connection to a node
 /// whose breaker is quiet, answered with a reply that is not an error. Everything else (no
@@ -33,15 +34,39 @@ pub(crate) async fn follow(
     router: &ClusterRouter,
     request: Request<'_>,
     target: Target<'_, u16>,
-    span: &tracing::Span,
 ) -> Result<Value, Error> {
     let started = Instant::now();
+    let span = tracing::debug_span!(
+        "shardis.command",
+        slot = target.shard(),
+        node = tracing::field::Empty,
+        attempts = tracing::field::Empty
+    );
+    if !span.is_disabled() {
+        // A subscriber listens at debug level: the whole course inside the span, boxed.
+        use tracing::Instrument;
+        return Box::pin(async move {
+            follow_on(router, request, target, &span, started, None)
+                .instrument(span.clone())
+                .await
+        })
+        .await;
+    }
+    // Nobody listens: recording on a disabled span does nothing, so the shared empty one
+    // stands in for it, and no span is kept in this future.
+    drop(span);
+    static NONE: tracing::Span = tracing::Span::none();
+    let span = &NONE;
     let settings = &router.settings;
     // The connection's own stall watchdog bounds the reply within the deadline: no timer.
     let untimed = !request.is_blocking()
         && settings.deadline > stall_detected_within(settings.response_timeout);
-    if untimed
-        && let Some(node) = route(&router.routes.load(), target)
+    // The map's guard is dropped here, not held across the send: a guard kept by every
+    // command in flight would use up arc-swap's per-thread slots and weigh on this future.
+    let node = untimed
+        .then(|| route(&router.routes.load(), target))
+        .flatten();
+    if let Some(node) = node
         && !node.breaker_shut()
     {
         let read = plain_read(request, target);
@@ -434,7 +459,6 @@ mod tests {
                 fresh: false,
                 keys: crate::engine::Keys::List(&[b"hello"]),
             },
-            &tracing::Span::none(),
         )
         .await
         .expect_err("the loop must end");
@@ -485,7 +509,6 @@ mod tests {
                 fresh: false,
                 keys: crate::engine::Keys::List(&[b"hello"]),
             },
-            &tracing::Span::none(),
         )
         .await
         .expect_err("TRYAGAIN until the deadline");

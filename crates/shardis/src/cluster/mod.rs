@@ -177,29 +177,16 @@ impl Router for Arc<ClusterRouter> {
         reply.await.ok()?.ok()
     }
 
-    async fn execute(
+    fn execute(
         &self,
         _: &Slots,
         request: Request<'_>,
         target: Target<'_, u16>,
-    ) -> Result<Value> {
+    ) -> impl Future<Output = Result<Value>> + Send {
         // Every attempt routes by the map of its time, not the caller's snapshot: a MOVED
-        // patched in by another command is used at once. The span is made here rather than
-        // in a function of its own: one layer of future less on every command.
-        use tracing::Instrument;
-        let span = tracing::debug_span!(
-            "shardis.command",
-            slot = target.shard(),
-            node = tracing::field::Empty,
-            attempts = tracing::field::Empty
-        );
-        if span.is_disabled() {
-            // Nobody listens: skip entering and leaving the span on every poll.
-            return follow::follow(self, request, target, &span).await;
-        }
-        follow::follow(self, request, target, &span)
-            .instrument(span.clone())
-            .await
+        // patched in by another command is used at once. Not an `async fn`: the command's
+        // future is `follow`'s own, with no layer of state around it.
+        follow::follow(self, request, target)
     }
 
     async fn execute_batch(

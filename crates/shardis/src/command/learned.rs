@@ -66,6 +66,15 @@ impl Deref for SpecRef {
 }
 
 impl Learned {
+    /// The spec of `name` if it is known without asking a server: the built-in table or what
+    /// was learned before.
+    pub fn known(&self, name: &CommandName) -> Option<SpecRef> {
+        if let Some(spec) = name.builtin() {
+            return Some(SpecRef::Builtin(spec));
+        }
+        self.get(name).map(SpecRef::Learned)
+    }
+
     /// The spec of `name`: the built-in table, what was learned before, or what a server says
     /// now (`ask` sends [`Learned::question`] to some node). `None` when nobody knows it.
     pub async fn resolve<Fut>(
@@ -76,13 +85,10 @@ impl Learned {
     where
         Fut: Future<Output = Option<Value>>,
     {
-        if let Some(spec) = name.builtin() {
-            return Some(SpecRef::Builtin(spec));
+        if let Some(spec) = self.known(name) {
+            return Some(spec);
         }
         let name: &str = name;
-        if let Some(spec) = self.get(name) {
-            return Some(SpecRef::Learned(spec));
-        }
         // Boxed: asking a server is rare, and its state would otherwise sit inside every
         // command's future (see `engine` on future sizes).
         let reply = Box::pin(ask(Self::question(name))).await?;

@@ -20,7 +20,10 @@
 //! final reply) awaits only small futures, and every rare path (a blocking command, a split,
 //! a fan-out, asking a server about an unknown command, opening a connection, a breaker
 //! probe, a redirect's wait, keys moving in a ring) is awaited through `Box::pin`: an
-//! allocation on that path only.
+//! allocation on that path only. Layers cost too: an `async fn` that only awaits another
+//! future keeps its own arguments beside it, so a command is planned without awaiting
+//! ([`Engine::run`]) and the routers' `execute` are plain functions returning the common
+//! path's future.
 
 pub(crate) mod fanout;
 pub(crate) mod pipeline;
@@ -198,17 +201,58 @@ impl<R: Router> Engine<R> {
     /// [`ReadFrom`](crate::ReadFrom) (a pipeline's read after its own write).
     pub(crate) async fn run(&self, cmd: &Cmd, primary_reads: bool) -> Result<Value> {
         let shards = self.router.shards();
+        // Planned without awaiting in the common case (a command whose spec is known), so
+        // that the argument list, the name and the plan do not all sit in this future's state
+        // beside the router's (see the module docs on future sizes).
+        let plan = match self.plan_now(&shards, cmd) {
+            Some(plan) => plan?,
+            None => return Box::pin(self.run_rest(&shards, cmd, primary_reads)).await,
+        };
+        // One shard (or any node): the router's future awaited here, not inside
+        // `run_planned`'s, whose state would hold a second copy of the plan around it.
+        let request = Request::Cmd(cmd);
+        match &plan {
+            Plan::Keyless => self.router.execute(&shards, request, Target::Any).await,
+            Plan::Keyed { shard, read, keys } => {
+                let target = keyed(*shard, *read, primary_reads, cmd, keys);
+                self.router.execute(&shards, request, target).await
+            }
+            Plan::Fanout(_) | Plan::Split(_) => {
+                Box::pin(async {
+                    let args = crate::command::args_of(cmd);
+                    self.run_planned(&shards, cmd, &args, plan, primary_reads)
+                        .await
+                })
+                .await
+            }
+        }
+    }
+
+    /// The plan of a shared command whose spec is known, or its refusal; `None` for the
+    /// rest ([`Engine::run_rest`]: a blocking command, a command to ask a server about).
+    #[inline]
+    fn plan_now(&self, shards: &R::Shards, cmd: &Cmd) -> Option<Result<Plan<ShardOf<R>>>> {
+        let args = crate::command::args_of(cmd);
+        let name = crate::command::name_of(&args);
+        match class::class_of(&name, &args) {
+            Class::Shared => plan::plan_known(self, shards, &args, &name),
+            Class::Blocking { .. } => None,
+            Class::Refused { alternative } => Some(Err(refusal(&args, alternative))),
+        }
+    }
+
+    /// [`Engine::run`] of a command [`Engine::plan_now`] left: a blocking command, or one
+    /// whose spec a server is asked for.
+    async fn run_rest(&self, shards: &R::Shards, cmd: &Cmd, primary_reads: bool) -> Result<Value> {
         let args = crate::command::args_of(cmd);
         let name = crate::command::name_of(&args);
         match class::class_of(&name, &args) {
             Class::Shared => {
-                let plan = plan::plan_named(self, &shards, &args, &name).await?;
-                self.run_planned(&shards, cmd, &args, plan, primary_reads)
+                let plan = plan::plan_named(self, shards, &args, &name).await?;
+                self.run_planned(shards, cmd, &args, plan, primary_reads)
                     .await
             }
-            Class::Blocking { wait } => {
-                Box::pin(self.run_blocking(&shards, cmd, &args, wait)).await
-            }
+            Class::Blocking { wait } => self.run_blocking(shards, cmd, &args, wait).await,
             Class::Refused { alternative } => Err(refusal(&args, alternative)),
         }
     }
@@ -225,15 +269,7 @@ impl<R: Router> Engine<R> {
         let request = Request::Blocking { cmd, wait };
         match plan::plan(self, view, args).await? {
             Plan::Keyed { shard, keys, .. } => {
-                let target = Target::Keyed {
-                    shard,
-                    read: false,
-                    fresh: true,
-                    keys: Keys::At {
-                        args,
-                        indices: &keys,
-                    },
-                };
+                let target = keyed(shard, false, true, cmd, &keys);
                 self.router.execute(view, request, target).await
             }
             Plan::Keyless | Plan::Fanout(_) => {
@@ -256,27 +292,16 @@ impl<R: Router> Engine<R> {
         plan: Plan<ShardOf<R>>,
         primary_reads: bool,
     ) -> Result<Value> {
+        let request = Request::Cmd(cmd);
         match plan {
-            Plan::Keyless => {
-                self.router
-                    .execute(view, Request::Cmd(cmd), Target::Any)
-                    .await
-            }
+            Plan::Keyless => self.router.execute(view, request, Target::Any).await,
             Plan::Fanout(policy) => {
                 let name = crate::command::name_of(args);
                 Box::pin(fanout::run_policy(&self.router, cmd, &name, policy)).await
             }
             Plan::Keyed { shard, read, keys } => {
-                let target = Target::Keyed {
-                    shard,
-                    read,
-                    fresh: primary_reads,
-                    keys: Keys::At {
-                        args,
-                        indices: &keys,
-                    },
-                };
-                self.router.execute(view, Request::Cmd(cmd), target).await
+                let target = keyed(shard, read, primary_reads, cmd, &keys);
+                self.router.execute(view, request, target).await
             }
             Plan::Split(how) => {
                 Box::pin(split::run(&self.router, view, args, how, primary_reads)).await
@@ -320,6 +345,23 @@ impl<R: Router> Engine<R> {
     /// Runs `cmd` on every primary (or every node) at once; each node's label and reply.
     pub async fn fan_out(&self, cmd: &Cmd, replicas: bool) -> Result<Vec<(String, Value)>> {
         fanout::run(&self.router, cmd, replicas).await
+    }
+}
+
+/// The target of `cmd` whose keys (`indices` among its arguments) are all in `shard`;
+/// `fresh`: its reads go to a primary.
+fn keyed<'a, S>(
+    shard: S,
+    read: bool,
+    fresh: bool,
+    cmd: &'a Cmd,
+    indices: &'a [usize],
+) -> Target<'a, S> {
+    Target::Keyed {
+        shard,
+        read,
+        fresh,
+        keys: Keys::At { cmd, indices },
     }
 }
 

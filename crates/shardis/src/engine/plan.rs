@@ -1,5 +1,6 @@
 //! Planning a command, once: where are its keys, does it only read, and does it fit one shard.
 
+use crate::command::learned::SpecRef;
 use crate::command::policy::{self, Fanout};
 use crate::command::{self, CommandName, KeyIndices, Split};
 use crate::error::Result;
@@ -50,6 +51,30 @@ pub(crate) async fn plan_named<R: Router>(
     else {
         return Ok(Plan::Keyless);
     };
+    plan_spec(shards, args, name, &spec)
+}
+
+/// [`plan_named`] without awaiting: `None` when the command's spec is not known yet (it takes
+/// asking a server).
+#[inline]
+pub(crate) fn plan_known<R: Router>(
+    engine: &Engine<R>,
+    shards: &impl Shards<Shard = ShardOf<R>>,
+    args: &[&[u8]],
+    name: &CommandName,
+) -> Option<Result<Plan<ShardOf<R>>>> {
+    let spec = engine.learned.known(name)?;
+    Some(plan_spec(shards, args, name, &spec))
+}
+
+/// The plan of a command whose spec is known.
+#[inline]
+fn plan_spec<V: Shards>(
+    shards: &V,
+    args: &[&[u8]],
+    name: &CommandName,
+    spec: &SpecRef,
+) -> Result<Plan<V::Shard>> {
     let keys = spec.key_indices(args);
     if keys.is_empty()
         && let Some(fanout) = policy::fanout_of(name, args).or(spec.fanout)

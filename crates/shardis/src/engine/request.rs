@@ -39,14 +39,12 @@ impl Request<'_> {
 
 /// A request's keys, for a ring's rebalance hooks: the list itself, or where they are among the
 /// command's arguments. Built as a list only when a ring needs them (keys moving), not for
-/// every command.
-#[derive(Clone, Copy, Debug)]
+/// every command; `At` names the command, not its argument list, so that a command's future
+/// need not keep the list (see `engine` on future sizes).
+#[derive(Clone, Copy)]
 pub(crate) enum Keys<'a> {
     List(&'a [&'a [u8]]),
-    At {
-        args: &'a [&'a [u8]],
-        indices: &'a [usize],
-    },
+    At { cmd: &'a Cmd, indices: &'a [usize] },
 }
 
 impl<'a> Keys<'a> {
@@ -54,12 +52,21 @@ impl<'a> Keys<'a> {
     pub fn iter(self) -> impl Iterator<Item = &'a [u8]> + Send + 'a {
         let (list, at): (&'a [&'a [u8]], _) = match self {
             Keys::List(list) => (list, None),
-            Keys::At { args, indices } => (&[], Some((args, indices))),
+            Keys::At { cmd, indices } => (&[], Some((crate::command::args_of(cmd), indices))),
         };
         list.iter().copied().chain(
-            at.into_iter()
-                .flat_map(|(args, indices)| indices.iter().filter_map(|&i| args.get(i).copied())),
+            at.into_iter().flat_map(|(args, indices)| {
+                indices.iter().filter_map(move |&i| args.get(i).copied())
+            }),
         )
+    }
+}
+
+impl std::fmt::Debug for Keys<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
     }
 }
 

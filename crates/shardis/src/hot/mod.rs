@@ -191,8 +191,17 @@ fn may_have_run<T>(result: &Result<T>) -> bool {
     )
 }
 
+/// What [`Hot::intercept`] made of one command.
+pub(crate) enum Intercepted<'h> {
+    /// The layer answered it (a hot key's read or write).
+    Done(Result<Value>),
+    /// Not the layer's: the caller routes it as usual, holding the guard (a write of keys
+    /// without a state) until it is answered.
+    Route(Option<CoolWrites<'h>>),
+}
+
 /// Writes of keys without a state, counted while they run (see [`KeyState::settled`]).
-struct CoolWrites<'a> {
+pub(crate) struct CoolWrites<'a> {
     hot: &'a Hot,
     stripes: Vec<usize>,
 }
@@ -452,9 +461,10 @@ impl Hot {
         (states, cool)
     }
 
-    /// Handles `cmd` if it concerns the hot-key layer; `None` means "not mine, route it
-    /// normally".
-    pub async fn intercept(self: &Arc<Self>, client: &Client, cmd: &Cmd) -> Option<Result<Value>> {
+    /// Handles `cmd` if it concerns the hot-key layer; [`Intercepted::Route`] leaves routing
+    /// it to the caller. The caller awaits that command itself, so this future never holds
+    /// a routed command's (see `engine` on future sizes).
+    pub async fn intercept<'h>(self: &'h Arc<Self>, client: &Client, cmd: &Cmd) -> Intercepted<'h> {
         let args = command::args_of(cmd);
         let role = role_of(&args);
         if let Role::Read(key) = role {
@@ -463,23 +473,21 @@ impl Hot {
                 self.detector.record(hash, key);
             }
             if !self.detector.is_hot(hash, key) {
-                return None;
+                return Intercepted::Route(None);
             }
             // Boxed, as every path most commands do not take (see `engine` on future sizes).
-            return Some(Box::pin(self.read(client, key)).await);
+            return Intercepted::Done(Box::pin(self.read(client, key)).await);
         }
         if matches!(role, Role::Other) {
-            return None;
+            return Intercepted::Route(None);
         }
         let (states, cool) = self.begin_writes([role]);
         if states.is_empty() {
-            let reply = client.send_routed(cmd).await;
-            drop(cool);
-            return Some(reply);
+            return Intercepted::Route(Some(cool));
         }
         drop(cool);
         let guard = self.hot_writes(client, states);
-        Some(
+        Intercepted::Done(
             Box::pin(Self::write(guard, |client| async move {
                 client.send_routed(cmd).await
             }))

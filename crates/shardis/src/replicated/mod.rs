@@ -396,15 +396,15 @@ impl Router for Arc<ReplicatedRouter> {
         reply.await.ok()?.ok()
     }
 
-    async fn execute(
+    fn execute(
         &self,
         _: &Single,
         request: Request<'_>,
         target: Target<'_, OneShard>,
-    ) -> Result<Value> {
+    ) -> impl Future<Output = Result<Value>> + Send {
         // Every attempt routes by the routes of its time: a promotion learned meanwhile is
-        // used at once.
-        send::execute(self, request, target).await
+        // used at once. `send::execute`'s future itself, not one more layer of state around it.
+        send::execute(self, request, target)
     }
 
     async fn execute_batch(

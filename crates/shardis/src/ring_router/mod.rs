@@ -250,39 +250,11 @@ impl RingRouter {
             .ok_or_else(|| Error::protocol("ring", format!("no live member #{index}")))
     }
 
-    /// `work` bounded by the command deadline.
-    async fn within_deadline<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        let deadline = self.settings.deadline;
-        tokio::time::timeout(deadline, work)
-            .await
-            .unwrap_or_else(|_| Err(Error::timeout(deadline, 1, None, None, "no reply")))
-    }
-}
-
-impl Router for Arc<RingRouter> {
-    type Shards = Arc<Snapshot>;
-    type View = Arc<Snapshot>;
-
-    fn shards(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
-    }
-
-    fn shards_in(view: &Arc<Snapshot>) -> Arc<Snapshot> {
-        view.clone()
-    }
-
-    fn view(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
-    }
-
-    async fn ask_any(&self, cmd: Cmd) -> Option<Value> {
-        let member = self.any_live().ok()?;
-        self.send(&member, &cmd).await.ok()
-    }
-
-    async fn execute(
+    /// [`Router::execute`] past its common case: a keyless command, a blocking command or
+    /// keys moving in a rebalance.
+    async fn execute_rest(
         &self,
-        snap: &Arc<Snapshot>,
+        snap: &Snapshot,
         request: Request<'_>,
         target: Target<'_, usize>,
     ) -> Result<Value> {
@@ -319,6 +291,56 @@ impl Router for Arc<RingRouter> {
             self.send_request(&owner, request).await
         }))
         .await
+    }
+
+    /// `work` bounded by the command deadline.
+    async fn within_deadline<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        let deadline = self.settings.deadline;
+        tokio::time::timeout(deadline, work)
+            .await
+            .unwrap_or_else(|_| Err(Error::timeout(deadline, 1, None, None, "no reply")))
+    }
+}
+
+impl Router for Arc<RingRouter> {
+    type Shards = Arc<Snapshot>;
+    type View = Arc<Snapshot>;
+
+    fn shards(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    fn shards_in(view: &Arc<Snapshot>) -> Arc<Snapshot> {
+        view.clone()
+    }
+
+    fn view(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    async fn ask_any(&self, cmd: Cmd) -> Option<Value> {
+        let member = self.any_live().ok()?;
+        self.send(&member, &cmd).await.ok()
+    }
+
+    fn execute(
+        &self,
+        snap: &Arc<Snapshot>,
+        request: Request<'_>,
+        target: Target<'_, usize>,
+    ) -> impl Future<Output = Result<Value>> + Send {
+        // The common case, one request to the owner in a ring whose keys are not moving, is
+        // `send_request`'s future itself (not an `async fn` around it: no layer of state on
+        // every command); the rest, keyless commands included, is boxed.
+        use futures::future::Either;
+        if let Target::Keyed { shard, .. } = target
+            && snap.previous.is_empty()
+            && let Some(owner) = snap.live.members().get(shard)
+        {
+            // One request to one node: already bounded by the connection's stall watchdog.
+            return Either::Left(self.send_request(owner, request));
+        }
+        Either::Right(Box::pin(self.execute_rest(snap, request, target)))
     }
 
     async fn execute_batch(
