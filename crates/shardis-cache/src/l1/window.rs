@@ -42,9 +42,10 @@ pub(super) struct Window<V> {
 }
 
 impl<V> Window<V> {
-    /// A window of `slots` slots (a power of two, at least 1).
+    /// A window of `slots` slots ([`slots_for`] makes it a power of two).
     pub(super) fn new(slots: usize) -> Self {
-        let slots = slots.max(1).next_power_of_two();
+        // At least one: an empty window would shift by 64 and index past its end.
+        let slots = slots.max(1);
         Window {
             slots: (0..slots).map(|_| None).collect(),
             shift: 64 - slots.trailing_zeros(),

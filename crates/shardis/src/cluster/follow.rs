@@ -422,6 +422,16 @@ mod tests {
     use crate::settings::Settings;
     use shardis_slots::{Shard, SlotMap, SlotRange, Topology};
 
+    /// The target of a command on the key `hello` (slot 866).
+    fn key_hello(read: bool) -> Target<'static, u16> {
+        Target::Keyed {
+            shard: 866,
+            read,
+            fresh: false,
+            keys: crate::engine::Keys::List(&[b"hello"]),
+        }
+    }
+
     /// A router whose map gives every slot to `node`.
     fn router_owning_every_slot(node: shardis_slots::Endpoint) -> ClusterRouter {
         let topology = Topology::new(vec![Shard {
@@ -450,18 +460,9 @@ mod tests {
 
         let mut get = redis::cmd("GET");
         get.arg("hello");
-        let err = follow(
-            &state,
-            Request::Cmd(&get),
-            Target::Keyed {
-                shard: 866,
-                read: true,
-                fresh: false,
-                keys: crate::engine::Keys::List(&[b"hello"]),
-            },
-        )
-        .await
-        .expect_err("the loop must end");
+        let err = follow(&state, Request::Cmd(&get), key_hello(true))
+            .await
+            .expect_err("the loop must end");
         match err {
             Error::TooManyRedirects {
                 budget,
@@ -503,12 +504,7 @@ mod tests {
                 cmd: &blpop,
                 wait: Some(wait),
             },
-            Target::Keyed {
-                shard: 866,
-                read: false,
-                fresh: false,
-                keys: crate::engine::Keys::List(&[b"hello"]),
-            },
+            key_hello(false),
         )
         .await
         .expect_err("TRYAGAIN until the deadline");

@@ -250,8 +250,8 @@ impl RingRouter {
             .ok_or_else(|| Error::protocol("ring", format!("no live member #{index}")))
     }
 
-    /// [`Router::execute`] past its common case: a keyless command, a blocking command or
-    /// keys moving in a rebalance.
+    /// [`Router::execute`] past its common case: a keyless command, keys moving in a
+    /// rebalance, or an owner missing from the snapshot (an error).
     async fn execute_rest(
         &self,
         snap: &Snapshot,
@@ -267,11 +267,8 @@ impl RingRouter {
                 shard, read, keys, ..
             } => (shard, read, keys),
         };
+        // A settled ring's keyed commands never come here (`execute` sends them at once).
         let owner = RingRouter::live_member(snap, shard)?;
-        if snap.previous.is_empty() {
-            // One request to one node: already bounded by the connection's stall watchdog.
-            return self.send_request(&owner, request).await;
-        }
         if request.is_blocking() {
             // Bounded by its own timeout, not the client's deadline.
             Box::pin(self.move_before_touch(snap, keys)).await;
